@@ -1,0 +1,1 @@
+"""Per-accelerator profiles (JSON), shipped as package data."""

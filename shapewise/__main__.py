@@ -1,0 +1,5 @@
+import sys
+
+from shapewise.cli.main import main
+
+sys.exit(main())

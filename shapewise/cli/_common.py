@@ -1,0 +1,67 @@
+"""Helpers shared by the subcommands: common options, number parsing, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from typing import Any
+
+from shapewise.errors import InputError
+
+_SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def parse_count(text: str, *, field: str = "--params") -> float:
+    """'2.7B' -> 2.7e9, '350M' -> 3.5e8, '1e9' -> 1e9. Errors name ``field``."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", text)
+    if not match:
+        raise InputError(f"{field}: cannot read {text!r} as a count (e.g. 2.7B, 350M, 1e9)")
+    value = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
+    if not math.isfinite(value):
+        raise InputError(f"{field}: {text!r} is not finite")
+    return value
+
+
+def positive_int(field: str):
+    """argparse type: a positive integer, errors naming ``field``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{field} must be a positive integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{field} must be a positive integer, got {text!r}")
+        return value
+
+    return convert
+
+
+def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument("--gpu", required=required, help="GPU name or alias (see 'shapewise gpus')")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog entry",
+    )
+    parser.add_argument("--dtype", default="bf16", help="data type of the math (default: bf16)")
+
+
+def resolve_gpu(args: argparse.Namespace):
+    """The GPU for ``--gpu``/``--profile``; ``--profile`` wins when both are given."""
+    from shapewise.hardware.catalog import get_gpu, load_profile
+
+    if getattr(args, "profile", None):
+        return load_profile(args.profile)
+    if not getattr(args, "gpu", None):
+        raise InputError("--gpu: required (or --profile FILE)")
+    return get_gpu(args.gpu)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
+    sys.stdout.write("\n")

@@ -1,0 +1,63 @@
+"""Entry point of the ``shapewise`` command.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the module sets
+``func`` on its parser, a callable ``(args) -> int`` returning the exit code. Errors in the
+user's input (``ValueError``, ``OSError``) become one line on stderr and exit code 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+# Listed here, imported only when the parser is built: each subcommand imports its heavy
+# dependencies (optuna, torch) inside its own ``run``.
+SUBCOMMANDS = ("gpus", "report", "recommend", "estimate", "check", "bench", "fit", "tune")
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 (argparse prints usage too)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"shapewise: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from shapewise import __version__
+
+    parser = _Parser(
+        prog="shapewise",
+        description="Choose transformer shapes that run fast on your GPU.",
+    )
+    parser.add_argument("--version", action="version", version=f"shapewise {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in SUBCOMMANDS:
+        if importlib.util.find_spec(f"shapewise.cli.{name}") is None:  # TODO(lead): remove
+            continue
+        importlib.import_module(f"shapewise.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("shapewise: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as exc:  # InputError is a ValueError
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"shapewise {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cost model: GEMM, attention, memory-bound ops, tensor-parallel communication."""

@@ -1,0 +1,84 @@
+"""Cost-model parameters for GPUs that have no fitted calibration.
+
+The numbers below are used when a profile carries no ``calibration`` block. Each says where
+it comes from; ``shapewise report`` and ``explain_gemm`` say "spec-derived defaults" for
+such GPUs so nobody mistakes them for a fit. ``scripts/fit_public.py`` refits the profiles
+that have public measurements and prints how far these defaults sit from those fits.
+"""
+
+from __future__ import annotations
+
+from shapewise.hardware.catalog import GPU, Calibration
+
+#: Main-loop efficiency of a large tensor-core GEMM, as a fraction of the dense peak.
+#: Source: stas00/ml-engineering "Maximum Achievable Matmul FLOPS" tables (via
+#: shared/reference/gpu_specs.md): A100 SXM 86.9%, H100 SXM 80.3%, GH200 83.6%,
+#: MI250X GCD 76.7%, MI300X 51.4-60.1%. NVIDIA parts default to 0.80 (H100's figure, the
+#: most common part), AMD CDNA3 to 0.55 (the middle of MI300X's range), other AMD to 0.77.
+DEFAULT_TENSOR_EFFICIENCY = {
+    "nvidia": 0.80, "amd-cdna3": 0.55, "amd": 0.77, "cpu": 0.7, "other": 0.7,
+}
+
+DEFAULT_CALIBRATION_VALUES = {
+    # Kernel time of the smallest GEMMs in public kernel-timer data (XLA-style tracers,
+    # Kineto) sits near 4-5 us on A100/H100 (vidur_fp16_linear.csv, rows with num_tokens=1);
+    # 4 us is the modelled fixed cost of a launch as a kernel timer sees it.
+    "launch_us": 4.0,
+    # A CTA spends the equivalent of ~2 extra 64-wide K steps filling and draining its
+    # software pipeline (prologue loads, epilogue stores): 128 K-elements.
+    "k_fill": 128.0,
+    # torchao roofline_utils models H100 streaming at 92% of its bandwidth ("based on
+    # experimental observation"; shared/reference/gpu_specs.md).
+    "bandwidth_efficiency": 0.92,
+    # co-design.md, rule 6: H100 fp16, K=10922 (not a multiple of 16 bytes) ran at
+    # 272.7 TFLOP/s against 398.4 for K=10944: a factor of 0.685.
+    "misalign_16b_factor": 0.685,
+    # 16-byte but not 128-byte aligned: 398.4 (K=10944, 128-byte aligned) against 395.0
+    # (K=11008, also aligned) shows aligned sizes agree within 1%; NVIDIA's matmul guide
+    # shows a few percent for 16-byte-only alignment on A100: 0.95 is the assumption.
+    "misalign_coarse_factor": 0.95,
+    # Operand reuse of small tiles: see docs/cost-model.md (tile efficiency). 0.1 makes a
+    # 64x64 tile ~18% slower per FLOP than 128x256, in line with NVIDIA's matmul guide
+    # figure of tile-size efficiency.
+    "tile_reuse_cost": 0.1,
+    # FlashAttention-2 paper (Dao 2023, arXiv 2307.08691): forward up to 73% of A100 peak,
+    # backward up to 63%; FlashAttention-3 (Shah et al. 2024, arXiv 2407.08608): 740 TFLOP/s
+    # bf16 forward on H100 = 75%. Attention efficiency is taken relative to the GEMM
+    # main-loop efficiency: 0.73/0.87 and 0.63/0.87 of the A100 GEMM ceiling.
+    "attention_fwd_rel": 0.84,
+    "attention_bwd_rel": 0.72,
+}
+
+
+def _tensor_efficiency(gpu: GPU) -> float:
+    if gpu.vendor == "amd":
+        key = "amd-cdna3" if gpu.arch.lower() in ("cdna3", "cdna4") else "amd"
+        return DEFAULT_TENSOR_EFFICIENCY[key]
+    return DEFAULT_TENSOR_EFFICIENCY.get(gpu.vendor, 0.7)
+
+
+def default_calibration(gpu: GPU) -> Calibration:
+    """Spec-derived defaults for ``gpu`` (no measurement of this GPU behind them)."""
+    eff = _tensor_efficiency(gpu)
+    v = DEFAULT_CALIBRATION_VALUES
+    return Calibration(
+        status="default",
+        gemm_efficiency={"bf16": eff},
+        launch_us=v["launch_us"],
+        k_fill=v["k_fill"],
+        bandwidth_efficiency=v["bandwidth_efficiency"],
+        misalign_16b_factor=v["misalign_16b_factor"],
+        misalign_coarse_factor=v["misalign_coarse_factor"],
+        tile_reuse_cost=v["tile_reuse_cost"],
+        attention_fwd_efficiency=min(1.0, eff * v["attention_fwd_rel"]),
+        attention_bwd_efficiency=min(1.0, eff * v["attention_bwd_rel"]),
+        provenance={
+            "source": "spec-derived defaults (shapewise/cost/defaults.py); no measurement "
+            "of this GPU was fitted",
+        },
+    )
+
+
+def calibration_of(gpu: GPU) -> Calibration:
+    """The GPU's fitted calibration, or the defaults when it has none."""
+    return gpu.calibration if gpu.calibration is not None else default_calibration(gpu)
