@@ -1,0 +1,88 @@
+"""``shapewise estimate CONFIG.json --gpu h100``: one training step, op by op."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tabulate import tabulate
+
+from shapewise.cli._common import add_gpu_options, positive_int, print_json, resolve_gpu
+from shapewise.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "estimate",
+        help="predict one training step of a model config, with a per-op breakdown",
+        description="CONFIG is a Hugging Face config.json, a ModelShape JSON (as written by "
+        "'shapewise recommend --json'), or a preset name (e.g. llama-2-7b, gpt2).",
+    )
+    p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
+    add_gpu_options(p)
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
+    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
+                   help="tokens per sequence (default: the config's max positions)")
+    p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
+    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.set_defaults(func=run)
+
+
+def load_shape(spec: str):
+    """A ModelShape from a config path (HF or ModelShape JSON) or a preset name."""
+    from shapewise.model.hf import from_hf_config
+    from shapewise.model.presets import get_preset, list_presets
+    from shapewise.model.shape import ModelShape
+
+    path = Path(spec)
+    if not path.exists():
+        if spec in list_presets():
+            return get_preset(spec)
+        raise InputError(f"{spec}: no such file, and not a preset "
+                         f"({', '.join(list_presets())})")
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{spec}: invalid JSON ({exc})") from None
+        if isinstance(raw, dict) and "arch" in raw and "model_type" not in raw:
+            data = raw.get("shape", raw)
+            return ModelShape.from_dict(data)
+    return from_hf_config(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from shapewise.model.params import count_params
+    from shapewise.step import estimate
+
+    shape = load_shape(args.config)
+    gpu = resolve_gpu(args)
+    est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
+                   tp=args.tp, dtype=args.dtype, recompute=args.recompute)
+    if args.json:
+        print_json(est.to_dict())
+        return 0
+    n = count_params(shape)
+    name = shape.name or Path(args.config).stem
+    print(f"{name}: {n / 1e9:.3f}B params, h={shape.hidden_size}, "
+          f"heads={shape.num_attention_heads} "
+          f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
+          f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
+    print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
+          f"tp {est.tp}{', recompute' if est.recompute else ''}\n")
+    rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
+             f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
+            for r in est.by_op()]
+    print(tabulate(rows, headers=["op", "kind", "launches/step", "time/step (ms)", "share",
+                                  "TFLOP/s"]))
+    mem = est.memory
+    print(f"\nstep {est.step_time_s * 1e3:.2f} ms | {est.tokens_per_s:,.0f} tokens/s/GPU | "
+          f"{est.model_tflops:.0f} model TFLOP/s/GPU | MFU {est.mfu:.1%} | "
+          f"memory {est.memory_bytes / 2**30:.1f} GiB/GPU "
+          f"(weights {mem.get('weights', 0) / 2**30:.1f}, "
+          f"activations {mem.get('activations', 0) / 2**30:.1f})")
+    for note in est.notes:
+        print(f"note: {note}")
+    return 0

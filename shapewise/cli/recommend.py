@@ -1,0 +1,72 @@
+"""``shapewise recommend --params 2.7B --gpu a100``: the fastest shape for a budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from shapewise.cli._common import add_gpu_options, parse_count, positive_int, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "recommend",
+        help="search the transformer shape that trains fastest for a parameter budget",
+        description="Optuna search over hidden size, heads, KV heads, layers, FFN size and "
+        "vocabulary padding; objective: predicted training tokens/s per GPU at equal size.",
+    )
+    p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
+    add_gpu_options(p)
+    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
+    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
+    p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257)
+    p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="allowed deviation from the budget (default 0.05 = ±5%%)")
+    p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=positive_int("--top"), default=5, help="candidates shown")
+    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def _row(label: str, c) -> list:
+    s, e = c.shape, c.estimate
+    return [label, s.hidden_size, s.num_attention_heads, s.head_dim, s.kv_heads,
+            s.num_hidden_layers, s.ffn_size, s.vocab_size if s.arch != "vit" else "-",
+            f"{c.params / 1e9:.3f}", f"{e.tokens_per_s:,.0f}", f"{e.mfu:.1%}",
+            f"{e.memory_bytes / 2**30:.1f}", c.reason]
+
+
+def run(args: argparse.Namespace) -> int:
+    from shapewise.search.recommend import recommend_shape
+
+    params = parse_count(args.params, field="--params")
+    rec = recommend_shape(
+        params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
+        vocab_size=args.vocab_size, arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
+        tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
+        recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
+    )
+    if args.json:
+        print_json(rec.to_dict())
+        return 0
+    rows = [_row("best" if i == 0 else f"#{i + 1}", c)
+            for i, c in enumerate(rec.candidates[: args.top])]
+    if rec.baseline is not None:
+        rows.append(_row("baseline", rec.baseline))
+    print(f"Budget {params / 1e9:.3g}B params ±{args.tolerance:.0%} on {rec.gpu} "
+          f"({args.dtype}, seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
+          f"micro-batch {args.micro_batch}, tp {args.tp}); {rec.n_trials} trials, "
+          f"seed {rec.seed}")
+    print(tabulate(rows, headers=[
+        "", "hidden", "heads", "head dim", "KV heads", "layers", "FFN", "vocab (padded)",
+        "params (B)", "tokens/s/GPU", "MFU", "memory/GPU (GiB)", "reason"]))
+    if rec.gain is not None:
+        print(f"\nbest vs baseline: {rec.gain:+.1%} throughput at equal parameter count")
+    for note in rec.notes:
+        print(f"note: {note}")
+    return 0

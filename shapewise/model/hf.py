@@ -1,0 +1,244 @@
+"""Read a Hugging Face ``config.json`` into a :class:`ModelShape`.
+
+JSON only: the file is parsed, never executed, and nothing is downloaded. A field missing
+from the file takes the default of the transformers config class for that model type (so
+the shape is the model transformers would build), except the core sizes (hidden size,
+heads, layers, vocabulary), which a real config always states and which are required here.
+
+Errors are :class:`InputError` naming the file and the config's own field name
+(``n_head`` for GPT-2, ``num_attention_heads`` elsewhere).
+
+>>> shape = from_hf_config({"model_type": "llama", "hidden_size": 2048,
+...     "num_attention_heads": 32, "num_key_value_heads": 4, "num_hidden_layers": 22,
+...     "intermediate_size": 5632, "vocab_size": 32000})
+>>> shape.arch, shape.num_key_value_heads
+('llama', 4)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shapewise.errors import InputError
+from shapewise.model.shape import ModelShape, check_bool
+
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
+
+_REQUIRED = object()
+
+ConfigReader = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, str]]]
+
+
+def _get(cfg: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
+    if key in cfg and cfg[key] is not None:
+        return cfg[key]
+    if default is _REQUIRED:
+        raise InputError(f"{key}: missing (the config must state it)")
+    return default
+
+
+def _flag(cfg: Mapping[str, Any], key: str, default: bool) -> bool:
+    return check_bool(key, _get(cfg, key, default))
+
+
+# ---------------------------------------------------------------- one reader per family
+# Each returns (ModelShape fields, {ModelShape field: config field} for error messages).
+def _gpt2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    # GPT2Config stores the sizes under its own names (attribute_map in transformers).
+    fields = {
+        "arch": "gpt",
+        "hidden_size": _get(cfg, "n_embd"),
+        "num_attention_heads": _get(cfg, "n_head"),
+        "num_hidden_layers": _get(cfg, "n_layer"),
+        "intermediate_size": _get(cfg, "n_inner", None),  # null: 4 * n_embd
+        "vocab_size": _get(cfg, "vocab_size"),
+        "max_position_embeddings": _get(cfg, "n_positions", 1024),
+        "tie_word_embeddings": _flag(cfg, "tie_word_embeddings", True),
+        "position_embedding": "learned",
+    }
+    names = {"hidden_size": "n_embd", "num_attention_heads": "n_head",
+             "num_hidden_layers": "n_layer", "intermediate_size": "n_inner",
+             "max_position_embeddings": "n_positions"}
+    return fields, names
+
+
+def _gpt_neox(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    if not _flag(cfg, "attention_bias", True):
+        # would drop the q/k/v *and* dense biases while the MLP keeps its own
+        raise InputError("attention_bias: false is not modelled for gpt_neox")
+    fields = {
+        "arch": "gpt",
+        "hidden_size": _get(cfg, "hidden_size"),
+        "num_attention_heads": _get(cfg, "num_attention_heads"),
+        "num_hidden_layers": _get(cfg, "num_hidden_layers"),
+        "intermediate_size": _get(cfg, "intermediate_size"),
+        "vocab_size": _get(cfg, "vocab_size"),
+        "max_position_embeddings": _get(cfg, "max_position_embeddings", 2048),
+        "tie_word_embeddings": _flag(cfg, "tie_word_embeddings", False),  # separate embed_out
+        "position_embedding": "rotary",
+        "rotary_pct": _get(cfg, "rotary_pct", 0.25),
+        "parallel_residual": _flag(cfg, "use_parallel_residual", True),
+    }
+    return fields, {"parallel_residual": "use_parallel_residual"}
+
+
+def _llama_like(cfg: Mapping[str, Any], *, max_positions: int) -> dict[str, Any]:
+    h, a = _get(cfg, "hidden_size"), _get(cfg, "num_attention_heads")
+    head_dim = cfg.get("head_dim")
+    if (head_dim is not None and isinstance(h, int) and isinstance(a, int) and a > 0
+            and head_dim != h // a):
+        raise InputError(
+            f"head_dim: {head_dim!r} differs from hidden_size / num_attention_heads = "
+            f"{h // a}; decoupled head sizes are not modelled"
+        )
+    return {
+        "arch": "llama",
+        "hidden_size": h,
+        "num_attention_heads": a,
+        "num_key_value_heads": _get(cfg, "num_key_value_heads", a),  # absent: MHA
+        "num_hidden_layers": _get(cfg, "num_hidden_layers"),
+        "intermediate_size": _get(cfg, "intermediate_size"),
+        "vocab_size": _get(cfg, "vocab_size"),
+        "max_position_embeddings": _get(cfg, "max_position_embeddings", max_positions),
+        "tie_word_embeddings": _flag(cfg, "tie_word_embeddings", False),
+    }
+
+
+def _llama(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    fields = _llama_like(cfg, max_positions=2048)
+    attention_bias = _flag(cfg, "attention_bias", False)  # q, k, v and o together
+    fields.update(bias=attention_bias, qkv_bias=attention_bias,
+                  mlp_bias=_flag(cfg, "mlp_bias", False))
+    return fields, {"bias": "attention_bias", "qkv_bias": "attention_bias"}
+
+
+def _mistral(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    fields = _llama_like(cfg, max_positions=4096 * 32)
+    fields["sliding_window"] = _get(cfg, "sliding_window", None)  # null: full attention
+    return fields, {}
+
+
+def _qwen2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    if _flag(cfg, "use_sliding_window", False):
+        # Qwen2 windows only some layers (max_window_layers); a per-layer mix is not modelled
+        raise InputError("use_sliding_window: true is not modelled for qwen2")
+    fields = _llama_like(cfg, max_positions=32768)
+    fields["qkv_bias"] = True  # Qwen2Attention: q/k/v_proj have biases, o_proj has none
+    return fields, {}
+
+
+def _vit(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    archs = _get(cfg, "architectures", ["ViTForImageClassification"])
+    if not isinstance(archs, list) or not archs:
+        raise InputError(f"architectures: expected a list of class names, got {archs!r}")
+    if archs[0] == "ViTModel":  # the backbone: a pooler, no classifier
+        num_labels, pooler = 0, True
+    elif archs[0] == "ViTForImageClassification":  # no pooler, a classifier
+        if "num_labels" in cfg:
+            num_labels = cfg["num_labels"]
+        elif "id2label" in cfg:
+            id2label = cfg["id2label"]
+            if not isinstance(id2label, dict):
+                raise InputError(f"id2label: expected an object, got {type(id2label).__name__}")
+            num_labels = len(id2label)  # what transformers does: num_labels = len(id2label)
+        else:
+            num_labels = 2  # PretrainedConfig's default
+        pooler = False
+    else:
+        raise InputError(
+            f"architectures: {archs[0]!r} is not modelled; "
+            f"supported: ViTForImageClassification, ViTModel"
+        )
+    fields = {
+        "arch": "vit",
+        "hidden_size": _get(cfg, "hidden_size"),
+        "num_attention_heads": _get(cfg, "num_attention_heads"),
+        "num_hidden_layers": _get(cfg, "num_hidden_layers"),
+        "intermediate_size": _get(cfg, "intermediate_size", 3072),
+        "image_size": _get(cfg, "image_size", 224),
+        "patch_size": _get(cfg, "patch_size", 16),
+        "num_channels": _get(cfg, "num_channels", 3),
+        # HF ViT: qkv_bias covers q/k/v only; the output dense and the MLP always have biases
+        "qkv_bias": _flag(cfg, "qkv_bias", True),
+        "num_labels": num_labels,
+        "pooler": pooler,
+    }
+    return fields, {}
+
+
+_READERS: dict[str, ConfigReader] = {
+    "gpt2": _gpt2,
+    "gpt_neox": _gpt_neox,
+    "llama": _llama,
+    "mistral": _mistral,
+    "qwen2": _qwen2,
+    "vit": _vit,
+}
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
+
+
+# ---------------------------------------------------------------------------- loading
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _read(path: Path) -> Any:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InputError(f"{path}: over {MAX_CONFIG_BYTES} bytes, too large for a config.json")
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: invalid JSON ({exc})") from None
+
+
+def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelShape:
+    """The shape of the model a Hugging Face config describes.
+
+    ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
+    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit.
+    """
+    if isinstance(source, Mapping):
+        cfg: Any = source
+        where, default_name = "", ""
+    elif isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if os.path.isdir(path):  # a model folder: its config.json (False on bad paths)
+            path = path / "config.json"
+        cfg = _read(path)
+        where = f"{path}: "
+        default_name = path.parent.name if path.name == "config.json" else path.stem
+    else:
+        raise InputError(f"config: expected a path or a dict, got {type(source).__name__}")
+    if not isinstance(cfg, Mapping):
+        raise InputError(f"{where}config: expected a JSON object, got {type(cfg).__name__}")
+
+    model_type = cfg.get("model_type")
+    reader = _READERS.get(model_type) if isinstance(model_type, str) else None
+    if reader is None:
+        raise InputError(
+            f"{where}model_type: {model_type!r} is not supported; "
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    names: dict[str, str] = {}
+    try:
+        fields, names = reader(cfg)
+        name = cfg.get("_name_or_path")
+        fields["name"] = name if isinstance(name, str) and name else default_name
+        return ModelShape(**fields)
+    except InputError as exc:
+        # ModelShape speaks its own field names; say them as this config spells them
+        message = str(exc)
+        if names:
+            pattern = r"\b(" + "|".join(map(re.escape, names)) + r")\b"
+            message = re.sub(pattern, lambda m: names[m.group(1)], message)
+        raise InputError(where + message) from None

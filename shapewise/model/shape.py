@@ -1,0 +1,387 @@
+"""ModelShape: the sizes and structural choices of one transformer, nothing else.
+
+Field names follow Hugging Face configs (``hidden_size``, ``num_attention_heads``, ...), so a
+reader who knows a ``config.json`` knows this class. Three families:
+
+* ``"gpt"``: GPT-2 / GPT-NeoX. LayerNorm, GELU MLP of ``intermediate_size`` (default 4h),
+  biases everywhere, learned positions (GPT-2) or rotary (NeoX: ``position_embedding="rotary"``,
+  ``rotary_pct=0.25``, untied ``embed_out``, ``parallel_residual``). Causal.
+* ``"llama"``: Llama / Mistral / Qwen2 / TinyLlama. RMSNorm, SwiGLU (three h×f matrices), no
+  biases (Qwen2: ``qkv_bias=True``), untied output layer, rotary positions. Causal.
+* ``"vit"``: ViT encoder. Patch embedding, class token, learned positions, LayerNorm, GELU,
+  a ``num_labels`` classifier instead of a vocabulary. Not causal.
+
+A field left as ``None`` takes its family's default from :data:`ARCH_DEFAULTS` (one table,
+each value with its reason); after construction no default field is ``None`` except the
+ones that do not apply to the family (``vocab_size`` of a ViT, ``image_size`` of a text
+model, ...). Shapes are frozen; :meth:`ModelShape.replace` returns a re-validated copy.
+
+>>> s = ModelShape.llama(hidden_size=4096, num_attention_heads=32, num_hidden_layers=32)
+>>> s.intermediate_size, s.head_dim, s.norm
+(11008, 128, 'rmsnorm')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from shapewise.errors import InputError
+
+Arch = Literal["gpt", "llama", "vit"]
+PositionEmbedding = Literal["learned", "rotary", "none"]
+Norm = Literal["layernorm", "rmsnorm"]
+Activation = Literal["gelu", "swiglu"]
+
+ARCHES: tuple[str, ...] = ("gpt", "llama", "vit")
+_POSITION_EMBEDDINGS = ("learned", "rotary", "none")
+_NORMS = ("layernorm", "rmsnorm")
+_ACTIVATIONS = ("gelu", "swiglu")
+
+#: Fields that only a ViT has; a text model leaves them ``None``.
+VIT_FIELDS = ("image_size", "patch_size", "num_channels", "num_labels", "use_class_token", "pooler")
+#: Fields that only a text model has; a ViT leaves them ``None``.
+TEXT_FIELDS = ("vocab_size", "max_position_embeddings", "sliding_window")
+
+#: Per-family defaults for fields left as ``None``.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gpt": {
+        # GPT-2's BPE has 50257 tokens; padded up to a multiple of 64 for tensor-core-aligned
+        # logits GEMMs (nanoGPT: ~25% faster; Pythia ships 50304 for the same reason).
+        "vocab_size": 50304,
+        "max_position_embeddings": 1024,  # GPT-2's context
+        "tie_word_embeddings": True,  # GPT-2 ties wte and lm_head
+        "position_embedding": "learned",
+        "bias": True,
+        "norm": "layernorm",
+        "activation": "gelu",
+        "parallel_residual": False,
+    },
+    "llama": {
+        "vocab_size": 32000,  # the Llama / Llama 2 SentencePiece vocabulary
+        "max_position_embeddings": 4096,  # Llama 2's context
+        "tie_word_embeddings": False,
+        "position_embedding": "rotary",
+        "bias": False,
+        "norm": "rmsnorm",
+        "activation": "swiglu",
+        "parallel_residual": False,
+    },
+    "vit": {
+        "tie_word_embeddings": False,  # nothing to tie: no vocabulary
+        "position_embedding": "learned",
+        "bias": True,
+        "norm": "layernorm",
+        "activation": "gelu",
+        "parallel_residual": False,
+        # ViT-B/16 at ImageNet resolution with the 1000-class head (Dosovitskiy et al. 2021)
+        "image_size": 224,
+        "patch_size": 16,
+        "num_channels": 3,
+        "num_labels": 1000,
+        "use_class_token": True,
+        "pooler": False,  # ViTForImageClassification has none; ViTModel adds one
+    },
+}
+
+
+def default_intermediate_size(hidden_size: int, activation: str) -> int:
+    """FFN width when none is given.
+
+    GELU: 4h (GPT-2, ViT). SwiGLU: Meta's Llama rule, 2/3 of 4h rounded *up* to a multiple
+    of 256 so the three matrices keep the 8h² parameters of a 4h GELU MLP while staying
+    GEMM-friendly: h=4096 -> int(10922.7) = 10922 -> 11008 (Llama-2-7B), h=2048 -> 5632
+    (TinyLlama). 8h/3 itself (10922) runs ~30% slower on H100 (co-design.md, rule 6).
+    """
+    if activation == "gelu":
+        return 4 * hidden_size
+    multiple_of = 256
+    f = int(2 * (4 * hidden_size) / 3)
+    return multiple_of * ((f + multiple_of - 1) // multiple_of)
+
+
+# ------------------------------------------------------------------------ field checks
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else InputError naming ``name`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        word = "positive" if minimum == 1 else f"at least {minimum}"
+        raise InputError(f"{name}: must be {word}, got {value}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool, else InputError naming ``name`` (1 and "yes" refused)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InputError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelShape:
+    """One transformer's shape. Sizes are counts (not bytes); see the module docstring."""
+
+    arch: Arch
+    """family: 'gpt' (GPT-2/NeoX), 'llama' (Llama/Mistral/Qwen2), 'vit' (encoder)"""
+    hidden_size: int
+    """h: width of the residual stream"""
+    num_attention_heads: int
+    """a: query heads; must divide hidden_size (head_dim = h / a)"""
+    num_hidden_layers: int
+    """L: transformer blocks"""
+    num_key_value_heads: int | None = None
+    """g: key/value heads (grouped-query attention); None: = num_attention_heads (MHA).
+    Must divide num_attention_heads."""
+    intermediate_size: int | None = None
+    """f: MLP width; None: 4h for GELU, Meta's 2/3·4h rounded up to 256 for SwiGLU"""
+    vocab_size: int | None = None
+    """v: token vocabulary, exactly as the model has it (pad with padded_vocab());
+    text models only"""
+    max_position_embeddings: int | None = None
+    """rows of the learned position table, or the trained context for rotary models;
+    text models only (a ViT's table has seq_len rows)"""
+    tie_word_embeddings: bool | None = None
+    """output layer shares the input embedding matrix (GPT-2, Qwen2-0.5B)"""
+    position_embedding: PositionEmbedding | None = None
+    """'learned' (a table of parameters), 'rotary' (none), or 'none'; never both"""
+    rotary_pct: float = 1.0
+    """fraction of each head's dims that rotary rotates (GPT-NeoX/Pythia: 0.25); no
+    parameters or GEMM FLOPs depend on it"""
+    bias: bool | None = None
+    """biases on every linear layer (and LayerNorm's beta, as in nanoGPT), unless
+    qkv_bias / mlp_bias say otherwise"""
+    qkv_bias: bool | None = None
+    """biases on the q, k, v projections only; None: = bias. Qwen2: True with bias=False;
+    ViT's config field of the same name"""
+    mlp_bias: bool | None = None
+    """biases on the MLP projections; None: = bias (Llama's config field of the same name)"""
+    norm: Norm | None = None
+    """'layernorm' (weight, plus a bias when bias=True) or 'rmsnorm' (weight only)"""
+    activation: Activation | None = None
+    """'gelu': two matrices h×f and f×h; 'swiglu': three (gate, up, down)"""
+    parallel_residual: bool | None = None
+    """GPT-NeoX: attention and MLP read the same input; same parameters and FLOPs"""
+    sliding_window: int | None = None
+    """causal attention looks back at most this many tokens (Mistral-7B-v0.1: 4096);
+    None: full causal attention. Text models only"""
+    image_size: int | None = None
+    """ViT: square input image side, pixels"""
+    patch_size: int | None = None
+    """ViT: square patch side, pixels; must divide image_size"""
+    num_channels: int | None = None
+    """ViT: input channels (3 for RGB)"""
+    num_labels: int | None = None
+    """ViT: classifier outputs; 0: backbone only, no classifier"""
+    use_class_token: bool | None = None
+    """ViT: a learned [CLS] token is prepended (seq_len = patches + 1)"""
+    pooler: bool | None = None
+    """ViT: ViTModel's tanh pooler (an h×h dense on the class token)"""
+    name: str = ""
+    """free-form label, e.g. 'llama-2-7b'"""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: defaults are filled in place, once
+        if not isinstance(self.name, str):
+            raise InputError(f"name: expected a string, got {self.name!r}")
+        arch = _choice("arch", self.arch, ARCHES)
+        h = check_int("hidden_size", self.hidden_size)
+        a = check_int("num_attention_heads", self.num_attention_heads)
+        check_int("num_hidden_layers", self.num_hidden_layers)
+        if h % a:
+            raise InputError(
+                f"num_attention_heads: {a} does not divide hidden_size {h} "
+                f"(head_dim = hidden_size / num_attention_heads must be an integer)"
+            )
+        if self.num_key_value_heads is None:
+            set_(self, "num_key_value_heads", a)
+        g = check_int("num_key_value_heads", self.num_key_value_heads)
+        if a % g:
+            raise InputError(
+                f"num_key_value_heads: {g} does not divide num_attention_heads {a} "
+                f"(each key/value head serves a whole group of query heads)"
+            )
+
+        # Family defaults for everything left as None.
+        for key, value in ARCH_DEFAULTS[arch].items():
+            if getattr(self, key) is None:
+                set_(self, key, value)
+        for key in ("qkv_bias", "mlp_bias"):
+            if getattr(self, key) is None:
+                set_(self, key, self.bias)
+
+        _choice("position_embedding", self.position_embedding, _POSITION_EMBEDDINGS)
+        _choice("norm", self.norm, _NORMS)
+        activation = _choice("activation", self.activation, _ACTIVATIONS)
+        for key in ("tie_word_embeddings", "bias", "qkv_bias", "mlp_bias", "parallel_residual"):
+            check_bool(key, getattr(self, key))
+        pct = self.rotary_pct
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 < pct <= 1:
+            raise InputError(f"rotary_pct: must be a number in (0, 1], got {pct!r}")
+        set_(self, "rotary_pct", float(pct))
+
+        if self.intermediate_size is None:
+            set_(self, "intermediate_size", default_intermediate_size(h, activation))
+        check_int("intermediate_size", self.intermediate_size)
+
+        if arch == "vit":
+            self._check_vit()
+        else:
+            self._check_text()
+
+    def _check_text(self) -> None:
+        for key in VIT_FIELDS:
+            if getattr(self, key) is not None:
+                raise InputError(f"{key}: only a ViT has it (arch is {self.arch!r})")
+        check_int("vocab_size", self.vocab_size)
+        check_int("max_position_embeddings", self.max_position_embeddings)
+        if self.sliding_window is not None:
+            check_int("sliding_window", self.sliding_window)
+
+    def _check_vit(self) -> None:
+        for key in TEXT_FIELDS:
+            if getattr(self, key) is not None:
+                raise InputError(f"{key}: a ViT has none (it has num_labels and image_size)")
+        if self.tie_word_embeddings:
+            raise InputError("tie_word_embeddings: a ViT has no word embeddings to tie")
+        image = check_int("image_size", self.image_size)
+        patch = check_int("patch_size", self.patch_size)
+        if image % patch:
+            raise InputError(f"patch_size: {patch} does not divide image_size {image}")
+        check_int("num_channels", self.num_channels)
+        check_int("num_labels", self.num_labels, minimum=0)
+        check_bool("use_class_token", self.use_class_token)
+        check_bool("pooler", self.pooler)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def gpt(cls, **fields: Any) -> ModelShape:
+        """A GPT-2-style shape: ``ModelShape.gpt(hidden_size=768, num_attention_heads=12,
+        num_hidden_layers=12)`` is GPT-2 small with the vocabulary padded to 50304."""
+        return cls(arch="gpt", **fields)
+
+    @classmethod
+    def llama(cls, **fields: Any) -> ModelShape:
+        """A Llama-style shape (RMSNorm, SwiGLU, rotary, untied, no biases)."""
+        return cls(arch="llama", **fields)
+
+    @classmethod
+    def vit(cls, **fields: Any) -> ModelShape:
+        """A ViT encoder with a classifier; defaults are ViT-B/16's 224-pixel, 1000-class
+        setup, so ``ModelShape.vit(hidden_size=768, num_attention_heads=12,
+        num_hidden_layers=12)`` is google/vit-base-patch16-224."""
+        return cls(arch="vit", **fields)
+
+    def replace(self, **changes: Any) -> ModelShape:
+        """A copy with ``changes`` applied, validated again.
+
+        Fields keep their current values, defaults included: ``replace(hidden_size=...)``
+        keeps ``intermediate_size``; pass it too if it should follow the new width.
+        """
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"{unknown[0]}: not a ModelShape field")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready (inverse of :meth:`from_dict`)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelShape:
+        """Build from a :meth:`to_dict` mapping; unknown keys are errors naming the key."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"shape: expected a mapping of fields, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        for key in data:
+            if key not in names:
+                raise InputError(f"{key}: not a ModelShape field")
+        for key in ("arch", "hidden_size", "num_attention_heads", "num_hidden_layers"):
+            if key not in data:
+                raise InputError(f"{key}: missing")
+        return cls(**data)
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def head_dim(self) -> int:
+        """d = h / a (construction guarantees it divides)."""
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """g, never None after construction (num_key_value_heads, typed as int)."""
+        return self.num_key_value_heads  # type: ignore[return-value]
+
+    @property
+    def ffn_size(self) -> int:
+        """f, never None after construction (intermediate_size, typed as int)."""
+        return self.intermediate_size  # type: ignore[return-value]
+
+    @property
+    def causal(self) -> bool:
+        """Decoders mask the future (half the attention FLOPs); a ViT encoder does not."""
+        return self.arch != "vit"
+
+    @property
+    def num_patches(self) -> int:
+        """ViT: (image / patch)²; 196 for 224-pixel images and 16-pixel patches."""
+        if self.arch != "vit":
+            raise InputError(f"image_size: only a ViT has patches (arch is {self.arch!r})")
+        side = self.image_size // self.patch_size  # type: ignore[operator]
+        return side * side
+
+    @property
+    def seq_len(self) -> int:
+        """ViT: tokens per image, (image/patch)² + 1 class token: 197 for ViT-B/16 at 224.
+
+        A text model's sequence length is a property of the run, not of the shape: pass
+        ``seq_len=`` to the FLOP and memory functions instead.
+        """
+        if self.arch != "vit":
+            raise InputError(
+                f"seq_len: a text model's sequence length is chosen per run, not fixed by its "
+                f"shape (arch is {self.arch!r}); pass seq_len= explicitly"
+            )
+        return self.num_patches + (1 if self.use_class_token else 0)
+
+    def padded_vocab(self, multiple: int = 64) -> int:
+        """vocab_size rounded up to a multiple of ``multiple`` (50257 -> 50304 for 64).
+
+        Use ``multiple = 64 * tp`` so every tensor-parallel rank's logits slice stays aligned.
+        """
+        m = check_int("multiple", multiple)
+        if self.vocab_size is None:
+            raise InputError("vocab_size: a ViT has no vocabulary to pad")
+        return -(-self.vocab_size // m) * m
+
+
+def resolve_seq_len(shape: ModelShape, seq_len: int | None) -> int:
+    """The sequence length a run uses: required for text models, fixed for a ViT.
+
+    A text model with learned positions cannot run past its table. A ViT's tokens follow
+    from its image and patch sizes; to model another resolution, ``replace(image_size=...)``.
+    """
+    if shape.arch == "vit":
+        if seq_len is not None and seq_len != shape.seq_len:
+            raise InputError(
+                f"seq_len: {seq_len!r} differs from this ViT's {shape.seq_len} tokens "
+                f"((image_size/patch_size)^2 + class token); change image_size instead"
+            )
+        return shape.seq_len
+    if seq_len is None:
+        raise InputError("seq_len: required for a text model")
+    s = check_int("seq_len", seq_len)
+    if shape.position_embedding == "learned" and s > shape.max_position_embeddings:  # type: ignore[operator]
+        raise InputError(
+            f"seq_len: {s} exceeds max_position_embeddings {shape.max_position_embeddings} "
+            f"(learned positions have no row for later tokens)"
+        )
+    return s

@@ -1,0 +1,1 @@
+"""Shape search: Optuna (recommend_shape) and the exhaustive reference."""

@@ -1,0 +1,331 @@
+"""``recommend_shape()``: the transformer shape that trains fastest for a parameter budget.
+
+An Optuna study (TPE sampler, seeded, so the same seed gives the same answer) walks the
+search space of :mod:`shapewise.search.space`; each trial builds the candidate
+:class:`ModelShape` and prices one training step with :func:`shapewise.estimate`.
+
+Objective: predicted training tokens/s per GPU, normalised to the budget,
+``tokens_per_s · params / budget``. Shapes inside the ±tolerance band are compared at equal
+model size (training cost is proportional to params × tokens), so the search cannot win by
+picking the smallest model the tolerance allows; the raw tokens/s is reported as well.
+
+The baseline is the textbook shape of the same budget, as the source paper's GPT-3-style
+models are built: aspect ratio h/L near 80, h a multiple of 128, 32 heads whatever head dim
+that gives (64- or 128-dim heads not enforced), MHA, vocabulary unpadded, SwiGLU FFN
+int(8/3·h) literally.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+from shapewise.errors import InputError
+from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.params import count_params
+from shapewise.model.shape import ModelShape
+from shapewise.progress import Progress
+from shapewise.search.space import (
+    Problem,
+    SearchSpace,
+    ffn_sizes,
+    head_options,
+    hidden_sizes,
+    layer_range,
+    make_shape,
+    pad_options,
+)
+from shapewise.step import Estimate, estimate
+
+DEFAULT_TRIALS = 240
+BASELINE_ASPECT = 80.0
+BASELINE_HEADS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One evaluated shape: its estimate, parameter count, objective and why."""
+
+    shape: ModelShape
+    estimate: Estimate
+    params: int
+    score: float
+    """tokens/s per GPU × params / budget (the objective)"""
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        s, e = self.shape, self.estimate
+        return {
+            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
+            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
+            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
+            "vocab_size": s.vocab_size, "params": self.params,
+            "tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
+            "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
+            "score": self.score, "reason": self.reason, "shape": s.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The winning shape, the ranked candidates, and the naive baseline for comparison."""
+
+    best: ModelShape
+    estimate: Estimate
+    candidates: tuple[Candidate, ...]
+    baseline: Candidate | None
+    gain: float | None
+    """best score / baseline score - 1 (None without a baseline)"""
+    budget: float
+    gpu: str
+    n_trials: int
+    seed: int
+    notes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "budget": self.budget, "gpu": self.gpu, "n_trials": self.n_trials,
+            "seed": self.seed, "gain_over_baseline": self.gain,
+            "best": self.candidates[0].to_dict(),
+            "baseline": self.baseline.to_dict() if self.baseline else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "notes": list(self.notes),
+        }
+
+
+def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1) -> str:
+    """One line: the alignment and wave rules the shape meets or breaks."""
+    from shapewise.cost.gemm import explain_gemm
+
+    good, bad = [], []
+    d, h = shape.head_dim, shape.hidden_size
+    (good if d % 64 == 0 else bad).append(f"head dim {d}")
+    (good if h % 64 == 0 else bad).append(f"hidden {h}")
+    if shape.arch != "vit" and shape.vocab_size:
+        v = shape.vocab_size
+        (good if v % (64 * tp) == 0 else bad).append(f"vocab {v}")
+    if shape.activation == "swiglu":
+        f = shape.ffn_size
+        (good if f % 64 == 0 else bad).append(f"FFN {f}")
+    # the forward GEMM that loses most to wave quantization (idle slots in its waves)
+    worst = None
+    for op in est.breakdown:
+        if op.kind == "gemm" and op.phase == "forward" and op.name != "patch_embed":
+            ex = explain_gemm(*op.shape, gpu=est.gpu, dtype=est.dtype, suggest=False)
+            use = ex.tiles / (ex.waves * ex.slots)
+            if worst is None or use < worst[1]:
+                worst = (op.name, use)
+    parts = []
+    if good:
+        parts.append("ok: " + ", ".join(good))
+    if bad:
+        parts.append("not a multiple of 64: " + ", ".join(bad))
+    if worst is not None and worst[1] < 0.9:
+        parts.append(f"{worst[0]} uses {worst[1]:.0%} of its wave slots")
+    return "; ".join(parts)
+
+
+def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: Any,
+              vocab_size: Any, arch: Any) -> None:
+    if isinstance(params, bool) or not isinstance(params, numbers.Real) or not math.isfinite(
+            params) or params <= 0:
+        raise InputError(f"params: must be a positive number of parameters, got {params!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (
+            0 < tolerance < 1):
+        raise InputError(f"tolerance: must be a fraction in (0, 1), got {tolerance!r}")
+    for name, v in (("tp", tp), ("micro_batch", micro_batch), ("seq_len", seq_len),
+                    ("vocab_size", vocab_size)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+            raise InputError(f"{name}: must be a positive integer, got {v!r}")
+    if arch not in ("gpt", "llama", "vit"):
+        raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
+
+
+def baseline_shape(pb: Problem, sp: SearchSpace) -> ModelShape | None:
+    """The textbook shape for the budget (module docstring), or None if none is near it."""
+    best: tuple[float, ModelShape] | None = None
+    for L in range(1, 400):
+        h = max(128, round(BASELINE_ASPECT * L / 128) * 128)
+        heads = BASELINE_HEADS if h % BASELINE_HEADS == 0 else 16
+        if heads % pb.tp:
+            heads = pb.tp * max(1, heads // pb.tp)
+        if h % heads:
+            continue
+        f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
+        try:
+            shape = make_shape(pb, h, h // heads, 1, f, L, 1)
+        except InputError:
+            continue
+        n = count_params(shape)
+        err = abs(n / pb.params - 1)
+        if best is None or err < best[0]:
+            best = (err, shape)
+    if best is None or best[0] > pb.tolerance:
+        return None
+    return best[1]
+
+
+def _score(est: Estimate, n: int, budget: float) -> float:
+    return est.tokens_per_s * n / budget
+
+
+def recommend_shape(
+    *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
+    vocab_size: int = 50257, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
+    tolerance: float = 0.05, n_trials: int | None = None, seed: int = 0,
+    dtype: str = "bf16", recompute: bool = False, space: SearchSpace | None = None,
+    top_k: int = 10, profile: str | None = None, image_size: int = 224,
+    patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
+) -> Recommendation:
+    """Search the shape with the highest predicted training throughput for ``params``.
+
+    >>> rec = recommend_shape(params=350e6, gpu="a100", n_trials=40)
+    >>> rec.best.vocab_size % 64, rec.best.hidden_size % 64
+    (0, 0)
+    """
+    import optuna
+
+    _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
+    g = load_profile(profile) if profile is not None else get_gpu(
+        gpu if gpu is not None else "", field_name="gpu")
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)
+    if space is None:
+        space = SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(
+            n_trials, numbers.Integral) or n_trials < 1):
+        raise InputError(f"n_trials: must be a positive integer, got {n_trials!r}")
+    pb = Problem(float(params), float(tolerance), arch, int(vocab_size),  # type: ignore[arg-type]
+                 int(seq_len), int(tp), image_size, patch_size, num_labels)
+    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
+
+    widths = [h for h in hidden_sizes(pb, space) if h % tp == 0]
+    widths = [h for h in widths if head_options(pb, space, h)]
+    if not widths:
+        raise InputError(f"tp: {tp} divides no head count in the search space "
+                         f"(head dims {space.head_dims}, hidden step {space.hidden_step})")
+    # feasibility of the budget at the two ends of the space
+    _check_budget(pb, space, widths)
+
+    cache: dict[tuple[int, ...], Candidate | None] = {}
+
+    def evaluate(h: int, d: int, r: int, f: int, L: int, pad: int) -> Candidate | None:
+        key = (h, d, r, f, L, pad)
+        if key not in cache:
+            try:
+                shape = make_shape(pb, h, d, r, f, L, pad)
+                est = estimate(shape, gpu=g, micro_batch=micro_batch,
+                               seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
+                               recompute=recompute)
+            except InputError:
+                cache[key] = None
+            else:
+                n = count_params(shape)
+                cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "")
+        return cache[key]
+
+    def objective(trial: optuna.Trial) -> float:
+        h = widths[trial.suggest_int("hidden_index", 0, len(widths) - 1)]
+        want_d = trial.suggest_categorical("head_dim", list(space.head_dims))
+        want_r = trial.suggest_categorical("kv_ratio", list(space.kv_ratios))
+        opts = head_options(pb, space, h)
+        d, r = min(opts, key=lambda o: (abs(o[0] - want_d), abs(o[1] - want_r), -o[0]))
+        fs = ffn_sizes(pb, space, h)
+        f = fs[round(trial.suggest_float("ffn_pos", 0.0, 1.0) * (len(fs) - 1))]
+        pad = trial.suggest_categorical("vocab_multiple", pad_options(pb, space))
+        lo, hi = layer_range(pb, space, h, d, r, f, pad)
+        if lo > hi:
+            raise optuna.TrialPruned("no layer count meets the budget at this width")
+        L = lo + round(trial.suggest_float("layer_pos", 0.0, 1.0) * (hi - lo))
+        cand = evaluate(h, d, r, f, L, pad)
+        if cand is None:
+            raise optuna.TrialPruned("shape rejected by validation")
+        trial.set_user_attr("key", [h, d, r, f, L, pad])
+        return cand.score
+
+    trials = DEFAULT_TRIALS if n_trials is None else int(n_trials)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(40, trials // 3 + 1),
+                                         multivariate=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    # Warm start from the rules of thumb (head dim 128 and 64, vocab padded to 64·tp):
+    # the sampler still explores everything else.
+    for d in (128, 64):
+        if d in space.head_dims:
+            study.enqueue_trial({"head_dim": d, "vocab_multiple": max(pad_options(pb, space)),
+                                 "kv_ratio": space.kv_ratios[0], "ffn_pos": 0.5,
+                                 "layer_pos": 0.5,
+                                 "hidden_index": len(widths) // 2})
+    bar = Progress(trials, "recommend", enabled=progress)
+    study.optimize(objective, n_trials=trials,
+                   callbacks=[lambda s, t: bar.update(1, f"best {_best_note(s)}")])
+    bar.close()
+
+    found = [c for c in cache.values() if c is not None]
+    if not found:
+        raise InputError(f"params: no shape in the search space meets {params:.3g} ± "
+                         f"{tolerance:.0%} (every width's layer range was empty)")
+    ranked = sorted(found, key=lambda c: (-c.score, c.shape.num_hidden_layers))
+    unique: dict[str, Candidate] = {}
+    for c in ranked:  # vocab multiples 64 and 128 can pad to the same size
+        unique.setdefault(repr(c.shape), c)
+    top = []
+    for c in list(unique.values())[:top_k]:
+        top.append(Candidate(c.shape, c.estimate, c.params, c.score,
+                             explain_shape(c.shape, c.estimate, tp)))
+    base_shape = baseline_shape(pb, space)
+    base = None
+    notes = []
+    if base_shape is not None:
+        try:
+            be = estimate(base_shape, gpu=g, micro_batch=micro_batch,
+                          seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
+                          recompute=recompute)
+        except InputError as exc:
+            notes.append(f"baseline not estimable: {exc}")
+        else:
+            n = count_params(base_shape)
+            base = Candidate(base_shape, be, n, _score(be, n, pb.params),
+                             explain_shape(base_shape, be, tp))
+    else:
+        notes.append("no textbook baseline lands within the tolerance of the budget")
+    if top[0].estimate.calibration != "fitted":
+        notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    gain = top[0].score / base.score - 1 if base else None
+    return Recommendation(
+        best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baseline=base,
+        gain=gain, budget=float(params), gpu=g.id, n_trials=trials, seed=seed,
+        notes=tuple(notes),
+    )
+
+
+def _best_note(study: Any) -> str:
+    try:
+        return f"{study.best_value:,.0f} tok/s"
+    except ValueError:
+        return ""
+
+
+def _check_budget(pb: Problem, sp: SearchSpace, widths: list[int]) -> None:
+    """Explain an impossible budget by the constraint that empties the space."""
+    h_small, h_big = widths[0], widths[-1]
+    d_s, r_s = head_options(pb, sp, h_small)[0]
+    f_s = ffn_sizes(pb, sp, h_small)[0]
+    smallest = count_params(make_shape(pb, h_small, d_s, r_s, f_s, max(
+        sp.min_layers, math.ceil(h_small / sp.max_aspect)), 1))
+    d_b, r_b = head_options(pb, sp, h_big)[0]
+    f_b = ffn_sizes(pb, sp, h_big)[-1]
+    largest = count_params(make_shape(pb, h_big, d_b, r_b, f_b, min(
+        sp.max_layers, math.floor(h_big / sp.min_aspect)), max(pad_options(pb, sp))))
+    if pb.params * (1 + pb.tolerance) < smallest:
+        raise InputError(
+            f"params: {pb.params:.3g} is below the smallest shape in the search space "
+            f"({smallest:,} parameters at hidden {h_small}, min_layers {sp.min_layers}, "
+            f"vocab {pb.vocab_size}): no feasible shape")
+    if pb.params * (1 - pb.tolerance) > largest:
+        raise InputError(
+            f"params: {pb.params:.3g} is above the largest shape in the search space "
+            f"({largest:,} parameters at hidden {h_big}, max_layers {sp.max_layers}): "
+            "no feasible shape")

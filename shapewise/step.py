@@ -1,0 +1,291 @@
+"""One training step, decomposed into its real kernels, each priced by the cost model.
+
+Per tensor-parallel rank (Megatron-LM layout: column-parallel QKV and MLP-up, row-parallel
+output projection and MLP-down, vocab-parallel logits), with T = micro_batch · seq_len
+tokens, h hidden, a heads, g KV heads, d head dim, f FFN size, v vocabulary, t TP size:
+
+========================  ============================  ======================================
+op                        forward GEMM (m, n, k)        notes
+========================  ============================  ======================================
+QKV projection            (T, (a + 2g)·d / t, h)        GQA shrinks K and V to g·d columns
+attention                 fused kernel, a/t heads       causal for decoders, not for ViT
+output projection         (T, h, a·d / t)               + all-reduce of T·h when t > 1
+MLP up (GELU)             (T, f / t, h)
+MLP gate+up (SwiGLU)      (T, 2f / t, h)                the two column-parallel matrices fused
+MLP down                  (T, h, f / t)                 + all-reduce of T·h when t > 1
+logits (once)             (T, v / t, h)                 + cross-entropy over T·v/t
+========================  ============================  ======================================
+
+Every forward GEMM C[m,n] = A[m,k]·B[k,n] has two backward GEMMs of the same FLOPs:
+dA = dC·Bᵀ with shape (m, k, n) and dB = Aᵀ·dC with shape (k, n, m). Attention backward
+is priced by its own kernel model. Memory-bound ops (norms, activations, residual adds,
+rotary) are bytes over bandwidth. Activation recompute replays each layer's forward during
+the backward pass (its time is counted; its FLOPs are not model FLOPs, so MFU ignores them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from shapewise.cost.attention import attention_time
+from shapewise.cost.comm import allreduce_time
+from shapewise.cost.defaults import calibration_of
+from shapewise.cost.elementwise import op_time
+from shapewise.cost.gemm import check_dim, gemm_time
+from shapewise.errors import InputError
+from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.shape import ModelShape
+
+Kind = Literal["gemm", "attention", "memory", "comm"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    """One kernel of the step: its shape, how often it runs per step, and its time."""
+
+    name: str
+    kind: Kind
+    phase: Literal["forward", "backward", "recompute"]
+    shape: tuple[int, ...]
+    """GEMM (m, n, k); attention (batch, heads, seq, head_dim); bytes for memory/comm"""
+    count: int
+    """launches per step (per TP rank)"""
+    time_s: float
+    """seconds per launch"""
+    flops: float
+    """model FLOPs per launch (0 for memory-bound ops and communication)"""
+
+    @property
+    def total_s(self) -> float:
+        return self.time_s * self.count
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Predicted training step of one model shape on one GPU type (per GPU)."""
+
+    shape: ModelShape
+    gpu: str
+    dtype: str
+    micro_batch: int
+    seq_len: int
+    tp: int
+    recompute: bool
+    step_time_s: float
+    """one micro-batch's forward + backward on one TP group, seconds"""
+    tokens_per_s: float
+    """training tokens per second per GPU (micro_batch·seq_len / step / tp)"""
+    model_tflops: float
+    """model FLOPs (no recompute) per second per GPU, TFLOP/s"""
+    mfu: float
+    """model_tflops over the GPU's dense peak for dtype (0..1)"""
+    memory_bytes: int
+    """weights, gradients, optimizer states and activations per GPU"""
+    memory: dict[str, int]
+    breakdown: tuple[OpCost, ...]
+    flops_per_step: float
+    calibration: str
+    notes: tuple[str, ...] = field(default=())
+
+    def by_op(self) -> list[dict[str, Any]]:
+        """The breakdown merged by op name: time per step and share of the step."""
+        merged: dict[str, dict[str, Any]] = {}
+        for op in self.breakdown:
+            row = merged.setdefault(op.name, {"op": op.name, "kind": op.kind, "time_s": 0.0,
+                                              "flops": 0.0, "launches": 0})
+            row["time_s"] += op.total_s
+            row["flops"] += op.flops * op.count
+            row["launches"] += op.count
+        rows = sorted(merged.values(), key=lambda r: -r["time_s"])
+        for r in rows:
+            r["share"] = r["time_s"] / self.step_time_s
+            r["tflops"] = r["flops"] / r["time_s"] / 1e12 if r["time_s"] > 0 and r["flops"] else 0
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape.to_dict(),
+            "gpu": self.gpu, "dtype": self.dtype, "micro_batch": self.micro_batch,
+            "seq_len": self.seq_len, "tp": self.tp, "recompute": self.recompute,
+            "step_time_s": self.step_time_s, "tokens_per_s": self.tokens_per_s,
+            "model_tflops": self.model_tflops, "mfu": self.mfu,
+            "memory_bytes": self.memory_bytes, "memory": dict(self.memory),
+            "flops_per_step": self.flops_per_step, "calibration": self.calibration,
+            "notes": list(self.notes),
+            "breakdown": [{**asdict(op), "total_s": op.total_s} for op in self.breakdown],
+        }
+
+
+def check_tp(shape: ModelShape, tp: int) -> None:
+    """Megatron-style tensor parallelism needs these divisions to be exact."""
+    checks = [("num_attention_heads", shape.num_attention_heads),
+              ("num_key_value_heads", shape.kv_heads),
+              ("hidden_size", shape.hidden_size),
+              ("intermediate_size", shape.ffn_size)]
+    if shape.arch != "vit" and shape.vocab_size:
+        checks.append(("vocab_size", shape.vocab_size))
+    for name, value in checks:
+        if value % tp:
+            hint = ""
+            if name == "vocab_size":
+                hint = f" (pad it to {-(-value // (64 * tp)) * 64 * tp})"
+            raise InputError(f"tp: {tp} does not divide {name} ({value}){hint}")
+
+
+def _gemm_ops(name: str, m: int, n: int, k: int, count: int, gpu: GPU, dtype: str,
+              recompute: bool, *, weight_grad_only: bool = False) -> list[OpCost]:
+    """Forward GEMM (m, n, k), its two backward GEMMs, and its recompute replay."""
+    flops = 2.0 * m * n * k
+    ops = [OpCost(name, "gemm", "forward", (m, n, k), count,
+                  gemm_time(m, n, k, gpu=gpu, dtype=dtype), flops)]
+    if not weight_grad_only:
+        ops.append(OpCost(name, "gemm", "backward", (m, k, n), count,
+                          gemm_time(m, k, n, gpu=gpu, dtype=dtype), flops))
+    ops.append(OpCost(name, "gemm", "backward", (k, n, m), count,
+                      gemm_time(k, n, m, gpu=gpu, dtype=dtype), flops))
+    if recompute:
+        ops.append(OpCost(name, "gemm", "recompute", (m, n, k), count, ops[0].time_s, 0.0))
+    return ops
+
+
+def _mem_ops(name: str, op: str, numel: int, count: int, gpu: GPU, nbytes: int,
+             recompute: bool) -> list[OpCost]:
+    fwd = op_time(op, numel, gpu=gpu, bytes_per_element=nbytes)
+    bwd = op_time(op, numel, gpu=gpu, bytes_per_element=nbytes, backward=True)
+    ops = [OpCost(name, "memory", "forward", (numel,), count, fwd, 0.0),
+           OpCost(name, "memory", "backward", (numel,), count, bwd, 0.0)]
+    if recompute:
+        ops.append(OpCost(name, "memory", "recompute", (numel,), count, fwd, 0.0))
+    return ops
+
+
+def estimate(
+    shape: ModelShape, *, gpu: str | GPU | None = None, micro_batch: int = 1,
+    seq_len: int | None = None, tp: int = 1, dtype: str = "bf16", recompute: bool = False,
+    profile: str | None = None,
+) -> Estimate:
+    """Predict one training step of ``shape`` on ``gpu`` (per tensor-parallel rank).
+
+    ``seq_len`` defaults to the shape's ``max_position_embeddings`` (decoders) and is fixed
+    by image and patch size for ViT. ``profile`` (a path) overrides ``gpu``.
+
+    >>> from shapewise import ModelShape
+    >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,
+    ...              num_hidden_layers=32, intermediate_size=11008, vocab_size=32000),
+    ...              gpu="h100", seq_len=4096)
+    >>> 0.3 < e.mfu < 0.8
+    True
+    """
+    from shapewise.model.flops import step_flops
+    from shapewise.model.memory import memory_per_gpu
+
+    if not isinstance(shape, ModelShape):
+        raise InputError(f"shape: expected a ModelShape, got {type(shape).__name__}")
+    if profile is not None:
+        g = load_profile(profile)
+    elif gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
+    else:
+        g = get_gpu(gpu)
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)
+    b = check_dim(micro_batch, "micro_batch")
+    t = check_dim(tp, "tp")
+    if not isinstance(recompute, bool):
+        raise InputError(f"recompute: must be True or False, got {recompute!r}")
+    if shape.arch == "vit":
+        if seq_len is not None and seq_len != shape.seq_len:
+            raise InputError(f"seq_len: a ViT's tokens are fixed by image and patch size "
+                             f"({shape.seq_len}), got {seq_len}")
+        s = shape.seq_len
+    else:
+        s = check_dim(seq_len if seq_len is not None else shape.max_position_embeddings,
+                      "seq_len")
+    check_tp(shape, t)
+
+    nb = DTYPE_BYTES[dt]
+    h, a, g_kv, d = shape.hidden_size, shape.num_attention_heads, shape.kv_heads, shape.head_dim
+    f = shape.ffn_size
+    L = shape.num_hidden_layers
+    T = b * s
+    ops: list[OpCost] = []
+
+    # --- one transformer layer, priced once and counted L times
+    ops += _gemm_ops("qkv_proj", T, (a + 2 * g_kv) * d // t, h, L, g, dt, recompute)
+    causal = shape.causal
+    att_f = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
+                           causal=causal, kv_heads=g_kv // t)
+    att_b = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
+                           causal=causal, kv_heads=g_kv // t, backward=True)
+    from shapewise.cost.attention import attention_flops
+
+    af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal)
+    ops.append(OpCost("attention", "attention", "forward", (b, a // t, s, d), L, att_f, af))
+    ops.append(OpCost("attention", "attention", "backward", (b, a // t, s, d), L, att_b, 2 * af))
+    if recompute:
+        ops.append(OpCost("attention", "attention", "recompute", (b, a // t, s, d), L, att_f, 0))
+    ops += _gemm_ops("out_proj", T, h, a * d // t, L, g, dt, recompute)
+    if shape.activation == "swiglu":
+        ops += _gemm_ops("mlp_gate_up", T, 2 * f // t, h, L, g, dt, recompute)
+        ops += _mem_ops("swiglu", "swiglu", T * f // t, L, g, nb, recompute)
+    else:
+        ops += _gemm_ops("mlp_up", T, f // t, h, L, g, dt, recompute)
+        ops += _mem_ops("gelu", "gelu", T * f // t, L, g, nb, recompute)
+    ops += _gemm_ops("mlp_down", T, h, f // t, L, g, dt, recompute)
+    norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
+    ops += _mem_ops(norm, norm, T * h, 2 * L, g, nb, recompute)
+    ops += _mem_ops("residual_add", "residual_add", T * h, 2 * L, g, nb, recompute)
+    if shape.position_embedding == "rotary":
+        rot = T * (a + g_kv) * d // t
+        ops += _mem_ops("rotary", "rotary", rot, L, g, nb, recompute)
+    if t > 1:  # Megatron: all-reduce after out_proj and mlp_down (fwd), and at their
+        # conjugates in the backward; recompute replays the forward ones
+        ar = allreduce_time(T * h * nb, gpu=g, tp=t)
+        n_ar = 2 * L
+        ops.append(OpCost("tp_allreduce", "comm", "forward", (T * h * nb,), n_ar, ar, 0.0))
+        ops.append(OpCost("tp_allreduce", "comm", "backward", (T * h * nb,), n_ar, ar, 0.0))
+        if recompute:
+            ops.append(OpCost("tp_allreduce", "comm", "recompute", (T * h * nb,), n_ar, ar, 0.0))
+
+    # --- embeddings and head, once per step
+    if shape.arch == "vit":
+        patch_k = shape.num_channels * shape.patch_size**2
+        # pixels need no gradient: the patch embedding has only its weight-gradient GEMM
+        ops += _gemm_ops("patch_embed", b * shape.num_patches, h, patch_k, 1, g, dt, False,
+                         weight_grad_only=True)
+        ops += _mem_ops("final_norm", norm, T * h, 1, g, nb, False)
+        if shape.num_labels:
+            ops += _gemm_ops("classifier", b, shape.num_labels, h, 1, g, dt, False)
+    else:
+        ops.append(OpCost("embedding", "memory", "forward", (T * h,), 1,
+                          op_time("residual_add", T * h, gpu=g, bytes_per_element=nb), 0.0))
+        ops.append(OpCost("embedding", "memory", "backward", (T * h,), 1,
+                          op_time("residual_add", T * h, gpu=g, bytes_per_element=nb,
+                                  backward=True), 0.0))
+        ops += _mem_ops("final_norm", norm, T * h, 1, g, nb, False)
+        v = shape.vocab_size
+        ops += _gemm_ops("logits", T, v // t, h, 1, g, dt, False)
+        # cross-entropy reads the logits (fp32 softmax) and writes their gradient
+        ops += _mem_ops("cross_entropy", "cross_entropy", T * v // t, 1, g, 4, False)
+        if t > 1:
+            ar = allreduce_time(T * h * nb, gpu=g, tp=t)
+            ops.append(OpCost("tp_allreduce", "comm", "forward", (T * h * nb,), 1, ar, 0.0))
+            ops.append(OpCost("tp_allreduce", "comm", "backward", (T * h * nb,), 1, ar, 0.0))
+
+    step = sum(op.total_s for op in ops)
+    flops = step_flops(shape, micro_batch=b, seq_len=s, recompute=False)
+    model_flops = float(flops["total"] if isinstance(flops, dict) else flops)
+    per_gpu_tflops = model_flops / t / step / 1e12
+    mem = memory_per_gpu(shape, micro_batch=b, seq_len=s, tp=t, dtype=dt, recompute=recompute)
+    notes = []
+    cal = calibration_of(g)
+    if cal.status != "fitted":
+        notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    return Estimate(
+        shape=shape, gpu=g.id, dtype=dt, micro_batch=b, seq_len=s, tp=t, recompute=recompute,
+        step_time_s=step, tokens_per_s=T / step / t, model_tflops=per_gpu_tflops,
+        mfu=per_gpu_tflops * 1e12 / g.peak_flops(dt), memory_bytes=int(mem["total"]),
+        memory={k: int(v) for k, v in mem.items()}, breakdown=tuple(ops),
+        flops_per_step=model_flops, calibration=cal.status, notes=tuple(notes),
+    )
