@@ -11,7 +11,8 @@ Two stages per GPU: first the shared terms (launch, pipeline fill, bandwidth, ti
 alignment) and the efficiency of the tensor-core dtypes on the tensor-core data (the kernels
 these terms describe); then the efficiency of the other dtypes (plain FP32) with the shared
 terms held. A GPU whose only data is plain FP32 gets that efficiency fitted and keeps the
-spec-derived defaults for everything else.
+spec-derived defaults for everything else (SIMT kernels timed with host events say little
+about tensor-core kernels' launch, fill and reuse).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def fit_one(gid: str, obs: list, *, seed: int, date: str) -> dict:
         stages.append(("tensor-core", r1))
         gpu = gpu.with_calibration(r1.calibration)
     if other:
-        fix = list(SHARED_BOUNDS) if tensor else []
+        # Shared terms describe the tensor-core kernels the estimates price; plain-FP32 data
+        # (SIMT kernels, often event-timed with the host launch inside) only sets the FP32
+        # efficiency, never the shared terms.
+        fix = list(SHARED_BOUNDS)
         r2 = fit_gemm(gpu, other, fix=fix, seed=seed, provenance=base_prov)
         stages.append(("plain", r2))
         gpu = gpu.with_calibration(r2.calibration)
@@ -105,6 +109,31 @@ def fit_one(gid: str, obs: list, *, seed: int, date: str) -> dict:
     out = calibration_to_dict(cal)
     out["provenance"] = prov
     return out
+
+
+def _print_cross_gpu_means() -> None:
+    """Means of the shared terms over the GPUs whose tensor-core kernels were fitted.
+
+    shapewise/cost/defaults.py takes its launch, fill and bandwidth defaults from here.
+    """
+    rows = []
+    for path in sorted((REPO / "profiles").glob("*.json")):
+        cal = json.loads(path.read_text()).get("calibration")
+        if cal and "tensor-core" in cal.get("provenance", {}).get("stages", {}):
+            rows.append((path.stem, cal))
+    if not rows:
+        return
+    print("cross-GPU means over tensor-core fits (" + ", ".join(r[0] for r in rows) + "):")
+    for key in ("launch_us", "k_fill", "bandwidth_efficiency", "tile_reuse_cost"):
+        # only values this GPU's data set (not ones held at the default for its method)
+        vals = [c[key] for _, c in rows
+                if key in c["provenance"].get("shared_parameters_fitted", [])]
+        print(f"    {key}: mean {np.mean(vals):.3f}, median {np.median(vals):.3f}")
+    for vendor, ids in (("nvidia", ("a100", "h100", "v100")), ("amd", ("mi",))):
+        effs = [max(c["gemm_efficiency"].get(d, 0) for d in ("bf16", "fp16"))
+                for gid, c in rows if gid.startswith(ids)]
+        if effs:
+            print(f"    {vendor} tensor efficiency: mean {np.mean(effs):.3f} over {len(effs)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             doc = json.loads(path.read_text())
             doc["calibration"] = cal
             path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    _print_cross_gpu_means()
     if public_data.SKIPPED:
         print("skipped rows:", dict(public_data.SKIPPED))
     return 0

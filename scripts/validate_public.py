@@ -68,14 +68,14 @@ def render(table: list[dict], worst: dict) -> str:
         "the model was never fitted or tuned on this file.",
         "",
         "| GPU profile | XLA dtype | model dtype | rows | median abs err % | p90 abs err % "
-        "| median signed err % | calibration | efficiency from |",
-        "|---|---|---|---:|---:|---:|---:|---|---|",
+        "| median signed err % | efficiency (η) from |",
+        "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for r in table:
         lines.append(
             f"| {r['gpu']} | `{r['xla_dtype']}` | {r['model_dtype']} | {r['n']} | "
             f"{r['median_abs_pct']:.1f} | {r['p90_abs_pct']:.1f} | "
-            f"{r['median_signed_pct']:+.1f} | {r['calibration']} | {r['efficiency_origin']} |")
+            f"{r['median_signed_pct']:+.1f} | {r['efficiency_origin']} |")
     lines += ["", "Worst rows per group (signed error: + means predicted slower than measured):",
               ""]
     for (gid, key), rows in sorted(worst.items()):

@@ -3,8 +3,9 @@
 FLOP convention (stated once, used everywhere in shapewise):
 
 * forward = 4 · batch · heads · s_q · s_kv · head_dim (QKᵀ and P·V, 2 FLOPs per MAC);
-  with a causal mask only the visible (query, key) pairs count, so for s_q = s_kv the
-  forward is halved (exactly: (s+1)/(2s) of the pairs, which we count exactly);
+  a causal mask halves it for s_q = s_kv (the convention of co-design.md §2 and of MFU
+  accounting: s²/2 pairs, the diagonal's extra s/2 ignored); queries that follow s_kv − s_q
+  cached keys add s_q · (s_kv − s_q) pairs;
 * backward (model FLOPs) = 2 × forward (dQ, dK, dV, dP); the kernel also recomputes
   S = QKᵀ, so the backward *kernel* executes 2.5 × forward, which is what its time prices.
 
@@ -43,15 +44,17 @@ SOFTMAX_PAIR_FLOPS = 128.0
 REFERENCE_HEAD_DIM = 128
 
 
-def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool) -> int:
-    """(query, key) pairs the mask lets through; queries are the last ``seq_len`` positions."""
+def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool) -> float:
+    """(query, key) pairs counted as work; causal queries are the last ``seq_len`` positions.
+
+    Causal: s·(s_kv − s) pairs against the earlier keys plus half of the s×s square.
+    """
     if not causal:
-        return seq_len * seq_len_kv
+        return float(seq_len * seq_len_kv)
     offset = seq_len_kv - seq_len  # query i sees keys 0 .. i + offset
     if offset < 0:
         raise InputError("seq_len_kv: causal attention needs seq_len_kv >= seq_len")
-    # sum_{i=0}^{s-1} min(s_kv, i + offset + 1) = s·offset + s(s+1)/2 (never above s_kv)
-    return seq_len * offset + seq_len * (seq_len + 1) // 2
+    return seq_len * offset + seq_len * seq_len / 2.0
 
 
 def attention_flops(*, batch: int, heads: int, seq_len: int, head_dim: int,

@@ -11,36 +11,35 @@ from __future__ import annotations
 from shapewise.hardware.catalog import GPU, Calibration
 
 #: Main-loop efficiency of a large tensor-core GEMM, as a fraction of the dense peak.
-#: Source: stas00/ml-engineering "Maximum Achievable Matmul FLOPS" tables (via
-#: shared/reference/gpu_specs.md): A100 SXM 86.9%, H100 SXM 80.3%, GH200 83.6%,
-#: MI250X GCD 76.7%, MI300X 51.4-60.1%. NVIDIA parts default to 0.80 (H100's figure, the
-#: most common part), AMD CDNA3 to 0.55 (the middle of MI300X's range), other AMD to 0.77.
+#: NVIDIA: 0.79, the mean of the fitted tensor-core efficiencies of A100, H100 and V100
+#: (``python scripts/fit_public.py`` prints it); it agrees with stas00/ml-engineering's
+#: "Maximum Achievable Matmul FLOPS" tables (A100 SXM 86.9%, H100 SXM 80.3%, GH200 83.6%;
+#: via shared/reference/gpu_specs.md). AMD CDNA3: 0.55, the middle of MI300X's MAMF range
+#: (51.4-60.1%); other AMD: 0.77 (MI250X GCD MAMF 76.7%).
 DEFAULT_TENSOR_EFFICIENCY = {
-    "nvidia": 0.80, "amd-cdna3": 0.55, "amd": 0.77, "cpu": 0.7, "other": 0.7,
+    "nvidia": 0.79, "amd-cdna3": 0.55, "amd": 0.77, "cpu": 0.7, "other": 0.7,
 }
 
+#: Shared terms: the medians over the GPUs whose tensor-core kernels were fitted on public
+#: kernel timings (A100, H100, MI300X, V100; ``scripts/fit_public.py`` prints them).
 DEFAULT_CALIBRATION_VALUES = {
-    # Kernel time of the smallest GEMMs in public kernel-timer data (XLA-style tracers,
-    # Kineto) sits near 4-5 us on A100/H100 (vidur_fp16_linear.csv, rows with num_tokens=1);
-    # 4 us is the modelled fixed cost of a launch as a kernel timer sees it.
-    "launch_us": 4.0,
-    # A CTA spends the equivalent of ~2 extra 64-wide K steps filling and draining its
-    # software pipeline (prologue loads, epilogue stores): 128 K-elements.
-    "k_fill": 128.0,
-    # torchao roofline_utils models H100 streaming at 92% of its bandwidth ("based on
-    # experimental observation"; shared/reference/gpu_specs.md).
-    "bandwidth_efficiency": 0.92,
+    # fixed time of one kernel as a kernel timer sees it (fitted 4.7-6.4 us)
+    "launch_us": 5.7,
+    # pipeline fill/drain of a CTA tile in K elements (fits put it near zero: the launch
+    # term absorbs most fixed costs)
+    "k_fill": 3.0,
+    # fraction of the datasheet bandwidth a streaming GEMM operand read sustains
+    "bandwidth_efficiency": 0.77,
     # co-design.md, rule 6: H100 fp16, K=10922 (not a multiple of 16 bytes) ran at
-    # 272.7 TFLOP/s against 398.4 for K=10944: a factor of 0.685.
+    # 272.7 TFLOP/s against 398.4 for K=10944: a factor of 0.685. (Kept where the data
+    # has too few misaligned shapes to fit it.)
     "misalign_16b_factor": 0.685,
     # 16-byte but not 128-byte aligned: 398.4 (K=10944, 128-byte aligned) against 395.0
-    # (K=11008, also aligned) shows aligned sizes agree within 1%; NVIDIA's matmul guide
-    # shows a few percent for 16-byte-only alignment on A100: 0.95 is the assumption.
+    # (K=11008) shows aligned sizes agree within 1%; the A100/H100 fits find ~1.0 for
+    # 16-byte-only alignment; 0.95 is kept as a mild prior where nothing was fitted.
     "misalign_coarse_factor": 0.95,
-    # Operand reuse of small tiles: see docs/cost-model.md (tile efficiency). 0.1 makes a
-    # 64x64 tile ~18% slower per FLOP than 128x256, in line with NVIDIA's matmul guide
-    # figure of tile-size efficiency.
-    "tile_reuse_cost": 0.1,
+    # operand-reuse cost of small tiles (docs/cost-model.md, tile efficiency)
+    "tile_reuse_cost": 0.48,
     # FlashAttention-2 paper (Dao 2023, arXiv 2307.08691): forward up to 73% of A100 peak,
     # backward up to 63%; FlashAttention-3 (Shah et al. 2024, arXiv 2407.08608): 740 TFLOP/s
     # bf16 forward on H100 = 75%. Attention efficiency is taken relative to the GEMM

@@ -93,7 +93,7 @@ def predict_gemm_times(gpu: GPU, cal: Calibration, dtype: str, m: np.ndarray, n:
             if s == 1:
                 ok = np.ones_like(m, dtype=bool)
             else:
-                ok = (tiles_mn < slots) & (np.floor(k / s) >= 256)
+                ok = (tiles_mn < slots) & (np.floor(k / s) >= 128)
             ctas = tiles_mn * s
             waves = np.ceil(ctas / slots)
             compute = waves * 2.0 * bm * bn * (np.ceil(k / s) + cal.k_fill) / rate

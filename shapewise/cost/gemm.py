@@ -27,7 +27,7 @@ from shapewise.cost.defaults import calibration_of
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu
 
-SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16)
+SPLIT_K_FACTORS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
 
 def check_dim(value: Any, name: str) -> int:
@@ -130,7 +130,7 @@ def _best(md: _Model, m: int, n: int, k: int, batch: int) -> _Choice:
         rate = md.sm_rate * reuse * align
         tiles_mn = -(-m // bm) * -(-n // bn) * batch
         for s in SPLIT_K_FACTORS:
-            if s > 1 and (tiles_mn >= md.slots or k // s < 256):
+            if s > 1 and (tiles_mn >= md.slots or k // s < 128):
                 break  # split-K only pays when the grid cannot fill the GPU and K is deep
             ctas = tiles_mn * s
             waves = -(-ctas // md.slots)
@@ -257,12 +257,17 @@ def _suggest(md: _Model, m: int, n: int, k: int, batch: int, base: float
         limit = max(size + md.align_coarse, int(size * 1.10))
         step = md.align16
         start = (size // step + 1) * step
-        best_t, best_to = base, size
+        options = []
         for to in range(start, limit + 1, step):
             dims = {"m": m, "n": n, "k": k, dim: to}
-            t = _best(md, dims["m"], dims["n"], dims["k"], batch).time
-            if t < best_t * 0.995:
-                best_t, best_to = t, to
+            options.append((_best(md, dims["m"], dims["n"], dims["k"], batch).time, to))
+        best_t, best_to = base, size
+        fastest = min(options)[0] if options else base
+        if fastest < base * 0.995:
+            # among sizes within 0.5% of the fastest, prefer full alignment, then the smallest
+            near = [(to % md.align_coarse != 0, to, t) for t, to in options
+                    if t <= fastest * 1.005]
+            _, best_to, best_t = min(near)
         if best_to != size:
             reasons = []
             if size % md.align_coarse and best_to % md.align_coarse == 0:
