@@ -12,7 +12,9 @@ FLOP convention (stated once, used everywhere in shapewise):
 The kernel: each CTA owns one (batch, head, query block of BlockM rows) and walks the key
 blocks of BlockN columns; a causal mask lets it skip blocks above the diagonal. Head dims
 are dispatched to compiled sizes (multiples of 32 up to 256, as FlashAttention-2 does), so a
-head dim of 80 runs a 96-wide kernel. GQA changes the bytes read (fewer K/V heads), not the
+head dim of 80 runs a 96-wide kernel, and QKᵀ reduces over the head dim in MMA K-steps of
+the GPU's alignment (64 bf16 elements on A100 and later), so 80 or 160 pay for 128 or 192
+there. GQA changes the bytes read (fewer K/V heads), not the
 FLOPs. Head dims that are not a multiple of 8, or above 256, have no fused kernel and fall
 back to materialised attention: two batched GEMMs and a softmax over the score matrix.
 """
@@ -137,10 +139,15 @@ def explain_attention(
     waves = math.ceil(ctas / slots)
     eff = cal.attention_bwd_efficiency if backward else cal.attention_fwd_efficiency
     work = BACKWARD_KERNEL_RATIO if backward else 1.0
-    # rate at which (matmul + softmax) work proceeds, set so head dim 128 runs at ``eff``
+    # QKᵀ reduces over the head dim in MMA K-steps of alignment_bytes (64 bf16 elements on
+    # A100 and later), so it pays for d rounded up to that; P·V has d as its N dimension and
+    # pays the kernel's 32-multiple. Rate set so that head dim 128 runs at ``eff``.
+    align = gpu_.alignment_elements(dt)
+    kd_qk = align * math.ceil(d / align)
+    per_pair = 2.0 * kd_qk + 2.0 * kd + SOFTMAX_PAIR_FLOPS
     ref = 4.0 * REFERENCE_HEAD_DIM
     sm_rate = gpu_.peak_flops(dt) * eff / gpu_.sm_count * (ref + SOFTMAX_PAIR_FLOPS) / ref
-    t_block = work * bm * bn * (4.0 * kd + SOFTMAX_PAIR_FLOPS) / sm_rate
+    t_block = work * bm * bn * per_pair / sm_rate
     avg_blocks = sum(per_q) / q_blocks
     # Whole waves of CTAs, each walking its key blocks; the longest CTA bounds the tail.
     compute = t_block * max(waves * avg_blocks, max(per_q))

@@ -8,11 +8,13 @@ Objective: predicted training tokens/s per GPU, normalised to the budget,
 ``tokens_per_s · params / budget``. Shapes inside the ±tolerance band are compared at equal
 model size (training cost is proportional to params × tokens), so the search cannot win by
 picking the smallest model the tolerance allows; the raw tokens/s is reported as well.
+Candidates within 0.5% of the best score are a tie at the model's resolution; among them
+the shape that keeps more of the alignment rules (multiples of 64) ranks first.
 
 The baseline is the textbook shape of the same budget, as the source paper's GPT-3-style
-models are built: aspect ratio h/L near 80, h a multiple of 128, 32 heads whatever head dim
-that gives (64- or 128-dim heads not enforced), MHA, vocabulary unpadded, SwiGLU FFN
-int(8/3·h) literally.
+models are built: aspect ratio h/L near 80, 32 heads whatever head dim that gives (64- or
+128-dim heads not enforced; h a multiple of 256 so the head dim is at least a multiple of 8,
+as FlashAttention requires), MHA, vocabulary unpadded, SwiGLU FFN int(8/3·h) literally.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ from shapewise.search.space import (
 )
 from shapewise.step import Estimate, estimate
 
-DEFAULT_TRIALS = 240
+DEFAULT_TRIALS = 200
+MAX_DEPTHS = 8
+#: relative score difference treated as a tie (below the model's resolution)
+NEAR_TIE = 0.005
 BASELINE_ASPECT = 80.0
 BASELINE_HEADS = 32
 
@@ -144,27 +149,43 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
 
 
 def baseline_shape(pb: Problem, sp: SearchSpace) -> ModelShape | None:
-    """The textbook shape for the budget (module docstring), or None if none is near it."""
-    best: tuple[float, ModelShape] | None = None
+    """The textbook shape for the budget (module docstring), or None if none is near it.
+
+    32 heads and h a multiple of 256, so the head dim h/32 is a multiple of 8 (the least
+    FlashAttention accepts) but not necessarily of 64; for each depth the two such widths
+    around 80·L are tried, and the one nearest the budget wins (ties: aspect nearest 80).
+    """
+    del sp
+    best: tuple[float, float, ModelShape] | None = None
     for L in range(1, 400):
-        h = max(128, round(BASELINE_ASPECT * L / 128) * 128)
-        heads = BASELINE_HEADS if h % BASELINE_HEADS == 0 else 16
-        if heads % pb.tp:
-            heads = pb.tp * max(1, heads // pb.tp)
-        if h % heads:
-            continue
-        f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
-        try:
-            shape = make_shape(pb, h, h // heads, 1, f, L, 1)
-        except InputError:
-            continue
-        n = count_params(shape)
-        err = abs(n / pb.params - 1)
-        if best is None or err < best[0]:
-            best = (err, shape)
-    if best is None or best[0] > pb.tolerance:
-        return None
-    return best[1]
+        for h in {max(256, math.floor(BASELINE_ASPECT * L / 256) * 256),
+                  max(256, math.ceil(BASELINE_ASPECT * L / 256) * 256)}:
+            heads = BASELINE_HEADS
+            if heads % pb.tp:
+                heads = pb.tp * max(1, heads // pb.tp)
+            if h % heads:
+                continue
+            f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
+            try:
+                shape = make_shape(pb, h, h // heads, 1, f, L, 1)
+            except InputError:
+                continue
+            err = abs(count_params(shape) / pb.params - 1)
+            if err > pb.tolerance:
+                continue
+            key = (abs(h / L - BASELINE_ASPECT), err)
+            if best is None or key < best[:2]:
+                best = (*key, shape)
+    return None if best is None else best[2]
+
+
+def _rules_kept(shape: ModelShape, tp: int) -> int:
+    kept = (shape.hidden_size % 64 == 0) + (shape.head_dim % 64 == 0)
+    if shape.arch != "vit" and shape.vocab_size:
+        kept += shape.vocab_size % (64 * tp) == 0
+    if shape.activation == "swiglu":
+        kept += shape.ffn_size % 64 == 0
+    return int(kept)
 
 
 def _score(est: Estimate, n: int, budget: float) -> float:
@@ -238,12 +259,16 @@ def recommend_shape(
         lo, hi = layer_range(pb, space, h, d, r, f, pad)
         if lo > hi:
             raise optuna.TrialPruned("no layer count meets the budget at this width")
-        L = lo + round(trial.suggest_float("layer_pos", 0.0, 1.0) * (hi - lo))
-        cand = evaluate(h, d, r, f, L, pad)
-        if cand is None:
+        # Depth is cheap to scan: price every feasible layer count of this width (at most
+        # MAX_DEPTHS of them, evenly spaced) and report the best to the sampler.
+        step = max(1, math.ceil((hi - lo + 1) / MAX_DEPTHS))
+        cands = [c for L in range(lo, hi + 1, step)
+                 if (c := evaluate(h, d, r, f, L, pad)) is not None]
+        if not cands:
             raise optuna.TrialPruned("shape rejected by validation")
-        trial.set_user_attr("key", [h, d, r, f, L, pad])
-        return cand.score
+        best = max(cands, key=lambda c: c.score)
+        trial.set_user_attr("key", [h, d, r, f, best.shape.num_hidden_layers, pad])
+        return best.score
 
     trials = DEFAULT_TRIALS if n_trials is None else int(n_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -256,18 +281,37 @@ def recommend_shape(
         if d in space.head_dims:
             study.enqueue_trial({"head_dim": d, "vocab_multiple": max(pad_options(pb, space)),
                                  "kv_ratio": space.kv_ratios[0], "ffn_pos": 0.5,
-                                 "layer_pos": 0.5,
                                  "hidden_index": len(widths) // 2})
     bar = Progress(trials, "recommend", enabled=progress)
     study.optimize(objective, n_trials=trials,
                    callbacks=[lambda s, t: bar.update(1, f"best {_best_note(s)}")])
     bar.close()
 
+    # Local polish: around the best few shapes, price every head dim and vocabulary padding
+    # at the same width, FFN and depth (cheap, and the sampler may have skipped them).
+    seeds = sorted((c for c in cache.values() if c is not None), key=lambda c: -c.score)[:5]
+    for c in seeds:
+        sh = c.shape
+        r0 = sh.num_attention_heads // sh.kv_heads
+        for d, r in head_options(pb, space, sh.hidden_size):
+            if r != r0:
+                continue
+            for pad in pad_options(pb, space):
+                evaluate(sh.hidden_size, d, r, sh.ffn_size, sh.num_hidden_layers, pad)
+
     found = [c for c in cache.values() if c is not None]
     if not found:
         raise InputError(f"params: no shape in the search space meets {params:.3g} ± "
                          f"{tolerance:.0%} (every width's layer range was empty)")
     ranked = sorted(found, key=lambda c: (-c.score, c.shape.num_hidden_layers))
+    # Differences under NEAR_TIE are below what the model can resolve: among such near-ties
+    # rank first the shapes that keep more of the co-design alignment rules (hidden, head
+    # dim, vocabulary, FFN multiples of 64), which hold across kernels and libraries.
+    top_score = ranked[0].score
+    near = [c for c in ranked if c.score >= top_score * (1 - NEAR_TIE)]
+    rest = ranked[len(near):]
+    near.sort(key=lambda c: (-_rules_kept(c.shape, tp), -c.score))
+    ranked = near + rest
     unique: dict[str, Candidate] = {}
     for c in ranked:  # vocab multiples 64 and 128 can pad to the same size
         unique.setdefault(repr(c.shape), c)

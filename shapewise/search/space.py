@@ -9,9 +9,10 @@ Defaults (all overridable through :class:`SearchSpace`):
 
 * h in steps of 32 (so sizes that are not multiples of 64 stay possible and the cost model,
   not the grid, decides), head dims 32..256;
-* aspect ratio h / L between 32 and 256 and L between 4 and 160: Kaplan et al. 2020
+* aspect ratio h / L between 32 and 160 and L between 4 and 160: Kaplan et al. 2020
   ("Scaling Laws for Neural Language Models", fig. 5) found loss within a few percent over
-  aspect ratios of roughly 20 to 200, so the search stays inside that band;
+  aspect ratios of roughly 20 to 200; published models sit at 64-128 (GPT-2 64, GPT-3
+  2.7B 80, Llama-2-7B 128), so the default band stays inside both;
 * GPT FFN = 4h (GELU, as GPT-2/NeoX); Llama FFN within ±8% of 8/3·h in steps of 32
   (co-design rule 6: search near 8/3·h, do not use it literally);
 * KV-head ratios a/g in {1, 2, 4, 8} for Llama (GQA), 1 otherwise.
@@ -50,7 +51,7 @@ class SearchSpace:
     max_layers: int = 160
     min_aspect: float = 32.0
     """smallest h / L"""
-    max_aspect: float = 256.0
+    max_aspect: float = 160.0
     """largest h / L"""
     fixed: dict[str, int] = field(default_factory=dict)
     """pin any of hidden_size, head_dim, num_key_value_heads, intermediate_size,
