@@ -167,7 +167,8 @@ def baseline_shape(pb: Problem, sp: SearchSpace) -> ModelShape | None:
                 continue
             f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
             try:
-                shape = make_shape(pb, h, h // heads, 1, f, L, 1)
+                # unpadded vocabulary, except the least padding TP needs (a multiple of t)
+                shape = make_shape(pb, h, h // heads, 1, f, L, pb.tp)
             except InputError:
                 continue
             err = abs(count_params(shape) / pb.params - 1)

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Time recommend_shape() on this machine (issue #3 target: <= 10 s on a 2-core CPU).
+
+    python benchmarks/bench_recommend.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    import shapewise as sw
+
+    t_import = time.perf_counter() - t0
+    cases = [
+        ("2.7B GPT on A100 (issue #3)", dict(params=2.7e9, gpu="a100")),
+        ("7B Llama on H100", dict(params=6.74e9, gpu="h100", arch="llama", seq_len=4096,
+                                  vocab_size=32000)),
+        ("1.3B GPT on H100, tp=4", dict(params=1.3e9, gpu="h100", tp=4)),
+    ]
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"python {platform.python_version()}, shapewise {sw.__version__}; "
+          f"import shapewise {t_import:.2f} s")
+    for label, kw in cases:
+        times = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            rec = sw.recommend_shape(**kw)
+            times.append(time.perf_counter() - t)
+        b = rec.best
+        gain = f"gain {rec.gain:+.1%}" if rec.gain is not None else "no baseline"
+        print(f"{label:<30} median {statistics.median(times):5.2f} s (min {min(times):.2f}, "
+              f"{rec.n_trials} trials): h={b.hidden_size} heads={b.num_attention_heads} "
+              f"d={b.head_dim} L={b.num_hidden_layers} v={b.vocab_size} {gain}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The command line through its real entry point: output, --json, one-line errors, exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shapewise.cli.main import SUBCOMMANDS, build_parser
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).parent / "shapewise"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    exe = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "shapewise"]
+    return subprocess.run([*exe, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+def test_every_subcommand_is_registered() -> None:
+    parser = build_parser()
+    choices = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(SUBCOMMANDS) <= set(choices)
+
+
+@pytest.mark.parametrize("sub", SUBCOMMANDS)
+def test_help_of_every_subcommand(sub: str, tmp_path: Path) -> None:
+    r = run(sub, "--help", cwd=tmp_path)
+    assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_report_table_json_and_plot(tmp_path: Path) -> None:
+    r = run("report", "--gpu", "H100-SXM5-80GB", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "ridge FLOP/byte" in r.stdout and "N that fill whole waves" in r.stdout
+    r = run("report", "--gpu", "mi250x-gcd", "--json", "--n-step", "512", cwd=tmp_path)
+    data = json.loads(r.stdout)
+    assert data["gpu"] == "mi250x-gcd" and data["sweep"]["points"]
+    png = tmp_path / "sweep.png"
+    r = run("report", "--gpu", "a100", "--plot", str(png), cwd=tmp_path)
+    assert r.returncode == 0 and png.stat().st_size > 10_000
+
+
+def test_recommend_table_and_json(tmp_path: Path) -> None:
+    r = run("recommend", "--params", "350M", "--gpu", "a100", "--n-trials", "30",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "baseline" in r.stdout and "tokens/s/GPU" in r.stdout and "MFU" in r.stdout
+    r = run("recommend", "--params", "1.1B", "--gpu", "h100", "--arch", "llama",
+            "--tp", "2", "--n-trials", "30", "--json", cwd=tmp_path)
+    data = json.loads(r.stdout)
+    assert data["best"]["num_attention_heads"] % 2 == 0
+
+
+def test_estimate_breakdown_and_json(tmp_path: Path) -> None:
+    cfg = REPO / "tests/fixtures/hf/llama-2-7b/config.json"
+    r = run("estimate", str(cfg), "--gpu", "h100", "--micro-batch", "2", "--tp", "2",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "mlp_gate_up" in r.stdout and "tp_allreduce" in r.stdout and "MFU" in r.stdout
+    data = json.loads(run("estimate", "gpt2", "--gpu", "a100", "--seq-len", "1024",
+                          "--json", cwd=tmp_path).stdout)
+    assert data["tokens_per_s"] > 0 and data["breakdown"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["report", "--gpu", "h1000"], "unknown GPU"),
+        (["report", "--gpu", "a100", "--dtype", "fp8"], "fp8"),
+        (["recommend", "--params", "-3B", "--gpu", "a100"], "--params"),
+        (["recommend", "--params", "1e3", "--gpu", "a100"], "params"),
+        (["recommend", "--params", "1e16", "--gpu", "a100"], "params"),
+        (["recommend", "--params", "1B", "--gpu", "a100", "--tolerance", "0"], "tolerance"),
+        (["recommend", "--params", "1B", "--gpu", "a100", "--tp", "997"], "tp"),
+        (["recommend", "--params", "lots", "--gpu", "a100"], "--params"),
+        (["estimate", "missing.json", "--gpu", "a100"], "missing.json"),
+        (["estimate", "gpt2", "--gpu", "a100", "--tp", "5"], "tp"),
+        (["estimate", "gpt2", "--gpu", "a100", "--seq-len", "0"], "--seq-len"),
+        (["report", "--profile", "nope.json"], "nope.json"),
+        (["fit", "nope.json", "--out", "x.json"], "nope.json"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, tmp_path: Path) -> None:
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+
+
+def test_hostile_profile_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 1, "sm_count": NaN}')
+    r = run("report", "--profile", str(bad), cwd=tmp_path)
+    assert r.returncode == 2 and str(bad) in r.stderr and len(r.stderr.splitlines()) == 1
