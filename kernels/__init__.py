@@ -1,0 +1,178 @@
+"""Kernels that shapewise measures, each in four parts (after the Triton tutorials).
+
+Every module here has: the call (or kernel), a thin launcher, ``check(...)`` comparing the
+output with a float64 reference by relative Frobenius error, and a ``bench_*`` entry that
+computes TFLOP/s or GB/s right next to the timing call.
+
+=====================  ==============================================================
+module                 what it measures
+=====================  ==============================================================
+``gemm``               ``torch.matmul`` (cuBLAS / hipBLASLt / CPU BLAS), batched too
+``attention``          ``scaled_dot_product_attention`` per backend, ``flash_attn``,
+                       and the Triton forward below (a registry of backend rows)
+``elementwise``        layer norm, RMS norm, softmax, GELU, SiLU, copy
+``triton_matmul``      a tiled matmul with explicit BLOCK_M/N/K (tile quantization)
+``triton_attention``   a FlashAttention-style forward with explicit BLOCK_M/N
+``timing``             the one place that times (device events or torch.utils.benchmark)
+=====================  ==============================================================
+
+Importing this package (or ``gemm``, ``attention``, ``elementwise``, ``timing``) never
+imports torch: it is imported inside the functions that need it. The two Triton modules
+import triton when they are imported (``@triton.jit`` reads ``TRITON_INTERPRET`` when a
+kernel is defined), so import them only to run them, with ``TRITON_INTERPRET=1`` set first
+to run them on the CPU.
+
+Installed as ``shapewise.kernels`` (the folder is ``kernels/`` at the repository top).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: dtypes the kernels run in (the canonical names of ``shapewise.hardware.catalog``)
+KERNEL_DTYPES = ("fp32", "fp16", "bf16")
+
+#: bytes per element of each kernel dtype
+ITEMSIZE = {"fp64": 8, "fp32": 4, "fp16": 2, "bf16": 2}
+
+#: Largest relative Frobenius error ||out - ref|| / ||ref|| that passes, against a float64
+#: reference computed from the same (already rounded) inputs. What is left is accumulation
+#: order and the rounding of the output: fp32 lands far under 1e-5; tf32 (Triton's default
+#: for a float32 tl.dot on a GPU) near 3e-4; fp16 near 3e-4 (10-bit mantissa); bf16
+#: between 1e-3 and 5e-3 (7-bit mantissa). Each bound leaves about 4x headroom.
+TOLERANCE: dict[str, float] = {
+    "fp64": 1e-10, "fp32": 1e-4, "tf32": 2e-3, "fp16": 2e-3, "bf16": 1.5e-2,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckResult:
+    """Outcome of one correctness check."""
+
+    name: str
+    """what was checked, e.g. 'gemm m=37 n=61 k=29 fp16 cpu'"""
+    rel_error: float
+    """||out - ref||_F / ||ref||_F against float64 (NaN when the output had NaN)"""
+    tolerance: float
+    supported: bool = True
+    """False when the backend cannot run this problem (then ``ok`` is True, vacuously)"""
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        # written so that a NaN error fails: NaN <= x is False
+        return (not self.supported) or self.rel_error <= self.tolerance
+
+    def __str__(self) -> str:
+        if not self.supported:
+            return f"{self.name}: unsupported ({self.reason})"
+        verdict = "ok" if self.ok else "FAIL"
+        return f"{self.name}: rel err {self.rel_error:.2e} (tol {self.tolerance:.0e}) {verdict}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BenchResult:
+    """One timed kernel: the timing and the work it did."""
+
+    median_s: float
+    """median time of one call, seconds"""
+    spread_s: float
+    """interquartile range of the per-call times, seconds"""
+    n_runs: int
+    """timed calls the median is taken over"""
+    flops: float
+    """floating-point operations of one call (multiply-add = 2)"""
+    bytes: float
+    """fewest bytes one call must move through memory (each input read once, output written once)"""
+    method: str
+    """how it was timed (see ``timing.METHOD_VERSION``)"""
+    contention: float | None = None
+    """CPU: cores' worth of other work during the timing (see ``timing``); None on a GPU"""
+    attempts: int = 1
+    """CPU: timings made, more than 1 when other work contended"""
+
+    @classmethod
+    def from_timing(cls, timing: Any, *, flops: float, bytes: float) -> BenchResult:
+        """A result from a ``timing.Timing`` and the work of one call."""
+        return cls(median_s=timing.median_s, spread_s=timing.spread_s, n_runs=timing.n_runs,
+                   flops=flops, bytes=bytes, method=timing.method,
+                   contention=timing.contention, attempts=timing.attempts)
+
+    @property
+    def tflops(self) -> float:
+        """TFLOP/s achieved (0 when the kernel does no arithmetic)."""
+        return self.flops / self.median_s / 1e12 if self.median_s > 0 else 0.0
+
+    @property
+    def gbs(self) -> float:
+        """GB/s achieved (1 GB = 1e9 bytes)."""
+        return self.bytes / self.median_s / 1e9 if self.median_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields a measurement record carries (the method goes in the provenance)."""
+        out: dict[str, Any] = {
+            "median_s": self.median_s,
+            "spread_s": self.spread_s,
+            "n_runs": self.n_runs,
+            "flops": self.flops,
+            "bytes": self.bytes,
+            "tflops": round(self.tflops, 6),
+            "gbs": round(self.gbs, 6),
+        }
+        if self.contention is not None:
+            out["cpu_contention"] = round(self.contention, 3)
+            out["attempts"] = self.attempts
+        return out
+
+
+class Unsupported(RuntimeError):
+    """This kernel or backend cannot run this problem here; the message says why."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """'bf16' -> torch.bfloat16 (the canonical names of the catalog)."""
+    import torch
+
+    table = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16,
+             "bf16": torch.bfloat16}
+    if name not in table:
+        raise ValueError(f"dtype: kernels run in {', '.join(table)}, not {name!r}")
+    return table[name]
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """||out - ref||_F / ||ref||_F in float64 on the CPU; NaN if ``out`` has NaN or Inf."""
+    import torch
+
+    o = out.detach().to("cpu", torch.float64)
+    r = ref.detach().to("cpu", torch.float64)
+    if o.shape != r.shape:
+        raise ValueError(f"shape mismatch: output {tuple(o.shape)} vs reference {tuple(r.shape)}")
+    if not bool(torch.isfinite(o).all()):
+        return math.nan  # a NaN left from the poisoned output means an unwritten element
+    denom = float(torch.linalg.vector_norm(r))
+    num = float(torch.linalg.vector_norm(o - r))
+    return num / denom if denom > 0 else num
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device or host out-of-memory error (recorded and skipped, not fatal)."""
+    if isinstance(exc, MemoryError):
+        return True
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(exc, oom_type):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+        or "hiperroroutofmemory" in text
+    )

@@ -1,0 +1,244 @@
+"""``shapewise fit``: turn a ``shapewise bench`` file into a calibrated profile.
+
+The bench file's GEMM timings are fitted with :func:`shapewise.cost.fit.fit_gemm`; its
+fused-attention timings (when there are any) set the attention efficiencies. The result is
+a full profile (datasheet facts of the GPU plus the fitted ``calibration`` block with
+provenance: which file, which device, when, how, and the errors) that ``get_gpu()``,
+``--profile FILE`` and ``profile=`` load like any other.
+
+On the CPU there is no datasheet: the "peak" of the synthetic CPU profile is the best GEMM
+rate the bench itself measured, and the profile says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shapewise import __version__
+from shapewise.cost.fit import FitResult, GemmObservation, fit_gemm
+from shapewise.errors import InputError
+from shapewise.hardware.catalog import (
+    GPU,
+    MAX_PROFILE_BYTES,
+    canonical_dtype,
+    get_gpu,
+    gpu_to_dict,
+    parse_profile,
+)
+
+MAX_BENCH_BYTES = 64 * 1024 * 1024
+#: CPU timings taken while other processes used more than this many cores' worth of time
+#: are left out of the fit (the bench records ``cpu_contention`` per measurement)
+MAX_CPU_CONTENTION = 0.3
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def load_bench(path: str | Path) -> dict[str, Any]:
+    """Read a bench results file (JSON; JSON Lines partials are accepted) safely."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read bench file ({exc.strerror or exc})") from None
+    if size > MAX_BENCH_BYTES:
+        raise InputError(f"{p}: {size} bytes is too large for a bench file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{p}: not a JSON text file") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise InputError(f"{p}: invalid JSON ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("measurements"), list):
+        raise InputError(f"{p}: field 'measurements' is missing (not a shapewise bench file?)")
+    if not isinstance(doc.get("provenance", {}), dict):
+        raise InputError(f"{p}: field 'provenance' must be an object")
+    return doc
+
+
+def _num(rec: Mapping[str, Any], key: str, where: str) -> float:
+    v = rec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        raise InputError(f"{where}: field '{key}' must be a positive number, got {v!r}")
+    return float(v)
+
+
+def gemm_observations(doc: Mapping[str, Any], where: str) -> list[GemmObservation]:
+    obs = []
+    for i, rec in enumerate(doc["measurements"]):
+        if not isinstance(rec, dict):
+            raise InputError(f"{where}: measurements[{i}] must be an object")
+        if rec.get("status", "ok") != "ok" or rec.get("kind") not in ("gemm", "bmm"):
+            continue
+        if rec.get("backend", "blas") != "blas":
+            continue  # Triton's fixed-tile kernels are not the vendor BLAS the model describes
+        contention = rec.get("cpu_contention")
+        if isinstance(contention, int | float) and contention > MAX_CPU_CONTENTION:
+            continue  # timed while other work held the cores: not this machine's speed
+        w = f"{where}: measurements[{i}]"
+        dtype = canonical_dtype(str(rec.get("dtype")), field_name=f"{w}.dtype")
+        dims = [_num(rec, key, w) for key in ("m", "n", "k")]
+        batch = _num(rec, "batch", w) if "batch" in rec else 1.0
+        if any(d != int(d) for d in [*dims, batch]):
+            raise InputError(f"{w}: sizes must be integers")
+        obs.append(GemmObservation(dtype, int(dims[0]), int(dims[1]), int(dims[2]), int(batch),
+                                   _num(rec, "median_s", w), source=str(rec.get("key", ""))))
+    return obs
+
+
+def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
+    """A synthetic profile for the CPU the bench ran on (no datasheet exists for it)."""
+    prov = doc.get("provenance", {})
+    threads = prov.get("threads") or prov.get("cpu_threads") or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0:
+        threads = 1
+    peaks: dict[str, float] = {}
+    for d in sorted({o.dtype for o in obs}):
+        best = max(2.0 * o.batch * o.m * o.n * o.k / o.time_s for o in obs if o.dtype == d)
+        peaks[d] = best / 1e12
+    bw = prov.get("memory_bandwidth_gbs")
+    name = str(prov.get("device_name") or platform.processor() or "CPU")
+    ref = "the bench file's own measurements (no datasheet for this CPU)"
+    raw = {
+        "schema_version": 1, "id": "cpu-measured", "name": f"{name} (CPU)", "vendor": "cpu",
+        "arch": "cpu", "arch_code": platform.machine() or "cpu", "aliases": [],
+        "sm_count": threads, "boost_clock_mhz": 1000.0,
+        "peak_tflops": peaks,
+        "memory_gb": 1.0,
+        "memory_bandwidth_tbs": (bw / 1000.0) if isinstance(bw, int | float) and bw > 0 else 0.02,
+        "l2_mb": 1.0, "smem_per_sm_kb": 32.0, "warp_size": 1,
+        "matrix_instruction": "SIMD FMA (BLAS)", "alignment_bytes": 64,
+        "gemm_tiles": [[256, 256], [128, 128], [64, 64]],
+        "attention_tiles": {"64": [64, 64], "128": [64, 64]},
+        "link_bandwidth_gbs": 0, "link_name": "none",
+        "sources": {f: "bench" for f in (
+            "sm_count", "boost_clock_mhz", "peak_tflops", "memory_gb", "memory_bandwidth_tbs",
+            "l2_mb", "smem_per_sm_kb", "warp_size", "matrix_instruction", "alignment_bytes",
+            "gemm_tiles", "attention_tiles", "link_bandwidth_gbs")},
+        "references": {"bench": ref},
+        "notes": "Peaks are the best measured GEMM rate per dtype; sm_count is the thread "
+                 "count; other fields are placeholders the GEMM model does not use on a CPU.",
+    }
+    return parse_profile(raw, where="cpu profile")
+
+
+def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: str) -> GPU:
+    prov = doc.get("provenance", {})
+    device = str(prov.get("device", "")).lower()
+    if device.startswith("cpu") or prov.get("device_type") == "cpu":
+        return cpu_profile(doc, obs)
+    name = prov.get("device_name")
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{where}: provenance names no device; pass --gpu NAME")
+    return get_gpu(name, field_name="--gpu (from the bench file's device_name)")
+
+
+def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, float]:
+    """Scale the attention efficiencies to the fused-kernel timings, if any."""
+    from shapewise.cost.attention import attention_time
+
+    out: dict[str, float] = {}
+    for backward, key in ((False, "attention_fwd_efficiency"), (True, "attention_bwd_efficiency")):
+        ratios = []
+        for rec in doc["measurements"]:
+            if (not isinstance(rec, dict) or rec.get("kind") != "attention"
+                    or rec.get("status", "ok") != "ok" or bool(rec.get("backward")) != backward
+                    or rec.get("backend") not in ("flash", "cudnn", "flash_attn", "efficient")):
+                continue
+            try:
+                pred = attention_time(
+                    batch=int(rec["batch"]), heads=int(rec["heads"]),
+                    seq_len=int(rec["seq_len"]), head_dim=int(rec["head_dim"]), gpu=gpu,
+                    dtype=str(rec["dtype"]), causal=bool(rec.get("causal", False)),
+                    kv_heads=int(rec.get("kv_heads") or rec["heads"]),
+                    seq_len_kv=int(rec.get("seq_len_kv") or rec["seq_len"]), backward=backward)
+                meas = float(rec["median_s"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if meas > 0 and math.isfinite(meas):
+                ratios.append(pred / meas)
+        if len(ratios) >= 3:
+            cal = gpu.calibration
+            assert cal is not None
+            current = getattr(cal, key)
+            # time ~ 1/efficiency in the compute-bound regime: scale by the median ratio
+            out[key] = float(min(1.0, max(0.02, current * float(np.median(ratios)))))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FitReport:
+    profile: GPU
+    gemm: FitResult
+    attention: dict[str, float]
+    bench_file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile.id,
+            "bench_file": self.bench_file,
+            "n_points": self.gemm.n_points,
+            "fitted_parameters": list(self.gemm.fitted),
+            "in_sample": self.gemm.in_sample,
+            "cross_validated": self.gemm.cross_validated,
+            "attention": self.attention,
+            "calibration": dataclasses.asdict(self.profile.calibration)
+            if self.profile.calibration else None,
+        }
+
+
+def fit_profile(bench_file: str | Path, *, gpu: str | GPU | None = None,
+                out: str | Path | None = None, profile_id: str | None = None,
+                seed: int = 0) -> FitReport:
+    """Fit the cost model to a bench file; write the calibrated profile to ``out``."""
+    where = str(bench_file)
+    doc = load_bench(bench_file)
+    obs = gemm_observations(doc, where)
+    if len(obs) < 8:
+        raise InputError(f"{where}: {len(obs)} successful GEMM measurements; a fit needs 8")
+    base = get_gpu(gpu, field_name="--gpu") if gpu is not None else _guess_gpu(doc, obs, where)
+    for o in obs:
+        if o.dtype not in base.peak_tflops:
+            raise InputError(f"{where}: measured dtype {o.dtype} is not in {base.name}'s peaks")
+    base = dataclasses.replace(base, calibration=None)
+    bench_prov = doc.get("provenance", {})
+    provenance = {
+        "fitted_on": {where: {"rows_used": len(obs), "source": "shapewise bench"}},
+        "bench_provenance": {k: bench_prov[k] for k in list(bench_prov)[:40]},
+        "script": "shapewise fit",
+        "shapewise_version": __version__,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seed": seed,
+    }
+    result = fit_gemm(base, obs, seed=seed, provenance=provenance)
+    fitted = base.with_calibration(result.calibration)
+    att = _fit_attention(fitted, doc)
+    if att:
+        cal = dataclasses.replace(result.calibration, **att)
+        fitted = fitted.with_calibration(cal)
+    new_id = profile_id or (base.id if base.id.endswith("-measured") else f"{base.id}-measured")
+    fitted = dataclasses.replace(
+        fitted, id=new_id, aliases=(),
+        name=base.name if base.name.endswith("(measured)") else f"{base.name} (measured)")
+    if out is not None:
+        text = json.dumps(gpu_to_dict(fitted), indent=2, allow_nan=False) + "\n"
+        if len(text) > MAX_PROFILE_BYTES:
+            raise InputError("--out: the fitted profile is unexpectedly large")
+        Path(out).write_text(text, encoding="utf-8")
+        fitted = dataclasses.replace(fitted, path=str(out))
+    return FitReport(fitted, result, att, where)
+

@@ -1,0 +1,61 @@
+"""``shapewise fit BENCH.json [--gpu NAME] --out PROFILE.json``: calibrate from measurements."""
+
+from __future__ import annotations
+
+import argparse
+
+from tabulate import tabulate
+
+from shapewise.cli._common import print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "fit",
+        help="fit the cost model to a 'shapewise bench' file; write a calibrated profile",
+        description="Fit the cost model's parameters to measured GEMM (and attention) times "
+        "with scipy least squares; report in-sample and cross-validated errors by regime.",
+    )
+    p.add_argument("bench_file", metavar="BENCH.json", help="output of 'shapewise bench'")
+    p.add_argument("--gpu", help="catalog GPU measured (default: from the file's provenance)")
+    p.add_argument("--out", required=True, metavar="PROFILE.json", help="profile to write")
+    p.add_argument("--id", dest="profile_id", help="id of the new profile (default: GPU-measured)")
+    p.add_argument("--seed", type=int, default=0, help="cross-validation fold seed")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def _rows(stats: dict) -> list[list]:
+    rows = []
+    for regime in ("all", "compute", "memory", "small"):
+        if regime in stats and stats[regime]["n"]:
+            s = stats[regime]
+            rows.append([regime, s["n"], f"{s['median_abs_pct']:.1f}", f"{s['p90_abs_pct']:.1f}"])
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from shapewise.bench.fit import fit_profile
+
+    report = fit_profile(args.bench_file, gpu=args.gpu, out=args.out,
+                         profile_id=args.profile_id, seed=args.seed)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    cal = report.profile.calibration
+    assert cal is not None
+    print(f"Fitted {report.gemm.n_points} GEMM timings from {report.bench_file} "
+          f"-> {args.out} (profile id '{report.profile.id}')")
+    print(f"parameters fitted: {', '.join(report.gemm.fitted)}")
+    effs = ", ".join(f"{d} {v:.3f}" for d, v in sorted(cal.gemm_efficiency.items()))
+    print(f"main-loop efficiency: {effs}; launch {cal.launch_us:.2f} us; "
+          f"k_fill {cal.k_fill:.0f}; bandwidth efficiency {cal.bandwidth_efficiency:.2f}")
+    headers = ["regime", "points", "median abs err %", "p90 abs err %"]
+    print("\nIn-sample:")
+    print(tabulate(_rows(report.gemm.in_sample), headers=headers))
+    print(f"\nCross-validated ({report.gemm.cross_validated['folds']}-fold, held-out points):")
+    print(tabulate(_rows(report.gemm.cross_validated), headers=headers))
+    if report.attention:
+        print("\nattention efficiencies from fused-kernel timings: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in report.attention.items()))
+    return 0
