@@ -27,7 +27,9 @@ Installed as ``shapewise.kernels`` (the folder is ``kernels/`` at the repository
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 KERNEL_DTYPES = ("fp32", "fp16", "bf16")
 
 #: bytes per element of each kernel dtype
-ITEMSIZE = {"fp64": 8, "fp32": 4, "fp16": 2, "bf16": 2}
+ITEMSIZE = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
 
 #: Largest relative Frobenius error ||out - ref|| / ||ref|| that passes, against a float64
 #: reference computed from the same (already rounded) inputs. What is left is accumulation
@@ -138,11 +140,24 @@ def torch_dtype(name: str) -> torch.dtype:
     """'bf16' -> torch.bfloat16 (the canonical names of the catalog)."""
     import torch
 
-    table = {"fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16,
-             "bf16": torch.bfloat16}
+    table = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
+             "fp16": torch.float16, "bf16": torch.bfloat16}
     if name not in table:
         raise ValueError(f"dtype: kernels run in {', '.join(table)}, not {name!r}")
     return table[name]
+
+
+@contextlib.contextmanager
+def matmul_math(dtype: str) -> Iterator[None]:
+    """float32 matmuls use TF32 tensor cores inside this block iff ``dtype`` is "tf32"."""
+    import torch
+
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import ITEMSIZE, TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
+from . import (
+    ITEMSIZE,
+    TOLERANCE,
+    BenchResult,
+    CheckResult,
+    matmul_math,
+    relative_error,
+    torch_dtype,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -91,7 +99,8 @@ def bench_gemm(*, m: int, n: int, k: int, batch: int = 1, dtype: str, device: st
         a.normal_()
         b.normal_()
 
-    timing = time_fn(lambda: torch.matmul(a, b, out=out), device=device, refresh=refresh,
-                     config=config)
+    with matmul_math(dtype):
+        timing = time_fn(lambda: torch.matmul(a, b, out=out), device=device, refresh=refresh,
+                         config=config)
     return BenchResult.from_timing(timing, flops=flops(m, n, k, batch),
                                    bytes=bytes_moved(m, n, k, batch, dtype=dtype))

@@ -8,7 +8,8 @@
 # default, highest-priority kernels first), then `shapewise fit`, then
 # scripts/validate_measured.py when it exists. Everything lands in OUT_DIR:
 #
-#   bench.json     the measurements, with provenance   (shapewise bench --resume --out ...)
+#   bench.json     the measurements, with provenance   (shapewise bench --resume --out ...);
+#                  on a GPU without --dtype: bench-bf16.json and bench-tf32.json
 #   bench.log      the bench's progress, one line per kernel
 #   profile.json   the fitted profile                   (shapewise fit bench.json --gpu ...)
 #   fit.txt        what fit printed
@@ -76,21 +77,37 @@ if [[ $device != cpu ]]; then
     fi
 fi
 
-# 2. bench: resumable, budgeted, progress to the log
-step "bench (budget ${budget}s)"
-args=(bench --resume --out "$bench" --budget-seconds "$budget" "${mode[@]}" --progress)
-[[ -n $device ]] && args+=(--device "$device")
-[[ -n $dtype ]] && args+=(--dtype "$dtype")
-if ! "$py" -m shapewise "${args[@]}" 2>"$out_dir/bench.log"; then
-    tail -n 20 "$out_dir/bench.log" >&2
-    echo "gpu_profile.sh: bench failed (log: $out_dir/bench.log)" >&2
-    exit 1
+# 2. bench: resumable, budgeted, progress to the log. On a GPU without --dtype, two sweeps:
+# bf16 (GEMMs, attention, memory-bound ops; 70% of the budget) and tf32 (GEMMs; 30%), so
+# the fit calibrates both tensor-core paths the validation table checks.
+if [[ -n $dtype ]]; then
+    sweeps=("$dtype:$budget")
+elif [[ $device == cpu ]]; then
+    sweeps=("fp32:$budget")
+else
+    sweeps=("bf16:$((budget * 7 / 10))" "tf32:$((budget * 3 / 10))")
 fi
+benches=()
+for sweep in "${sweeps[@]}"; do
+    dt=${sweep%%:*}
+    b=${sweep##*:}
+    file=$bench
+    [[ ${#sweeps[@]} -gt 1 ]] && file=$out_dir/bench-$dt.json
+    benches+=("$file")
+    step "bench $dt (budget ${b}s)"
+    args=(bench --resume --out "$file" --budget-seconds "$b" "${mode[@]}" --progress --dtype "$dt")
+    [[ -n $device ]] && args+=(--device "$device")
+    if ! "$py" -m shapewise "${args[@]}" 2>>"$out_dir/bench.log"; then
+        tail -n 20 "$out_dir/bench.log" >&2
+        echo "gpu_profile.sh: bench failed (log: $out_dir/bench.log)" >&2
+        exit 1
+    fi
+done
 grep -E "^shapewise bench: (stopped|resuming)|warning" "$out_dir/bench.log" || true
 
 # 3. fit (without --gpu, fit reads the device from the bench file's provenance)
 step "fit${gpu:+ --gpu '$gpu'}"
-fit_args=(fit "$bench" --out "$profile")
+fit_args=(fit "${benches[@]}" --out "$profile")
 [[ -n $gpu ]] && fit_args+=(--gpu "$gpu")
 if "$py" -m shapewise fit --help >/dev/null 2>&1; then
     "$py" -m shapewise "${fit_args[@]}" 2>&1 | tee "$out_dir/fit.txt"
@@ -101,7 +118,7 @@ fi
 # 4. validation against the measurements, when the project has the script
 if [[ -f $repo/scripts/validate_measured.py && -f $profile ]]; then
     step "validate"
-    "$py" "$repo/scripts/validate_measured.py" --bench "$bench" --profile "$profile" 2>&1 \
+    "$py" "$repo/scripts/validate_measured.py" --profile "$profile" --bench "${benches[@]}" 2>&1 \
         | tee "$out_dir/validate.txt"
 fi
 

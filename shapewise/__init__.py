@@ -49,6 +49,7 @@ _API: dict[str, str] = {
     "check_shape": "shapewise.check.api",
     "check_before_training": "shapewise.check.api",
     "Finding": "shapewise.check.rules",
+    "ShapeCheckError": "shapewise.check.api",
     "RULES": "shapewise.check.rules",
     "ShapewiseWarning": "shapewise.errors",
     # measurement

@@ -77,7 +77,19 @@ def _num(rec: Mapping[str, Any], key: str, where: str) -> float:
     return float(v)
 
 
-def gemm_observations(doc: Mapping[str, Any], where: str) -> list[GemmObservation]:
+def gemm_observations(doc: Mapping[str, Any], where: str,
+                      max_contention: float | None = MAX_CPU_CONTENTION) -> list[GemmObservation]:
+    """The BLAS GEMM timings of a bench document (Triton's fixed-tile kernels left out).
+
+    CPU timings taken while other work held the cores (``cpu_contention`` above
+    ``max_contention``) are left out, unless that would leave fewer than 8: then all are
+    kept (:func:`fit_profile` records which).
+    """
+    if max_contention is not None:
+        clean = gemm_observations(doc, where, None)
+        kept = [o for o, c in zip(clean, _contentions(doc), strict=True)
+                if c is None or c <= max_contention]
+        return kept if len(kept) >= 8 else clean
     obs = []
     for i, rec in enumerate(doc["measurements"]):
         if not isinstance(rec, dict):
@@ -86,9 +98,6 @@ def gemm_observations(doc: Mapping[str, Any], where: str) -> list[GemmObservatio
             continue
         if rec.get("backend", "blas") != "blas":
             continue  # Triton's fixed-tile kernels are not the vendor BLAS the model describes
-        contention = rec.get("cpu_contention")
-        if isinstance(contention, int | float) and contention > MAX_CPU_CONTENTION:
-            continue  # timed while other work held the cores: not this machine's speed
         w = f"{where}: measurements[{i}]"
         dtype = canonical_dtype(str(rec.get("dtype")), field_name=f"{w}.dtype")
         dims = [_num(rec, key, w) for key in ("m", "n", "k")]
@@ -98,6 +107,20 @@ def gemm_observations(doc: Mapping[str, Any], where: str) -> list[GemmObservatio
         obs.append(GemmObservation(dtype, int(dims[0]), int(dims[1]), int(dims[2]), int(batch),
                                    _num(rec, "median_s", w), source=str(rec.get("key", ""))))
     return obs
+
+
+def _blas_gemm_records(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in doc["measurements"]
+            if isinstance(r, dict) and r.get("status", "ok") == "ok"
+            and r.get("kind") in ("gemm", "bmm") and r.get("backend", "blas") == "blas"]
+
+
+def _contentions(doc: Mapping[str, Any]) -> list[float | None]:
+    out = []
+    for r in _blas_gemm_records(doc):
+        c = r.get("cpu_contention")
+        out.append(float(c) if isinstance(c, int | float) and not isinstance(c, bool) else None)
+    return out
 
 
 def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
@@ -111,7 +134,8 @@ def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
         best = max(2.0 * o.batch * o.m * o.n * o.k / o.time_s for o in obs if o.dtype == d)
         peaks[d] = best / 1e12
     bw = prov.get("memory_bandwidth_gbs")
-    name = str(prov.get("device_name") or platform.processor() or "CPU")
+    cpu = prov.get("cpu") if isinstance(prov.get("cpu"), dict) else {}
+    name = str(cpu.get("model") or platform.processor() or "CPU")
     ref = "the bench file's own measurements (no datasheet for this CPU)"
     raw = {
         "schema_version": 1, "id": "cpu-measured", "name": f"{name} (CPU)", "vendor": "cpu",
@@ -201,23 +225,34 @@ class FitReport:
         }
 
 
-def fit_profile(bench_file: str | Path, *, gpu: str | GPU | None = None,
-                out: str | Path | None = None, profile_id: str | None = None,
-                seed: int = 0) -> FitReport:
-    """Fit the cost model to a bench file; write the calibrated profile to ``out``."""
-    where = str(bench_file)
-    doc = load_bench(bench_file)
-    obs = gemm_observations(doc, where)
+def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
+                gpu: str | GPU | None = None, out: str | Path | None = None,
+                profile_id: str | None = None, seed: int = 0) -> FitReport:
+    """Fit the cost model to one or more bench files of one device (e.g. a bf16 and a tf32
+    sweep); write the calibrated profile to ``out``."""
+    files = [bench_file] if isinstance(bench_file, str | Path) else list(bench_file)
+    if not files:
+        raise InputError("bench_file: at least one bench file is needed")
+    docs = [(str(f), load_bench(f)) for f in files]
+    per_file = {where: gemm_observations(doc, where) for where, doc in docs}
+    obs = [o for file_obs in per_file.values() for o in file_obs]
+    where = ", ".join(per_file)
     if len(obs) < 8:
-        raise InputError(f"{where}: {len(obs)} successful GEMM measurements; a fit needs 8")
+        raise InputError(f"{where}: {len(obs)} usable GEMM measurements; a fit needs 8")
+    doc = {"provenance": docs[0][1].get("provenance", {}),
+           "measurements": [m for _, d in docs for m in d["measurements"]]}
     base = get_gpu(gpu, field_name="--gpu") if gpu is not None else _guess_gpu(doc, obs, where)
     for o in obs:
         if o.dtype not in base.peak_tflops:
             raise InputError(f"{where}: measured dtype {o.dtype} is not in {base.name}'s peaks")
     base = dataclasses.replace(base, calibration=None)
-    bench_prov = doc.get("provenance", {})
+    bench_prov = doc["provenance"]
+    all_rows = sum(len(gemm_observations(d, w, None)) for w, d in docs)
     provenance = {
-        "fitted_on": {where: {"rows_used": len(obs), "source": "shapewise bench"}},
+        "fitted_on": {w: {"rows_used": len(o), "source": "shapewise bench"}
+                      for w, o in per_file.items()},
+        "left_out": f"{all_rows - len(obs)} CPU timings taken under contention "
+                    f"> {MAX_CPU_CONTENTION} cores (kept all when fewer than 8 were clean)",
         "bench_provenance": {k: bench_prov[k] for k in list(bench_prov)[:40]},
         "script": "shapewise fit",
         "shapewise_version": __version__,

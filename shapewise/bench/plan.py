@@ -48,8 +48,10 @@ PLAN_VERSION = "shapewise-plan/1"
 
 Mode = Literal["quick", "full", "tiny"]
 MODES: tuple[str, ...] = ("quick", "full", "tiny")
-BENCH_DTYPES: tuple[str, ...] = ("fp32", "fp16", "bf16")
-_ITEMSIZE = {"fp32": 4, "fp16": 2, "bf16": 2}
+#: "tf32" is float32 storage with TF32 tensor-core math (torch's allow_tf32); "fp32" keeps
+#: full-precision math (TF32 off), as torch does by default
+BENCH_DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16")
+_ITEMSIZE = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
 
 #: attention backends, in the order of ``shapewise.kernels.attention.BACKENDS``
 GPU_ATTENTION_BACKENDS = ("flash", "efficient", "cudnn", "math", "flash_attn", "triton")
@@ -310,6 +312,8 @@ def make_plan(target: Target, mode: Mode = "quick") -> tuple[Spec, ...]:
         specs = list(_cpu(target, full=mode == "full"))
     else:
         specs = list(_gpu(target, full=mode == "full"))
+    if target.dtype == "tf32":  # training runs attention and norms in 16-bit: GEMMs only
+        specs = [s for s in specs if isinstance(s, GemmSpec)]
     return _dedupe(s for s in specs if _fits(s, target))
 
 

@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit the cost model's parameters to measured GEMM (and attention) times "
         "with scipy least squares; report in-sample and cross-validated errors by regime.",
     )
-    p.add_argument("bench_file", metavar="BENCH.json", help="output of 'shapewise bench'")
+    p.add_argument("bench_file", metavar="BENCH.json", nargs="+",
+                   help="output of 'shapewise bench' (several files of one device: e.g. "
+                   "a bf16 and a tf32 sweep)")
     p.add_argument("--gpu", help="catalog GPU measured (default: from the file's provenance)")
     p.add_argument("--out", required=True, metavar="PROFILE.json", help="profile to write")
     p.add_argument("--id", dest="profile_id", help="id of the new profile (default: GPU-measured)")

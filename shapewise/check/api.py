@@ -1,0 +1,307 @@
+"""The check as a function call: ``check_shape`` and ``check_before_training``.
+
+>>> import shapewise as sw
+>>> findings = sw.check_shape("tests/fixtures/hf/gpt2/config.json", gpu="a100")  # doctest: +SKIP
+>>> print(findings[0].summary())  # doctest: +SKIP
+vocab_size 50257 → 50304: logits GEMM 1.46× faster, step 8.7% faster
+
+Inputs: a :class:`ModelShape`; a Hugging Face ``config.json`` (path, folder or dict); a dict
+of Megatron-LM arguments; a nanoGPT config file (read, never executed); or a live
+``torch.nn.Module``, traced on the meta device (no weights allocated, no GPU needed).
+
+The GPU: the one given; else, when torch is already imported (a training script),
+``shapewise.hardware.detect.detect_gpu()``; else :data:`DEFAULT_GPU`, and every finding's
+detail says the GPU was assumed. Nothing here imports torch unless given a module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shapewise.check.readers import ConfigInput, read_config
+from shapewise.check.rules import (
+    SEVERITIES,
+    CheckContext,
+    Finding,
+    Severity,
+    run_rules,
+    shape_context,
+)
+from shapewise.errors import InputError, ShapewiseWarning
+from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu
+from shapewise.model.shape import ModelShape
+
+#: Priced on when no GPU is given or detected: the most common pre-training GPU today.
+DEFAULT_GPU = "h100-sxm"
+
+#: Default sequence length cap for text models: their context (max_position_embeddings) up
+#: to 4096, the usual pre-training length; longer contexts are mostly reached by a later
+#: extension phase (Qwen2's 131072, Mistral's 32768), which a shape check should not assume.
+DEFAULT_MAX_SEQ_LEN = 4096
+
+OnFinding = Literal["warn", "raise", "ignore"]
+
+#: Bounds past any model that trains today; larger values are input errors (exit 2), which
+#: also keeps every search in the rules small.
+LIMITS: dict[str, int] = {
+    "hidden_size": 2**20, "num_attention_heads": 2**16, "num_hidden_layers": 2**17,
+    "intermediate_size": 2**24, "vocab_size": 2**28, "seq_len": 2**24,
+    "micro_batch": 2**16, "tp": 2**12, "pipeline_stages": 2**12,
+}
+
+
+class ShapeCheckError(RuntimeError):
+    """Raised by ``check_before_training(on_finding="raise")``; ``.findings`` holds them."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        lines = "\n".join(f"  {format_finding(f)}" for f in findings)
+        super().__init__(f"shapewise: {len(findings)} shape finding(s) at or above the "
+                         f"threshold:\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """Findings of one input, with what was checked and under which settings."""
+
+    source: str
+    """'hf', 'megatron', 'nanogpt', 'shape' or 'module'"""
+    name: str
+    """the model's name (config name, file, or module class)"""
+    path: str
+    gpu: str
+    """GPU id the speedups are priced on"""
+    gpu_note: str
+    """'' when the GPU was given; otherwise how it was chosen"""
+    dtype: str
+    tp: int
+    pipeline_stages: int
+    micro_batch: int | None
+    seq_len: int | None
+    findings: list[Finding]
+    notes: tuple[str, ...] = field(default=())
+    step_time_s: float | None = None
+    """predicted step (ModelShape inputs) or traced GEMM + attention time (modules)"""
+
+    def worst(self) -> Severity | None:
+        """The highest severity among the findings, or None when clean."""
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=SEVERITIES.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "source": self.source, "name": self.name, "gpu": self.gpu,
+            "gpu_note": self.gpu_note, "dtype": self.dtype, "tp": self.tp,
+            "pipeline_stages": self.pipeline_stages, "micro_batch": self.micro_batch,
+            "seq_len": self.seq_len, "step_time_s": self.step_time_s,
+            "notes": list(self.notes), "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+def format_finding(f: Finding) -> str:
+    """One line: id, severity, message and the fix with its speedups."""
+    return f"{f.rule_id} ({f.severity}): {f.message} [{f.summary()}]"
+
+
+def resolve_gpu(gpu: str | GPU | None, *, detect: bool = True) -> tuple[GPU, str]:
+    """(GPU, note): the one given; a detected one; or DEFAULT_GPU with a note saying so."""
+    if gpu is not None:
+        return get_gpu(gpu), ""
+    if detect:
+        found = _detect()
+        if found is not None:
+            return found, f"GPU detected: {found.id}"
+    default = get_gpu(DEFAULT_GPU)
+    return default, (f"GPU assumed: {default.id} (none given"
+                     + (" or detected" if detect else "") + "; pass gpu=/--gpu)")
+
+
+def _detect() -> GPU | None:
+    """detect_gpu() when torch is already loaded and the module exists; never imports torch
+    itself (a config check must stay fast) and never fails the check."""
+    if "torch" not in sys.modules:
+        return None
+    try:
+        module = importlib.import_module("shapewise.hardware.detect")
+    except ImportError:  # not written yet, or its own imports are missing
+        return None
+    try:
+        found = module.detect_gpu()
+    except Exception:  # a detection problem must not stop a training script
+        return None
+    return found if isinstance(found, GPU) else None
+
+
+def _setting(name: str, value: Any, stated: Any, default: Any) -> Any:
+    chosen = value if value is not None else stated if stated is not None else default
+    if chosen is None:
+        return None
+    if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
+        raise InputError(f"{name}: must be a positive integer, got {chosen!r}")
+    if chosen > LIMITS[name]:
+        raise InputError(f"{name}: {chosen} is beyond any model that trains (limit "
+                         f"{LIMITS[name]})")
+    return chosen
+
+
+def _check_limits(shape: ModelShape, where: str) -> None:
+    for name in ("hidden_size", "num_attention_heads", "num_hidden_layers",
+                 "intermediate_size", "vocab_size"):
+        value = getattr(shape, name)
+        if value is not None and value > LIMITS[name]:
+            raise InputError(f"{where}{name}: {value} is beyond any model that trains "
+                             f"(limit {LIMITS[name]})")
+    if shape.arch == "vit" and shape.seq_len > LIMITS["seq_len"]:
+        raise InputError(f"{where}image_size: {shape.seq_len} tokens per image is beyond "
+                         f"any model that trains (limit {LIMITS['seq_len']})")
+
+
+def _is_module(obj: Any) -> bool:
+    from shapewise.check.trace import is_torch_module
+
+    return is_torch_module(obj)
+
+
+def analyze(
+    model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
+    micro_batch: int | None = None, seq_len: int | None = None,
+    pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
+    rules: Iterable[str] | None = None, detect: bool = True,
+) -> CheckReport:
+    """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
+    g, gpu_note = resolve_gpu(gpu, detect=detect)
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)  # InputError naming dtype when the GPU lacks it
+
+    if _is_module(model_or_config):
+        return _analyze_module(model_or_config, g, gpu_note, dt, tp=tp,
+                               micro_batch=micro_batch, seq_len=seq_len,
+                               example_input=example_input, rules=rules)
+
+    if isinstance(model_or_config, ModelShape):
+        cfg = ConfigInput(shape=model_or_config, source="shape")
+    elif isinstance(model_or_config, Mapping | str | os.PathLike):
+        cfg = read_config(model_or_config)
+    else:
+        raise InputError(
+            "model_or_config: expected a ModelShape, a config path or dict, or a "
+            f"torch.nn.Module, got {type(model_or_config).__name__}"
+        )
+    where = f"{cfg.path}: " if cfg.path else ""
+    _check_limits(cfg.shape, where)
+    t = _setting("tp", tp, cfg.tp, 1)
+    pp = _setting("pipeline_stages", pipeline_stages, cfg.pipeline_stages, 1)
+    b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
+    s = _setting("seq_len", seq_len, cfg.seq_len, None)
+    notes = list(cfg.notes)
+    shape = cfg.shape
+    if s is None and shape.arch != "vit":
+        context = shape.max_position_embeddings
+        s = min(context, DEFAULT_MAX_SEQ_LEN)  # type: ignore[type-var]
+        notes.append(f"seq_len: {s} (max_position_embeddings {context}"
+                     + (f", capped at {DEFAULT_MAX_SEQ_LEN}" if s != context else "")
+                     + "; pass seq_len=/--seq-len)")
+    try:
+        ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
+                            pipeline_stages=pp, note=gpu_note)
+    except InputError as exc:
+        raise InputError(f"{where}{exc}") from None
+    findings = run_rules(ctx, rules)
+    return CheckReport(
+        source=cfg.source, name=cfg.shape.name or os.path.basename(cfg.path), path=cfg.path,
+        gpu=g.id, gpu_note=gpu_note, dtype=dt, tp=t, pipeline_stages=pp, micro_batch=b,
+        seq_len=ctx.seq_len, findings=findings, notes=tuple(notes),
+        step_time_s=ctx.estimate.step_time_s if ctx.estimate else None,
+    )
+
+
+def _analyze_module(model: Any, g: GPU, gpu_note: str, dt: str, *, tp: int | None,
+                    micro_batch: int | None, seq_len: int | None, example_input: Any,
+                    rules: Iterable[str] | None) -> CheckReport:
+    from shapewise.check.rules import _trace_cost
+    from shapewise.check.trace import trace_module
+
+    if tp not in (None, 1):
+        raise InputError("tp: a traced module is checked as it runs (one rank); build it at "
+                         "its per-rank sizes, or check its config with tp=")
+    b = _setting("micro_batch", micro_batch, None, 1)
+    s = _setting("seq_len", seq_len, None, None)
+    trace = trace_module(model, micro_batch=b, seq_len=s, example_input=example_input)
+    ctx = CheckContext(gpu=g, dtype=dt, micro_batch=trace.micro_batch or b,
+                       seq_len=trace.seq_len, trace=trace, note=gpu_note)
+    findings = run_rules(ctx, rules)
+    step = _trace_cost(ctx)[0] if trace.gemms or trace.attentions else None
+    return CheckReport(
+        source="module", name=trace.model, path="", gpu=g.id, gpu_note=gpu_note, dtype=dt,
+        tp=1, pipeline_stages=1, micro_batch=trace.micro_batch, seq_len=trace.seq_len,
+        findings=findings, notes=trace.notes, step_time_s=step,
+    )
+
+
+def check_shape(
+    model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
+    micro_batch: int | None = None, seq_len: int | None = None,
+    pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
+    rules: Iterable[str] | None = None,
+) -> list[Finding]:
+    """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
+
+    ``tp``, ``micro_batch``, ``pipeline_stages`` and ``seq_len`` default to what the config
+    states (Megatron arguments, a nanoGPT file), else 1, 1, 1 and the model's context
+    (``max_position_embeddings``). ``example_input`` (modules only): what the module is
+    called with, see :func:`shapewise.check.trace.trace_module`. ``rules``: ids to run
+    (default: all of :data:`shapewise.check.rules.RULES`).
+
+    >>> from shapewise import ModelShape
+    >>> fs = check_shape(ModelShape.gpt(hidden_size=768, num_attention_heads=12,
+    ...                  num_hidden_layers=12, vocab_size=50257), gpu="a100")
+    >>> fs[0].rule_id, fs[0].fix
+    ('SW001', 50304)
+    """
+    return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
+                   seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
+                   example_input=example_input, rules=rules).findings
+
+
+def check_before_training(
+    model_or_config: Any, *, gpu: str | GPU | None = None, on_finding: OnFinding = "warn",
+    fail_on: Severity = "warning", tp: int | None = None, micro_batch: int | None = None,
+    seq_len: int | None = None, pipeline_stages: int | None = None, dtype: str = "bf16",
+    example_input: Any = None, rules: Iterable[str] | None = None, stacklevel: int = 2,
+) -> list[Finding]:
+    """Run :func:`check_shape` at the top of a training script and act on the findings.
+
+    ``on_finding``: ``"warn"`` (default) issues each finding as a :class:`ShapewiseWarning`
+    (filter them with ``warnings.filterwarnings("ignore", category=ShapewiseWarning)``, or
+    turn them into errors with ``-W error::shapewise.ShapewiseWarning``); ``"raise"`` raises
+    :class:`ShapeCheckError` when a finding reaches ``fail_on`` (and warns the rest);
+    ``"ignore"`` only returns them. Returns the findings in every case.
+    """
+    if on_finding not in ("warn", "raise", "ignore"):
+        raise InputError(f"on_finding: must be 'warn', 'raise' or 'ignore', got {on_finding!r}")
+    if fail_on not in SEVERITIES:
+        raise InputError(f"fail_on: must be one of {', '.join(SEVERITIES)}, got {fail_on!r}")
+    report = analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
+                     seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
+                     example_input=example_input, rules=rules)
+    findings = report.findings
+    if on_finding == "ignore":
+        return findings
+    failing = [f for f in findings if SEVERITIES.index(f.severity) >= SEVERITIES.index(fail_on)]
+    where = f" on {report.gpu}" + (f" ({report.gpu_note})" if report.gpu_note else "")
+    for f in findings:
+        if on_finding == "raise" and f in failing:
+            continue
+        warnings.warn(f"shapewise {format_finding(f)}{where}", ShapewiseWarning,
+                      stacklevel=stacklevel + 1)
+    if on_finding == "raise" and failing:
+        raise ShapeCheckError(failing)
+    return findings
+
