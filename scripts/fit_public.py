@@ -124,7 +124,8 @@ def _print_cross_gpu_means() -> None:
     if not rows:
         return
     print("cross-GPU means over tensor-core fits (" + ", ".join(r[0] for r in rows) + "):")
-    for key in ("launch_us", "k_fill", "bandwidth_efficiency", "tile_reuse_cost"):
+    for key in ("launch_us", "k_fill", "bandwidth_efficiency", "tile_reuse_cost",
+                "overlap_penalty"):
         # only values this GPU's data set (not ones held at the default for its method)
         vals = [c[key] for _, c in rows
                 if key in c["provenance"].get("shared_parameters_fitted", [])]

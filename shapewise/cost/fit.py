@@ -36,6 +36,7 @@ SHARED_BOUNDS: dict[str, tuple[float, float]] = {
     "tile_reuse_cost": (0.0, 2.0),
     "misalign_16b_factor": (0.2, 1.0),
     "misalign_coarse_factor": (0.5, 1.0),
+    "overlap_penalty": (0.0, 1.0),
 }
 EFFICIENCY_BOUNDS = (0.02, 1.0)
 
@@ -99,7 +100,8 @@ def predict_gemm_times(gpu: GPU, cal: Calibration, dtype: str, m: np.ndarray, n:
             compute = waves * 2.0 * bm * bn * (np.ceil(k / s) + cal.k_fill) / rate
             if s > 1:
                 compute = compute + 2.0 * batch * m * n * 4 * s / stream_bw
-            t = np.maximum(compute, memory) + cal.launch_us * 1e-6
+            t = (np.maximum(compute, memory) + cal.overlap_penalty * np.minimum(compute, memory)
+                 + cal.launch_us * 1e-6)
             best = np.where(ok, np.minimum(best, t), best)
     return best
 
@@ -288,5 +290,6 @@ def fit_gemm(gpu: GPU, observations: Sequence[GemmObservation], *, fix: Iterable
         "in_sample": in_sample,
         "cross_validated": cross,
     })
+    eff = {d: v for d, v in eff.items() if d in gpu.peak_tflops}
     final = dataclasses.replace(cal, status="fitted", gemm_efficiency=eff, provenance=prov)
     return FitResult(final, in_sample, cross, len(obs), tuple(names))

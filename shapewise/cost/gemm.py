@@ -9,7 +9,7 @@ For every candidate CTA tile (BM, BN) of the GPU and a split-K factor s, the mod
     t_tile  = 2 · BM · BN · (ceil(k / s) + k_fill) / (peak/SMs · eff · reuse(BM, BN) · align)
     compute = waves · t_tile  (+ the split-K reduction's traffic when s > 1)
     memory  = bytes moved at least once / (bandwidth · bandwidth_efficiency)
-    time    = max(compute, memory) + launch
+    time    = max(compute, memory) + overlap_penalty · min(compute, memory) + launch
 
 and keeps the cheapest candidate, as a vendor BLAS heuristic would. docs/cost-model.md gives
 the reason for every term. Everything here is pure arithmetic on numbers: no torch.
@@ -60,6 +60,7 @@ class _Model(NamedTuple):
     align_coarse: int  # elements in alignment_bytes
     f16: float
     fcoarse: float
+    overlap: float
     peak: float
     bandwidth: float
 
@@ -92,6 +93,7 @@ def _model(gpu: GPU, dtype: str) -> _Model:
         align_coarse=gpu.alignment_elements(dtype),
         f16=cal.misalign_16b_factor,
         fcoarse=cal.misalign_coarse_factor,
+        overlap=cal.overlap_penalty,
         peak=peak,
         bandwidth=gpu.bandwidth,
     )
@@ -138,7 +140,7 @@ def _best(md: _Model, m: int, n: int, k: int, batch: int) -> _Choice:
             compute = waves * t_tile
             if s > 1:  # fp32 partial tiles written and read back by the reduction
                 compute += 2.0 * batch * m * n * 4 * s / md.stream_bw
-            t = max(compute, memory) + md.launch_s
+            t = max(compute, memory) + md.overlap * min(compute, memory) + md.launch_s
             if best is None or t < best.time:
                 best = _Choice(t, compute, memory, (bm, bn), s, ctas, waves)
     assert best is not None

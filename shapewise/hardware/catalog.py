@@ -117,6 +117,10 @@ class Calibration:
     attention_bwd_efficiency: float
     #: where the numbers come from: data files, dates, method, errors
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: share of the shorter of compute and memory time that does not overlap the longer
+    #: (0: perfect overlap, as GPU kernels stream operands under the math; ~1 on CPUs,
+    #: where BLAS packs operands before computing)
+    overlap_penalty: float = 0.0
 
     def efficiency(self, dtype: str) -> float:
         """Main-loop efficiency for ``dtype``; types without their own fit share bf16's."""
@@ -364,7 +368,7 @@ _TOP_LEVEL = {
 _CALIBRATION_FIELDS = {
     "status", "gemm_efficiency", "launch_us", "k_fill", "bandwidth_efficiency",
     "misalign_16b_factor", "misalign_coarse_factor", "tile_reuse_cost",
-    "attention_fwd_efficiency", "attention_bwd_efficiency", "provenance",
+    "attention_fwd_efficiency", "attention_bwd_efficiency", "provenance", "overlap_penalty",
 }
 
 
@@ -407,6 +411,8 @@ def _parse_calibration(raw: Any, check: _Checker) -> Calibration:
         attention_fwd_efficiency=frac("attention_fwd_efficiency"),
         attention_bwd_efficiency=frac("attention_bwd_efficiency"),
         provenance=provenance,
+        overlap_penalty=check.number(raw, "overlap_penalty", prefix=p, allow_zero=True,
+                                     at_most=1.0, required=False, default=0.0),
     )
 
 
@@ -640,5 +646,6 @@ def calibration_to_dict(cal: Calibration) -> dict[str, Any]:
         "tile_reuse_cost": cal.tile_reuse_cost,
         "attention_fwd_efficiency": cal.attention_fwd_efficiency,
         "attention_bwd_efficiency": cal.attention_bwd_efficiency,
+        "overlap_penalty": cal.overlap_penalty,
         "provenance": dict(cal.provenance),
     }

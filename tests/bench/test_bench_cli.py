@@ -105,24 +105,3 @@ def test_missing_out_folder_is_one_line(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("SHAPEWISE_SLOW_TESTS"),
-                    reason="about a minute: set SHAPEWISE_SLOW_TESTS=1 to run")
-def test_quick_cpu_bench_within_two_minutes(tmp_path: Path) -> None:
-    """The acceptance bound: `shapewise bench --device cpu --quick` on 2 cores in ≤ 2 min,
-    with a varied set of GEMMs for the fit."""
-    out = tmp_path / "quick.json"
-    argv = [sys.executable, "-m", "shapewise", "bench", "--device", "cpu", "--quick",
-            "--out", str(out), "--no-progress"]
-    t0 = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-    elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stderr
-    assert elapsed <= 120, f"quick CPU bench took {elapsed:.0f} s"
-    doc = load_document(out)
-    assert doc["run"]["complete"]
-    gemms = [r for r in doc["measurements"] if r["kind"] in ("gemm", "bmm")
-             and r["status"] == "ok"]
-    assert len(gemms) >= 90
-    flops = sorted(r["flops"] for r in gemms)
-    assert flops[-1] / flops[0] > 1e5
