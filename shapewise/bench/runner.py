@@ -253,6 +253,7 @@ def run_bench(
     progress: bool | None = None,
     command: str | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    sm_count: int | None = None,
 ) -> Path:
     """Time the ``mode`` plan on ``device`` and write the results to ``out`` (JSON).
 
@@ -280,7 +281,8 @@ def run_bench(
 
     info = device_info(dev)
     device_kind = "cpu" if dev == "cpu" else "gpu"
-    target = Target(device=device_kind, dtype=dt, sm_count=int(info.get("sm_count") or 0),
+    target = Target(device=device_kind, dtype=dt,
+                    sm_count=int(sm_count or info.get("sm_count") or 0),
                     memory_bytes=int(info.get("total_memory_bytes") or 0))
     plan = make_plan(target, mode)
     config = timing_config(device_kind, mode)

@@ -34,7 +34,7 @@ from shapewise.check.rules import (
     shape_context,
 )
 from shapewise.errors import InputError, ShapewiseWarning
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu
+from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.shape import ModelShape
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
@@ -250,6 +250,7 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
+    profile: str | None = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -265,6 +266,8 @@ def check_shape(
     >>> fs[0].rule_id, fs[0].fix
     ('SW001', 50304)
     """
+    if profile is not None:  # a profile file (e.g. from 'shapewise fit') wins over gpu
+        gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
                    example_input=example_input, rules=rules).findings
@@ -275,6 +278,7 @@ def check_before_training(
     fail_on: Severity = "warning", tp: int | None = None, micro_batch: int | None = None,
     seq_len: int | None = None, pipeline_stages: int | None = None, dtype: str = "bf16",
     example_input: Any = None, rules: Iterable[str] | None = None, stacklevel: int = 2,
+    profile: str | None = None,
 ) -> list[Finding]:
     """Run :func:`check_shape` at the top of a training script and act on the findings.
 
@@ -288,6 +292,8 @@ def check_before_training(
         raise InputError(f"on_finding: must be 'warn', 'raise' or 'ignore', got {on_finding!r}")
     if fail_on not in SEVERITIES:
         raise InputError(f"fail_on: must be one of {', '.join(SEVERITIES)}, got {fail_on!r}")
+    if profile is not None:  # a profile file (e.g. from 'shapewise fit') wins over gpu
+        gpu = load_profile(profile)
     report = analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                      seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
                      example_input=example_input, rules=rules)

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--full", dest="mode", action="store_const", const="full",
                       help="the whole sweep (about 5 minutes on an H100)")
     mode.add_argument("--plan", dest="mode", choices=("tiny",), help=argparse.SUPPRESS)
+    p.add_argument("--profile", metavar="FILE",
+                        help="a profile whose SM count sets the wave scans (default: the "
+                        "device's own count)")
     p.add_argument("--budget-seconds", type=_seconds, default=None, metavar="N",
                    help="stop cleanly between kernels after N seconds (resume later)")
     p.add_argument("--resume", action="store_true",
@@ -70,9 +73,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out.strip():
         raise InputError("--out: empty path")
+    sm_count = None
+    if args.profile:  # wave scans at this profile's SM count instead of the device's
+        from shapewise.hardware.catalog import load_profile
+
+        sm_count = load_profile(args.profile).sm_count
     path = run_bench(device=args.device, dtype=args.dtype, mode=args.mode,
                      budget_seconds=args.budget_seconds, out=args.out, resume=args.resume,
-                     progress=args.progress)
+                     progress=args.progress, sm_count=sm_count)
     doc = load_document(path)
     recs = doc["measurements"]
     ok = sum(r.get("status") == "ok" for r in recs)

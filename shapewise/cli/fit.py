@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output of 'shapewise bench' (several files of one device: e.g. "
                    "a bf16 and a tf32 sweep)")
     p.add_argument("--gpu", help="catalog GPU measured (default: from the file's provenance)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="a profile file giving the measured GPU's datasheet facts "
+                   "(instead of --gpu)")
     p.add_argument("--out", required=True, metavar="PROFILE.json", help="profile to write")
     p.add_argument("--id", dest="profile_id", help="id of the new profile (default: GPU-measured)")
     p.add_argument("--seed", type=int, default=0, help="cross-validation fold seed")
@@ -39,7 +42,12 @@ def _rows(stats: dict) -> list[list]:
 def run(args: argparse.Namespace) -> int:
     from shapewise.bench.fit import fit_profile
 
-    report = fit_profile(args.bench_file, gpu=args.gpu, out=args.out,
+    gpu = args.gpu
+    if args.profile:
+        from shapewise.hardware.catalog import load_profile
+
+        gpu = load_profile(args.profile)
+    report = fit_profile(args.bench_file, gpu=gpu, out=args.out,
                          profile_id=args.profile_id, seed=args.seed)
     if args.json:
         print_json(report.to_dict())

@@ -30,6 +30,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print every profile as JSON (a list of objects)"
     )
+    parser.add_argument(
+        "--profile", metavar="FILE", action="append", default=[],
+        help="also list this profile file (e.g. from 'shapewise fit'); repeatable",
+    )
     parser.set_defaults(func=run)
 
 
@@ -82,9 +86,9 @@ HEADERS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapewise.hardware.catalog import gpu_to_dict, list_gpus
+    from shapewise.hardware.catalog import gpu_to_dict, list_gpus, load_profile
 
-    gpus = list_gpus()
+    gpus = list_gpus() + [load_profile(path) for path in args.profile]
     if args.json:
         print_json([gpu_to_dict(gpu) for gpu in gpus])
         return 0

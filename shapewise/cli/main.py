@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -39,8 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in SUBCOMMANDS:
-        if importlib.util.find_spec(f"shapewise.cli.{name}") is None:  # TODO(lead): remove
-            continue
         importlib.import_module(f"shapewise.cli.{name}").register(sub)
     return parser
 

@@ -100,7 +100,8 @@ class Recommendation:
         }
 
 
-def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1) -> str:
+def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
+                  gpu: GPU | None = None) -> str:
     """One line: the alignment and wave rules the shape meets or breaks."""
     from shapewise.cost.gemm import explain_gemm
 
@@ -118,7 +119,7 @@ def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1) -> str:
     worst = None
     for op in est.breakdown:
         if op.kind == "gemm" and op.phase == "forward" and op.name != "patch_embed":
-            ex = explain_gemm(*op.shape, gpu=est.gpu, dtype=est.dtype, suggest=False)
+            ex = explain_gemm(*op.shape, gpu=gpu or est.gpu, dtype=est.dtype, suggest=False)
             use = ex.tiles / (ex.waves * ex.slots)
             if worst is None or use < worst[1]:
                 worst = (op.name, use)
@@ -319,7 +320,7 @@ def recommend_shape(
     top = []
     for c in list(unique.values())[:top_k]:
         top.append(Candidate(c.shape, c.estimate, c.params, c.score,
-                             explain_shape(c.shape, c.estimate, tp)))
+                             explain_shape(c.shape, c.estimate, tp, g)))
     base_shape = baseline_shape(pb, space)
     base = None
     notes = []
@@ -333,7 +334,7 @@ def recommend_shape(
         else:
             n = count_params(base_shape)
             base = Candidate(base_shape, be, n, _score(be, n, pb.params),
-                             explain_shape(base_shape, be, tp))
+                             explain_shape(base_shape, be, tp, g))
     else:
         notes.append("no textbook baseline lands within the tolerance of the budget")
     if top[0].estimate.calibration != "fitted":

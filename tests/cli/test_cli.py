@@ -98,3 +98,36 @@ def test_hostile_profile_is_one_line(tmp_path: Path) -> None:
     bad.write_text('{"schema_version": 1, "sm_count": NaN}')
     r = run("report", "--profile", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and str(bad) in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_profile_option_on_every_command_that_prices(tmp_path: Path) -> None:
+    """A profile file (e.g. from 'shapewise fit') replaces the catalog entry everywhere."""
+    doc = json.loads((REPO / "profiles" / "h100-sxm.json").read_text())
+    doc["id"], doc["name"], doc["aliases"] = "my-h100", "My H100 (measured)", []
+    prof = tmp_path / "my-h100.json"
+    prof.write_text(json.dumps(doc))
+    r = run("gpus", "--profile", str(prof), cwd=tmp_path)
+    assert r.returncode == 0 and "my-h100" in r.stdout
+    r = run("report", "--profile", str(prof), "--json", "--n-step", "4096", cwd=tmp_path)
+    assert json.loads(r.stdout)["gpu"] == "my-h100"
+    r = run("estimate", "gpt2", "--profile", str(prof), "--seq-len", "1024", "--json",
+            cwd=tmp_path)
+    assert json.loads(r.stdout)["gpu"] == "my-h100"
+    r = run("recommend", "--params", "125M", "--profile", str(prof), "--n-trials", "10",
+            "--json", cwd=tmp_path)
+    assert json.loads(r.stdout)["gpu"] == "my-h100"
+    cfg = REPO / "tests/fixtures/hf/gpt2/config.json"
+    r = run("check", str(cfg), "--profile", str(prof), "--json", cwd=tmp_path)
+    assert r.returncode in (0, 1) and "my-h100" in r.stdout
+
+
+def test_check_shape_profile_argument(tmp_path: Path) -> None:
+    import shapewise as sw
+
+    doc = json.loads((REPO / "profiles" / "a100-sxm-80gb.json").read_text())
+    doc["id"], doc["aliases"] = "my-a100", []
+    prof = tmp_path / "my-a100.json"
+    prof.write_text(json.dumps(doc))
+    shape = sw.from_hf_config(REPO / "tests/fixtures/hf/gpt2/config.json")
+    findings = sw.check_shape(shape, profile=str(prof), seq_len=1024)
+    assert findings and all(f.gpu == "my-a100" for f in findings)
