@@ -35,6 +35,7 @@ from shapewise.cost.elementwise import op_time
 from shapewise.cost.gemm import check_dim, gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.params import check_tp
 from shapewise.model.shape import ModelShape
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
@@ -115,22 +116,6 @@ class Estimate:
             "notes": list(self.notes),
             "breakdown": [{**asdict(op), "total_s": op.total_s} for op in self.breakdown],
         }
-
-
-def check_tp(shape: ModelShape, tp: int) -> None:
-    """Megatron-style tensor parallelism needs these divisions to be exact."""
-    checks = [("num_attention_heads", shape.num_attention_heads),
-              ("num_key_value_heads", shape.kv_heads),
-              ("hidden_size", shape.hidden_size),
-              ("intermediate_size", shape.ffn_size)]
-    if shape.arch != "vit" and shape.vocab_size:
-        checks.append(("vocab_size", shape.vocab_size))
-    for name, value in checks:
-        if value % tp:
-            hint = ""
-            if name == "vocab_size":
-                hint = f" (pad it to {-(-value // (64 * tp)) * 64 * tp})"
-            raise InputError(f"tp: {tp} does not divide {name} ({value}){hint}")
 
 
 def _gemm_ops(name: str, m: int, n: int, k: int, count: int, gpu: GPU, dtype: str,

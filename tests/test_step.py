@@ -107,5 +107,5 @@ def test_bad_input_names_the_field(kwargs: dict, field: str) -> None:
 
 
 def test_tp_must_divide_vocab_with_a_fix() -> None:
-    with pytest.raises(InputError, match=r"vocab_size.*pad it to 50304"):
+    with pytest.raises(InputError, match=r"tp: 2 does not divide vocab_size.*50304"):
         sw.estimate(gpt27(heads=32, vocab=50257), gpu="h100", seq_len=2048, tp=2)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from shapewise import __version__
+from shapewise._io import read_json
 from shapewise.cost.fit import FitResult, GemmObservation, fit_gemm
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
@@ -42,27 +43,10 @@ MAX_BENCH_BYTES = 64 * 1024 * 1024
 MAX_CPU_CONTENTION = 0.3
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed")
-
-
 def load_bench(path: str | Path) -> dict[str, Any]:
     """Read a bench results file (JSON; JSON Lines partials are accepted) safely."""
     p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read bench file ({exc.strerror or exc})") from None
-    if size > MAX_BENCH_BYTES:
-        raise InputError(f"{p}: {size} bytes is too large for a bench file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{p}: not a JSON text file") from None
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise InputError(f"{p}: invalid JSON ({exc})") from None
+    doc = read_json(p, limit=MAX_BENCH_BYTES, what="a bench file")
     if not isinstance(doc, dict) or not isinstance(doc.get("measurements"), list):
         raise InputError(f"{p}: field 'measurements' is missing (not a shapewise bench file?)")
     if not isinstance(doc.get("provenance", {}), dict):

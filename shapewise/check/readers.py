@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from shapewise._io import read_text
 from shapewise.errors import InputError
 from shapewise.model.shape import ModelShape
 
@@ -349,17 +350,7 @@ def read_nanogpt(source: str | os.PathLike[str]) -> ConfigInput:
     Run settings: micro_batch = batch_size, seq_len = block_size.
     """
     path = Path(source)
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_PY_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_PY_BYTES:
-        raise InputError(f"{path}: over {MAX_PY_BYTES} bytes, too large for a config file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, limit=MAX_PY_BYTES, what="a config file")
     where = str(path)
     values = parse_assignments(text, where=where)
     if not any(k in values for k in _NANOGPT_KEYS):

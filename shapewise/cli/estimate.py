@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tabulate import tabulate
 
+from shapewise._io import read_json
 from shapewise.cli._common import add_gpu_options, positive_int, print_json, resolve_gpu
 from shapewise.errors import InputError
 
@@ -43,10 +43,7 @@ def load_shape(spec: str):
         raise InputError(f"{spec}: no such file, and not a preset "
                          f"({', '.join(list_presets())})")
     if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"{spec}: invalid JSON ({exc})") from None
+        raw = read_json(path, limit=16 * 1024 * 1024, what="a model config")
         if isinstance(raw, dict) and "arch" in raw and "model_type" not in raw:
             data = raw.get("shape", raw)
             return ModelShape.from_dict(data)

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from shapewise._io import read_json
 from shapewise.errors import InputError
 
 SCHEMA_VERSION = 1
@@ -218,58 +219,8 @@ class GPU:
 
 
 # -------------------------------------------------------------------- parsing and checks
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _finite_float(text: str) -> float:
-    # json would turn 1e999 into inf, which no later check sees inside free-form data
-    # (calibration.provenance) and which print_json then refuses to write.
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json keeps the last of duplicate keys; a profile with two "sm_count"s is a mistake.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key[:80]!r}")
-        out[key] = value
-    return out
-
-
 def _read_json(path: Path) -> Any:
-    # Read at most MAX_PROFILE_BYTES + 1 bytes: st_size is 0 for pipes and devices
-    # (/dev/zero would otherwise be read forever), and a FIFO (<(cat x.json)) still works.
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_PROFILE_BYTES + 1)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read profile ({exc.strerror or exc})") from None
-    if len(data) > MAX_PROFILE_BYTES:
-        raise InputError(f"{path}: more than {MAX_PROFILE_BYTES} bytes is too large for a profile")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a JSON text file (profiles are JSON only)") from None
-    try:
-        raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                         object_pairs_hook=_unique_keys)
-    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, 1e999, over-long integers
-        raise InputError(f"{path}: invalid JSON ({exc})") from None
-    except RecursionError:
-        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
-    try:
-        # "\ud800" escapes decode to lone surrogates, which cannot be printed or written back
-        json.dumps(raw, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{path}: invalid JSON (a string holds a lone surrogate escape)") from None
-    except RecursionError:
-        raise InputError(f"{path}: invalid JSON (nested too deeply)") from None
-    return raw
+    return read_json(path, limit=MAX_PROFILE_BYTES, what="a profile")
 
 
 def _short(value: Any, limit: int = 60) -> str:

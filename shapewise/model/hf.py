@@ -17,13 +17,13 @@ Errors are :class:`InputError` naming the file and the config's own field name
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shapewise._io import read_json
 from shapewise.errors import InputError
 from shapewise.model.shape import ModelShape, check_bool
 
@@ -183,22 +183,8 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
 
 
 # ---------------------------------------------------------------------------- loading
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        raise InputError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise InputError(f"{path}: over {MAX_CONFIG_BYTES} bytes, too large for a config.json")
-    try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InputError(f"{path}: invalid JSON ({exc})") from None
+    return read_json(path, limit=MAX_CONFIG_BYTES, what="a config.json")
 
 
 def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelShape:

@@ -1,0 +1,79 @@
+"""Reading user files safely: bounded reads, UTF-8 text, strict JSON. Data, never code."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from shapewise.errors import InputError
+
+
+def read_text(path: str | Path, *, limit: int, what: str) -> str:
+    """The file's UTF-8 text; InputError naming the file when unreadable or over ``limit``.
+
+    At most ``limit`` + 1 bytes are read: st_size is 0 for pipes and devices (/dev/zero
+    would otherwise be read forever), and a FIFO (``<(cat x.json)``) still works.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = f.read(limit + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise InputError(f"{p}: cannot read {what} "
+                         f"({getattr(exc, 'strerror', None) or exc})") from None
+    if len(data) > limit:
+        raise InputError(f"{p}: more than {limit} bytes is too large for {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text ({exc.reason})") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    # json would turn 1e999 into inf, which no later check sees inside free-form data
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of duplicate keys; two "sm_count"s in one object is a mistake
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:80]!r}")
+        out[key] = value
+    return out
+
+
+def parse_json(text: str, *, where: str) -> Any:
+    """Strict JSON: no NaN/Infinity, no out-of-range numbers, no duplicate keys, no lone
+    surrogates, bounded nesting. InputError naming ``where`` otherwise."""
+    try:
+        raw = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                         object_pairs_hook=_unique_keys)
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, 1e999, over-long integers
+        raise InputError(f"{where}: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{where}: invalid JSON (nested too deeply)") from None
+    try:
+        # "\ud800" escapes decode to lone surrogates, which cannot be printed or written back
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: invalid JSON (a string holds a lone surrogate escape)"
+                         ) from None
+    except RecursionError:
+        raise InputError(f"{where}: invalid JSON (nested too deeply)") from None
+    return raw
+
+
+def read_json(path: str | Path, *, limit: int, what: str) -> Any:
+    """:func:`read_text` then :func:`parse_json`."""
+    return parse_json(read_text(path, limit=limit, what=what), where=str(path))
