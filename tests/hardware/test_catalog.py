@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from shapewise.hardware.catalog import (
     parse_profile,
 )
 
-PROFILES = Path(catalog.__file__).resolve().parents[2] / "profiles"
+# the profiles as installed (the wheel ships profiles/ as shapewise.profiles)
+PROFILES = Path(str(resources.files("shapewise.profiles")))
 
 ALL_IDS = {
     "v100-sxm2", "a100-sxm-40gb", "a100-sxm-80gb", "a100-pcie-80gb", "a10", "a10g", "l4",
