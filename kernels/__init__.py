@@ -136,6 +136,19 @@ class Unsupported(RuntimeError):
     """This kernel or backend cannot run this problem here; the message says why."""
 
 
+def score_pairs(seq_len: int, seq_len_kv: int, causal: bool) -> int:
+    """(query, key) pairs an attention call computes, per batch and head.
+
+    Causal masks are top-left aligned, as ``scaled_dot_product_attention(is_causal=True)``
+    builds them: query i sees keys 0..min(i, s_kv - 1).
+    """
+    if not causal:
+        return seq_len * seq_len_kv
+    tri = min(seq_len, seq_len_kv)
+    full = max(0, seq_len - seq_len_kv)  # queries past the last key see all keys
+    return tri * (tri + 1) // 2 + full * seq_len_kv
+
+
 def torch_dtype(name: str) -> torch.dtype:
     """'bf16' -> torch.bfloat16 (the canonical names of the catalog)."""
     import torch

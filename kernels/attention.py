@@ -32,7 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import ITEMSIZE, TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
+from . import (
+    ITEMSIZE,
+    TOLERANCE,
+    BenchResult,
+    CheckResult,
+    relative_error,
+    score_pairs,
+    torch_dtype,
+)
 from .timing import is_gpu
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,13 +73,7 @@ class AttentionProblem:
     @property
     def score_pairs(self) -> int:
         """(query, key) pairs that are computed, per batch and head."""
-        s, skv = self.seq_len, self.seq_len_kv
-        if not self.causal:
-            return s * skv
-        # query i sees keys 0..min(i, skv-1): sum over i of min(i+1, skv)
-        full = max(0, s - skv)  # queries past the last key see all skv keys
-        tri = min(s, skv)
-        return tri * (tri + 1) // 2 + full * skv
+        return score_pairs(self.seq_len, self.seq_len_kv, self.causal)
 
     def flops(self) -> int:
         """Forward: QKᵀ and PV, 2·d FLOPs each per pair: 4·b·h·d·pairs. Backward: 2.5×

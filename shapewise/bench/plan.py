@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shapewise.errors import InputError
+from shapewise.kernels import score_pairs
 
 #: Version of the plans; goes into the provenance. Bump it when a plan's shapes change.
 PLAN_VERSION = "shapewise-plan/1"
@@ -162,11 +163,7 @@ class AttentionSpec:
 
     @property
     def _pairs(self) -> int:
-        s, skv = self.seq_len, self.seq_len_kv
-        if not self.causal:
-            return s * skv
-        tri = min(s, skv)
-        return tri * (tri + 1) // 2 + max(0, s - skv) * skv
+        return score_pairs(self.seq_len, self.seq_len_kv, self.causal)
 
     @property
     def flops(self) -> int:
