@@ -1053,7 +1053,7 @@ def _advice(rho: float | None, rows: list[TunedCandidate], states: Mapping[str, 
     failed = [r for r in rows if r.state == "failed"]
     for r in failed:
         warns.append(f"finalist {r.index} was not measured: {r.reason or 'its trials failed'}")
-    if w.device == "cpu":
+    if w.device == "cpu" and not str(config["gpu"]).startswith("cpu"):
         notes.append(f"measured on the CPU in fp32 while the prediction is for "
                      f"{config['gpu']} in {config['dtype']}: this checks the pipeline, not the "
                      "cost model")
