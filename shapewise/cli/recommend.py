@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
     p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257)
+    p.add_argument("--image-size", type=positive_int("--image-size"), default=224,
+                   help="ViT: image side in pixels (default 224)")
+    p.add_argument("--patch-size", type=positive_int("--patch-size"), default=16,
+                   help="ViT: patch side in pixels (default 16)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--tolerance", type=float, default=0.05,
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_size=args.vocab_size, arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
         tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
         recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
+        image_size=args.image_size, patch_size=args.patch_size,
     )
     if args.json:
         print_json(rec.to_dict())

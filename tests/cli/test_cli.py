@@ -56,6 +56,15 @@ def test_recommend_table_and_json(tmp_path: Path) -> None:
     assert data["best"]["num_attention_heads"] % 2 == 0
 
 
+def test_recommend_vit_image_and_patch(tmp_path: Path) -> None:
+    r = run("recommend", "--params", "300M", "--gpu", "mi250x-gcd", "--arch", "vit",
+            "--image-size", "224", "--patch-size", "14", "--micro-batch", "16",
+            "--n-trials", "20", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    best = json.loads(r.stdout)["best"]["shape"]
+    assert best["patch_size"] == 14 and best["arch"] == "vit"
+
+
 def test_estimate_breakdown_and_json(tmp_path: Path) -> None:
     cfg = REPO / "tests/fixtures/hf/llama-2-7b/config.json"
     r = run("estimate", str(cfg), "--gpu", "h100", "--micro-batch", "2", "--tp", "2",
