@@ -211,8 +211,9 @@ def recommend_shape(
     import optuna
 
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
-    g = load_profile(profile) if profile is not None else get_gpu(
-        gpu if gpu is not None else "", field_name="gpu")
+    if profile is None and gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
+    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)
     if space is None:
