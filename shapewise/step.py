@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from shapewise.cost.attention import attention_time
+from shapewise.cost.attention import attention_flops, attention_time
 from shapewise.cost.comm import allreduce_time
 from shapewise.cost.defaults import calibration_of
 from shapewise.cost.elementwise import op_time
@@ -203,8 +203,6 @@ def estimate(
                            causal=causal, kv_heads=g_kv // t)
     att_b = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
                            causal=causal, kv_heads=g_kv // t, backward=True)
-    from shapewise.cost.attention import attention_flops
-
     af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal)
     ops.append(OpCost("attention", "attention", "forward", (b, a // t, s, d), L, att_f, af))
     ops.append(OpCost("attention", "attention", "backward", (b, a // t, s, d), L, att_b, 2 * af))

@@ -61,20 +61,10 @@ def _num(rec: Mapping[str, Any], key: str, where: str) -> float:
     return float(v)
 
 
-def gemm_observations(doc: Mapping[str, Any], where: str,
-                      max_contention: float | None = MAX_CPU_CONTENTION) -> list[GemmObservation]:
-    """The BLAS GEMM timings of a bench document (Triton's fixed-tile kernels left out).
-
-    CPU timings taken while other work held the cores (``cpu_contention`` above
-    ``max_contention``) are left out, unless that would leave fewer than 8: then all are
-    kept (:func:`fit_profile` records which).
-    """
-    if max_contention is not None:
-        clean = gemm_observations(doc, where, None)
-        kept = [o for o, c in zip(clean, _contentions(doc), strict=True)
-                if c is None or c <= max_contention]
-        return kept if len(kept) >= 8 else clean
-    obs = []
+def _gemm_rows(doc: Mapping[str, Any], where: str
+               ) -> list[tuple[GemmObservation, float | None]]:
+    """Each BLAS GEMM timing of a bench document with its CPU contention (None: unknown)."""
+    rows = []
     for i, rec in enumerate(doc["measurements"]):
         if not isinstance(rec, dict):
             raise InputError(f"{where}: measurements[{i}] must be an object")
@@ -88,23 +78,32 @@ def gemm_observations(doc: Mapping[str, Any], where: str,
         batch = _num(rec, "batch", w) if "batch" in rec else 1.0
         if any(d != int(d) for d in [*dims, batch]):
             raise InputError(f"{w}: sizes must be integers")
-        obs.append(GemmObservation(dtype, int(dims[0]), int(dims[1]), int(dims[2]), int(batch),
-                                   _num(rec, "median_s", w), source=str(rec.get("key", ""))))
-    return obs
+        c = rec.get("cpu_contention")
+        contention = float(c) if isinstance(c, int | float) and not isinstance(c, bool) else None
+        rows.append((GemmObservation(dtype, int(dims[0]), int(dims[1]), int(dims[2]),
+                                     int(batch), _num(rec, "median_s", w),
+                                     source=str(rec.get("key", ""))), contention))
+    return rows
 
 
-def _blas_gemm_records(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in doc["measurements"]
-            if isinstance(r, dict) and r.get("status", "ok") == "ok"
-            and r.get("kind") in ("gemm", "bmm") and r.get("backend", "blas") == "blas"]
+def _kept(rows: Sequence[tuple[GemmObservation, float | None]],
+          max_contention: float | None) -> list[GemmObservation]:
+    everything = [o for o, _ in rows]
+    if max_contention is None:
+        return everything
+    kept = [o for o, c in rows if c is None or c <= max_contention]
+    return kept if len(kept) >= 8 else everything
 
 
-def _contentions(doc: Mapping[str, Any]) -> list[float | None]:
-    out = []
-    for r in _blas_gemm_records(doc):
-        c = r.get("cpu_contention")
-        out.append(float(c) if isinstance(c, int | float) and not isinstance(c, bool) else None)
-    return out
+def gemm_observations(doc: Mapping[str, Any], where: str,
+                      max_contention: float | None = MAX_CPU_CONTENTION) -> list[GemmObservation]:
+    """The BLAS GEMM timings of a bench document (Triton's fixed-tile kernels left out).
+
+    CPU timings taken while other work held the cores (``cpu_contention`` above
+    ``max_contention``) are left out, unless that would leave fewer than 8: then all are
+    kept (:func:`fit_profile` records which).
+    """
+    return _kept(_gemm_rows(doc, where), max_contention)
 
 
 def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
@@ -220,7 +219,8 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
     if not files:
         raise InputError("bench_file: at least one bench file is needed")
     docs = [(str(f), load_bench(f)) for f in files]
-    per_file = {where: gemm_observations(doc, where) for where, doc in docs}
+    rows = {where: _gemm_rows(doc, where) for where, doc in docs}
+    per_file = {where: _kept(r, MAX_CPU_CONTENTION) for where, r in rows.items()}
     obs = [o for file_obs in per_file.values() for o in file_obs]
     where = ", ".join(per_file)
     if len(obs) < 8:
@@ -233,7 +233,7 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
             raise InputError(f"{where}: measured dtype {o.dtype} is not in {base.name}'s peaks")
     base = dataclasses.replace(base, calibration=None)
     bench_prov = doc["provenance"]
-    all_rows = sum(len(gemm_observations(d, w, None)) for w, d in docs)
+    all_rows = sum(len(r) for r in rows.values())
     provenance = {
         "fitted_on": {w: {"rows_used": len(o), "source": "shapewise bench"}
                       for w, o in per_file.items()},

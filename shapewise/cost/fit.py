@@ -149,8 +149,7 @@ class FitResult:
     notes: tuple[str, ...] = field(default=())
 
 
-def _with(cal: Calibration, names: Sequence[str], values: Sequence[float],
-          dtypes: Sequence[str]) -> Calibration:
+def _with(cal: Calibration, names: Sequence[str], values: Sequence[float]) -> Calibration:
     eff = dict(cal.gemm_efficiency)
     shared: dict[str, float] = {}
     for name, value in zip(names, values, strict=True):
@@ -158,7 +157,6 @@ def _with(cal: Calibration, names: Sequence[str], values: Sequence[float],
             eff[name[4:]] = float(value)
         else:
             shared[name] = float(value)
-    del dtypes
     return dataclasses.replace(cal, gemm_efficiency=eff, **shared)
 
 
@@ -186,7 +184,6 @@ def _solve(gpu: GPU, start: Calibration, obs: Sequence[GemmObservation], names: 
     from scipy.optimize import least_squares
 
     arr = _arrays(obs)
-    dtypes = sorted({o.dtype for o in obs})
     lo = [EFFICIENCY_BOUNDS[0] if n.startswith("eff:") else SHARED_BOUNDS[n][0] for n in names]
     hi = [EFFICIENCY_BOUNDS[1] if n.startswith("eff:") else SHARED_BOUNDS[n][1] for n in names]
     x0 = []
@@ -196,7 +193,7 @@ def _solve(gpu: GPU, start: Calibration, obs: Sequence[GemmObservation], names: 
     log_meas = np.log(arr["time"])
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        cal = _with(start, names, x, dtypes)
+        cal = _with(start, names, x)
         return np.log(_predict_all(gpu, cal, arr)) - log_meas
 
     # The model is piecewise smooth (the best tile switches), so try a few starts.
@@ -208,7 +205,7 @@ def _solve(gpu: GPU, start: Calibration, obs: Sequence[GemmObservation], names: 
         if best is None or res.cost < best.cost:
             best = res
     assert best is not None
-    return _with(start, names, best.x, dtypes)
+    return _with(start, names, best.x)
 
 
 def fit_gemm(gpu: GPU, observations: Sequence[GemmObservation], *, fix: Iterable[str] = (),

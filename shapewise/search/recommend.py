@@ -149,14 +149,13 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
         raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
 
 
-def baseline_shape(pb: Problem, sp: SearchSpace) -> ModelShape | None:
+def baseline_shape(pb: Problem) -> ModelShape | None:
     """The textbook shape for the budget (module docstring), or None if none is near it.
 
     32 heads and h a multiple of 256, so the head dim h/32 is a multiple of 8 (the least
     FlashAttention accepts) but not necessarily of 64; for each depth the two such widths
     around 80·L are tried, and the one nearest the budget wins (ties: aspect nearest 80).
     """
-    del sp
     best: tuple[float, float, ModelShape] | None = None
     for L in range(1, 400):
         for h in {max(256, math.floor(BASELINE_ASPECT * L / 256) * 256),
@@ -322,7 +321,7 @@ def recommend_shape(
     for c in list(unique.values())[:top_k]:
         top.append(Candidate(c.shape, c.estimate, c.params, c.score,
                              explain_shape(c.shape, c.estimate, tp, g)))
-    base_shape = baseline_shape(pb, space)
+    base_shape = baseline_shape(pb)
     base = None
     notes = []
     if base_shape is not None:
