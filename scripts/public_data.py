@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,10 +72,19 @@ SKIPPED: Counter[str] = Counter()
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data folder: ``explicit``, $SHAPEWISE_DATA, or ../shared/data; None if absent."""
-    candidates = [explicit, os.environ.get("SHAPEWISE_DATA"),
-                  Path(__file__).resolve().parents[2] / "shared" / "data"]
-    for c in candidates:
+    """The data folder: ``explicit``, else $SHAPEWISE_DATA or ../shared/data; None if absent.
+
+    A folder named explicitly (``--data``) must hold the files: when it does not, this
+    prints one line naming it and exits 2, rather than fall back to another folder.
+    """
+    if explicit is not None:
+        if (Path(explicit) / VALIDATION_FILE).is_file():
+            return Path(explicit)
+        print(f"{Path(sys.argv[0]).name}: --data {explicit}: no {VALIDATION_FILE} there",
+              file=sys.stderr)
+        raise SystemExit(2)
+    for c in (os.environ.get("SHAPEWISE_DATA"),
+              Path(__file__).resolve().parents[2] / "shared" / "data"):
         if c and (Path(c) / VALIDATION_FILE).is_file():
             return Path(c)
     return None

@@ -8,6 +8,10 @@ sm_100, MI300-series gfx942; bf16 and f32 = TF32 rows), predicts every row with 
 profiles as shipped, and reports the median and p90 absolute % error per GPU and dtype and
 where the model is worst. Nothing is fitted or tuned here: the validation file is never
 used for calibration. When the data folder is absent it says so and exits 0.
+
+It also lists the problems that a calibration file measured too (same GPU, same m, n, k and
+batch, 16-bit against 16-bit): how far two public measurements of one kernel disagree is the
+floor under any error a model fitted on one of them can reach on the other.
 """
 
 from __future__ import annotations
@@ -58,7 +62,65 @@ def evaluate(folder: Path) -> tuple[list[dict], dict]:
     return table, worst
 
 
-def render(table: list[dict], worst: dict) -> str:
+def _family(dtype: str) -> str:
+    # fp16 and bf16 run the same tensor-core paths at the same peak on these GPUs
+    return "16-bit" if dtype in ("fp16", "bf16") else dtype
+
+
+def cross_check(folder: Path) -> list[dict]:
+    """Validation rows whose exact problem a calibration file also measured."""
+    wanted = set(public_data._XLA.values())
+    measured: dict[tuple, list] = defaultdict(list)
+    for gid, o in public_data.read_calibration(folder):
+        if gid in wanted:
+            measured[(gid, _family(o.dtype), o.batch, o.m, o.n, o.k)].append(o)
+    out = []
+    for gid, key, o in public_data.read_validation(folder):
+        hits = measured.get((gid, _family(o.dtype), o.batch, o.m, o.n, o.k))
+        if not hits:
+            continue
+        t_cal = float(np.median([h.time_s for h in hits]))
+        out.append({
+            "gpu": gid, "xla_dtype": key, "batch": o.batch, "m": o.m, "n": o.n, "k": o.k,
+            "calibration_us": t_cal * 1e6, "calibration_sources": sorted({h.source for h in hits}),
+            "calibration_rows": len(hits), "validation_us": o.time_s * 1e6,
+            "model_us": gemm_time(o.m, o.n, o.k, gpu=gid, dtype=o.dtype, batch=o.batch) * 1e6,
+        })
+    return sorted(out, key=lambda r: (r["gpu"], r["xla_dtype"], r["batch"], r["m"], r["n"],
+                                      r["k"]))
+
+
+def render_cross_check(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["No validation row measures a problem that a calibration file also measured."]
+    lines = [
+        "Problems measured by both a calibration file and the validation table (same GPU, "
+        "m, n, k and batch; the calibration side is fp16, the validation side bf16, which "
+        "run at the same peak). Where the two sources disagree, no model fitted on one can "
+        "match the other:",
+        "",
+        "| GPU profile | XLA dtype | b | m×n×k | calibration file | calibration µs "
+        "| validation µs | validation / calibration | model µs |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    summary = []
+    for gid in sorted({r["gpu"] for r in rows}):
+        ratios = [r["validation_us"] / r["calibration_us"] for r in rows if r["gpu"] == gid]
+        summary.append(f"- {gid}: {len(ratios)} rows; validation / calibration median "
+                       f"{np.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}")
+    lines[1:1] = ["", *summary]
+    for r in rows:
+        src = ", ".join(r["calibration_sources"])
+        if r["calibration_rows"] > 1:
+            src += f" (median of {r['calibration_rows']})"
+        lines.append(
+            f"| {r['gpu']} | `{r['xla_dtype']}` | {r['batch']} | {r['m']}×{r['n']}×{r['k']} | "
+            f"{src} | {r['calibration_us']:.1f} | {r['validation_us']:.1f} | "
+            f"{r['validation_us'] / r['calibration_us']:.2f} | {r['model_us']:.1f} |")
+    return lines
+
+
+def render(table: list[dict], worst: dict, overlap: list[dict] | None = None) -> str:
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
         BEGIN,
@@ -81,6 +143,8 @@ def render(table: list[dict], worst: dict) -> str:
     for (gid, key), rows in sorted(worst.items()):
         items = "; ".join(f"b={o.batch} {o.m}x{o.n}x{o.k} {e:+.0f}%" for o, e in rows)
         lines.append(f"- {gid} `{key}`: {items}")
+    if overlap is not None:
+        lines += ["", *render_cross_check(overlap)]
     lines.append(END)
     return "\n".join(lines)
 
@@ -96,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
               "no errors computed", file=sys.stderr)
         return 0
     table, worst = evaluate(folder)
-    text = render(table, worst)
+    text = render(table, worst, cross_check(folder))
     print(text)
     if args.write:
         path = Path(args.write)
