@@ -199,11 +199,13 @@ def estimate(
     # --- one transformer layer, priced once and counted L times
     ops += _gemm_ops("qkv_proj", T, (a + 2 * g_kv) * d // t, h, L, g, dt, recompute)
     causal = shape.causal
+    window = shape.sliding_window if causal else None
     att_f = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
-                           causal=causal, kv_heads=g_kv // t)
+                           causal=causal, kv_heads=g_kv // t, window=window)
     att_b = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
-                           causal=causal, kv_heads=g_kv // t, backward=True)
-    af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal)
+                           causal=causal, kv_heads=g_kv // t, backward=True, window=window)
+    af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal,
+                         window=window)
     ops.append(OpCost("attention", "attention", "forward", (b, a // t, s, d), L, att_f, af))
     ops.append(OpCost("attention", "attention", "backward", (b, a // t, s, d), L, att_b, 2 * af))
     if recompute:
@@ -238,6 +240,8 @@ def estimate(
         ops += _gemm_ops("patch_embed", b * shape.num_patches, h, patch_k, 1, g, dt, False,
                          weight_grad_only=True)
         ops += _mem_ops("final_norm", norm, T * h, 1, g, nb, False)
+        if shape.pooler:  # ViTModel: tanh(dense) on the class token
+            ops += _gemm_ops("pooler", b, h, h, 1, g, dt, False)
         if shape.num_labels:
             ops += _gemm_ops("classifier", b, shape.num_labels, h, 1, g, dt, False)
     else:

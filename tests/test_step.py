@@ -35,6 +35,36 @@ def test_breakdown_flops_equal_model_flops(preset: str, recompute: bool) -> None
     assert 0 < est.mfu < 1
 
 
+def test_vit_backbone_prices_its_pooler() -> None:
+    backbone = sw.ModelShape.vit(hidden_size=768, num_attention_heads=12, num_hidden_layers=12,
+                                 num_labels=0, pooler=True)
+    est = sw.estimate(backbone, gpu="h100", micro_batch=8)
+    assert "pooler" in {op.name for op in est.breakdown}
+    assert "classifier" not in {op.name for op in est.breakdown}
+    c, p, h = backbone.num_channels, backbone.patch_size, backbone.hidden_size
+    counted = sum(op.flops * op.count for op in est.breakdown)
+    counted += 2.0 * 8 * backbone.num_patches * c * p * p * h  # patch input grad (6N counts it)
+    assert counted == pytest.approx(est.flops_per_step, rel=1e-9)
+
+
+@pytest.mark.parametrize("seq", [4096, 16384, 32768])
+def test_sliding_window_is_priced_as_counted(seq: int) -> None:
+    # Mistral-7B's 4096-token window: past it, FlashAttention skips the key blocks outside
+    # the window, so the kernels' FLOPs and the MFU numerator must both use it
+    shape = get_preset("mistral-7b")
+    est = sw.estimate(shape, gpu="h100", seq_len=seq)
+    counted = sum(op.flops * op.count for op in est.breakdown)
+    assert counted == pytest.approx(est.flops_per_step, rel=1e-9)
+    full = sw.estimate(shape.replace(sliding_window=None), gpu="h100", seq_len=seq)
+    att = sum(op.total_s for op in est.breakdown if op.kind == "attention")
+    att_full = sum(op.total_s for op in full.breakdown if op.kind == "attention")
+    if seq == 4096:
+        assert att == pytest.approx(att_full)
+    else:  # the window's work grows as s·w − w²/2, full causal attention as s²/2
+        work = (seq * 4096 - 4096**2 / 2) / (seq**2 / 2)
+        assert att / att_full == pytest.approx(work, rel=0.15)
+
+
 def test_every_gemm_has_its_two_backward_gemms() -> None:
     est = sw.estimate(get_preset("llama-2-7b"), gpu="h100", seq_len=4096)
     gemms = [op for op in est.breakdown if op.kind == "gemm"]

@@ -46,25 +46,41 @@ SOFTMAX_PAIR_FLOPS = 128.0
 REFERENCE_HEAD_DIM = 128
 
 
-def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool) -> float:
+def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool,
+                  window: int | None = None) -> float:
     """(query, key) pairs counted as work; causal queries are the last ``seq_len`` positions.
 
-    Causal: s·(s_kv − s) pairs against the earlier keys plus half of the s×s square.
+    Causal: s·(s_kv − s) pairs against the earlier keys plus half of the s×s square. A
+    sliding window w (causal only) lets each query see at most w keys: with no cache,
+    a triangle of w²/2 then (s − w) rows of w, s·w − w²/2 in all (the same half-diagonal
+    convention as without a window, and as :mod:`shapewise.model.flops`).
     """
     if not causal:
+        if window is not None:
+            raise InputError("window: a sliding window needs causal attention")
         return float(seq_len * seq_len_kv)
     offset = seq_len_kv - seq_len  # query i sees keys 0 .. i + offset
     if offset < 0:
         raise InputError("seq_len_kv: causal attention needs seq_len_kv >= seq_len")
-    return seq_len * offset + seq_len * seq_len / 2.0
+    if window is None or window >= seq_len_kv:
+        return seq_len * offset + seq_len * seq_len / 2.0
+    # query x sees min(offset + x, w) keys; integrate over x in [0, s)
+    if offset >= window:
+        return float(seq_len * window)
+    x_full = window - offset  # from here on the window is full
+    if x_full >= seq_len:
+        return seq_len * offset + seq_len * seq_len / 2.0
+    return offset * x_full + x_full * x_full / 2.0 + (seq_len - x_full) * window
 
 
 def attention_flops(*, batch: int, heads: int, seq_len: int, head_dim: int,
                     causal: bool = True, seq_len_kv: int | None = None,
-                    backward: bool = False) -> float:
+                    backward: bool = False, window: int | None = None) -> float:
     """Model FLOPs of attention forward (or backward, 2× forward); causal counts exactly."""
     skv = seq_len if seq_len_kv is None else seq_len_kv
-    fwd = 4.0 * batch * heads * head_dim * visible_pairs(seq_len, skv, causal)
+    if window is not None:
+        window = check_dim(window, "window")
+    fwd = 4.0 * batch * heads * head_dim * visible_pairs(seq_len, skv, causal, window)
     return fwd * BACKWARD_MODEL_RATIO if backward else fwd
 
 
@@ -90,7 +106,8 @@ class AttentionExplanation:
 
 
 def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int | None,
-              seq_len_kv: int | None) -> tuple[int, int, int, int, int, int]:
+              seq_len_kv: int | None, causal: bool, window: int | None
+              ) -> tuple[int, int, int, int, int, int, int | None]:
     b = check_dim(batch, "batch")
     a = check_dim(heads, "heads")
     s = check_dim(seq_len, "seq_len")
@@ -99,20 +116,24 @@ def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int
     if a % g:
         raise InputError(f"kv_heads: {g} must divide heads ({a})")
     skv = s if seq_len_kv is None else check_dim(seq_len_kv, "seq_len_kv")
-    return b, a, s, d, g, skv
+    w = None if window is None else check_dim(window, "window")
+    if w is not None and not causal:
+        raise InputError("window: a sliding window needs causal attention")
+    return b, a, s, d, g, skv, w
 
 
 def explain_attention(
     *, batch: int, heads: int, seq_len: int, head_dim: int, gpu: str | GPU,
     dtype: str = "bf16", causal: bool = True, kv_heads: int | None = None,
-    seq_len_kv: int | None = None, backward: bool = False,
+    seq_len_kv: int | None = None, backward: bool = False, window: int | None = None,
 ) -> AttentionExplanation:
     """The breakdown behind :func:`attention_time`."""
-    b, a, s, d, g_heads, skv = _validate(batch, heads, seq_len, head_dim, kv_heads, seq_len_kv)
+    b, a, s, d, g_heads, skv, w = _validate(batch, heads, seq_len, head_dim, kv_heads,
+                                            seq_len_kv, causal, window)
     gpu_, dt = _resolve(gpu, dtype)
     cal = calibration_of(gpu_)
     flops = attention_flops(batch=b, heads=a, seq_len=s, head_dim=d, causal=causal,
-                            seq_len_kv=skv, backward=backward)
+                            seq_len_kv=skv, backward=backward, window=w)
     launch = cal.launch_us * 1e-6
     calib = "fitted" if cal.status == "fitted" else "spec-derived defaults"
     nbytes = DTYPE_BYTES[dt]
@@ -130,7 +151,10 @@ def explain_attention(
     kv_blocks = math.ceil(skv / bn)
     offset = skv - s
     if causal:
+        # key blocks up to the block holding the last query's diagonal; a window also
+        # skips the blocks wholly before the first query's oldest visible key
         per_q = [min(kv_blocks, math.ceil((min((i + 1) * bm, s) + offset) / bn))
+                 - (0 if w is None else max(0, (i * bm + offset - w + 1) // bn))
                  for i in range(q_blocks)]
     else:
         per_q = [kv_blocks] * q_blocks
@@ -192,12 +216,14 @@ def _materialized(b: int, a: int, s: int, d: int, skv: int, causal: bool, backwa
 def attention_time(
     *, batch: int, heads: int, seq_len: int, head_dim: int, gpu: str | GPU,
     dtype: str = "bf16", causal: bool = True, kv_heads: int | None = None,
-    seq_len_kv: int | None = None, backward: bool = False,
+    seq_len_kv: int | None = None, backward: bool = False, window: int | None = None,
 ) -> float:
     """Predicted time in seconds of one fused attention call (forward, or its backward).
 
     ``backward=True`` prices the backward kernel alone (2.5× the forward's math);
-    ``kv_heads`` < ``heads`` is grouped-query attention.
+    ``kv_heads`` < ``heads`` is grouped-query attention; ``window`` is a causal sliding
+    window (Mistral): each query sees at most that many keys, and the kernel skips key
+    blocks wholly outside it.
 
     >>> f = attention_time(batch=1, heads=32, seq_len=4096, head_dim=128, gpu="h100")
     >>> b = attention_time(batch=1, heads=32, seq_len=4096, head_dim=128, gpu="h100",
@@ -208,4 +234,5 @@ def attention_time(
     return explain_attention(
         batch=batch, heads=heads, seq_len=seq_len, head_dim=head_dim, gpu=gpu, dtype=dtype,
         causal=causal, kv_heads=kv_heads, seq_len_kv=seq_len_kv, backward=backward,
+        window=window,
     ).time_s

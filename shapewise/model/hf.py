@@ -119,7 +119,9 @@ def _llama(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _mistral(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     fields = _llama_like(cfg, max_positions=4096 * 32)
-    fields["sliding_window"] = _get(cfg, "sliding_window", None)  # null: full attention
+    # transformers' MistralConfig defaults the window to 4096 (Mistral-7B-v0.1); a config
+    # that states null (v0.2 onwards) means full attention
+    fields["sliding_window"] = cfg.get("sliding_window", 4096)
     return fields, {}
 
 

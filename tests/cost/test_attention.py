@@ -25,6 +25,47 @@ def test_flop_convention_causal_counts_visible_pairs() -> None:
     assert bwd == 2 * causal
 
 
+@pytest.mark.parametrize("s,skv,w", [(1024, 1024, 256), (1024, 1024, 1024), (1024, 1024, 4096),
+                                     (256, 1024, 300), (256, 1024, 700), (256, 1024, 1000),
+                                     (7, 7, 3), (1, 5000, 4096)])
+def test_sliding_window_counts_the_keys_each_query_sees(s: int, skv: int, w: int) -> None:
+    # the half-diagonal convention: query i (after skv - s cached keys) sees
+    # offset + i + 1/2 keys without a window, at most w with one
+    offset = skv - s
+    brute = sum(min(offset + i + 0.5, w) for i in range(s))
+    flops = sw.attention_flops(batch=1, heads=1, seq_len=s, seq_len_kv=skv, head_dim=64,
+                               window=w)
+    assert flops == pytest.approx(4 * 64 * brute, rel=1e-12)
+
+
+def test_sliding_window_matches_the_model_flops_and_skips_blocks() -> None:
+    from shapewise.model.flops import attention_forward_flops_per_sequence
+    from shapewise.model.presets import get_preset
+
+    m = get_preset("mistral-7b")  # window 4096, 32 heads x 128
+    for s in (2048, 4096, 16384):
+        assert sw.attention_flops(batch=1, heads=32, seq_len=s, head_dim=128,
+                                  window=4096) == attention_forward_flops_per_sequence(m, s)
+    kw = dict(batch=1, heads=32, kv_heads=8, head_dim=128, gpu="h100")
+    assert sw.attention_time(seq_len=4096, window=4096, **kw) == sw.attention_time(
+        seq_len=4096, **kw)
+    full = sw.attention_time(seq_len=32768, **kw)
+    windowed = sw.attention_time(seq_len=32768, window=4096, **kw)
+    # 32768·4096 − 4096²/2 visible pairs against 32768²/2: 0.234 of the work
+    assert 0.2 < windowed / full < 0.3
+    bwd = sw.explain_attention(seq_len=32768, window=4096, backward=True, **kw)
+    assert bwd.flops == 2 * sw.attention_flops(batch=1, heads=32, seq_len=32768,
+                                               head_dim=128, window=4096)
+
+
+def test_a_window_needs_causal_attention_and_a_positive_size() -> None:
+    kw = dict(batch=1, heads=2, seq_len=128, head_dim=64, gpu="h100")
+    with pytest.raises(InputError, match="window: a sliding window needs causal"):
+        sw.attention_time(causal=False, window=64, **kw)
+    with pytest.raises(InputError, match="window: must be a positive integer"):
+        sw.attention_time(window=0, **kw)
+
+
 def test_causal_is_about_half_the_time_of_full() -> None:
     kw = dict(batch=4, heads=32, seq_len=8192, head_dim=128, gpu="h100")
     ratio = sw.attention_time(causal=True, **kw) / sw.attention_time(causal=False, **kw)

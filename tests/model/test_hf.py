@@ -56,6 +56,10 @@ def test_fields_that_need_reading() -> None:
     assert pythia.rotary_pct == 0.25 and pythia.parallel_residual
     assert not pythia.tie_word_embeddings
     assert from_hf_config(FIXTURES / "mistral-7b").sliding_window == 4096
+    # a missing window takes transformers' MistralConfig default; null is full attention
+    mistral = {k: v for k, v in load("mistral-7b").items() if k != "sliding_window"}
+    assert from_hf_config(mistral).sliding_window == 4096
+    assert from_hf_config({**mistral, "sliding_window": None}).sliding_window is None
     qwen = from_hf_config(FIXTURES / "qwen2-0.5b")
     assert qwen.qkv_bias and not qwen.bias and qwen.tie_word_embeddings
     assert qwen.sliding_window is None  # use_sliding_window: false
