@@ -36,7 +36,7 @@ from shapewise.cost.gemm import check_dim, gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import check_tp
-from shapewise.model.shape import ModelShape
+from shapewise.model.shape import ModelShape, check_limit
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
 
@@ -175,8 +175,8 @@ def estimate(
         g = get_gpu(gpu)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)
-    b = check_dim(micro_batch, "micro_batch")
-    t = check_dim(tp, "tp")
+    b = check_limit("micro_batch", check_dim(micro_batch, "micro_batch"))
+    t = check_limit("tp", check_dim(tp, "tp"))
     if not isinstance(recompute, bool):
         raise InputError(f"recompute: must be True or False, got {recompute!r}")
     if shape.arch == "vit":
@@ -185,8 +185,8 @@ def estimate(
                              f"({shape.seq_len}), got {seq_len}")
         s = shape.seq_len
     else:
-        s = check_dim(seq_len if seq_len is not None else shape.max_position_embeddings,
-                      "seq_len")
+        s = check_limit("seq_len", check_dim(
+            seq_len if seq_len is not None else shape.max_position_embeddings, "seq_len"))
     check_tp(shape, t)
 
     nb = DTYPE_BYTES[dt]

@@ -922,8 +922,9 @@ def tune(
         ("vocab_size", vocab_size), ("image_size", image_size), ("patch_size", patch_size),
         ("n_trials", n_trials), ("top_k", top_k), ("search_trials", search_trials),
         ("repeats", repeats))}
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise InputError(f"seed: must be an integer, got {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(
+            seed, numbers.Integral) or not 0 <= seed < 2**32):
+        raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
     if isinstance(heartbeat_s, bool) or not isinstance(heartbeat_s, numbers.Real) or not (
             heartbeat_s > 0):
         raise InputError(f"heartbeat_s: must be a positive number of seconds, got "

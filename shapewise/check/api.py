@@ -35,7 +35,7 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
-from shapewise.model.shape import ModelShape
+from shapewise.model.shape import LIMITS, ModelShape
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
@@ -46,15 +46,6 @@ DEFAULT_GPU = "h100-sxm"
 DEFAULT_MAX_SEQ_LEN = 4096
 
 OnFinding = Literal["warn", "raise", "ignore"]
-
-#: Bounds past any model that trains today; larger values are input errors (exit 2), which
-#: also keeps every search in the rules small.
-LIMITS: dict[str, int] = {
-    "hidden_size": 2**20, "num_attention_heads": 2**16, "num_hidden_layers": 2**17,
-    "intermediate_size": 2**24, "vocab_size": 2**28, "seq_len": 2**24,
-    "micro_batch": 2**16, "tp": 2**12, "pipeline_stages": 2**12,
-}
-
 
 class ShapeCheckError(RuntimeError):
     """Raised by ``check_before_training(on_finding="raise")``; ``.findings`` holds them."""
@@ -151,18 +142,6 @@ def _setting(name: str, value: Any, stated: Any, default: Any) -> Any:
     return chosen
 
 
-def _check_limits(shape: ModelShape, where: str) -> None:
-    for name in ("hidden_size", "num_attention_heads", "num_hidden_layers",
-                 "intermediate_size", "vocab_size"):
-        value = getattr(shape, name)
-        if value is not None and value > LIMITS[name]:
-            raise InputError(f"{where}{name}: {value} is beyond any model that trains "
-                             f"(limit {LIMITS[name]})")
-    if shape.arch == "vit" and shape.seq_len > LIMITS["seq_len"]:
-        raise InputError(f"{where}image_size: {shape.seq_len} tokens per image is beyond "
-                         f"any model that trains (limit {LIMITS['seq_len']})")
-
-
 def _is_module(obj: Any) -> bool:
     from shapewise.check.trace import is_torch_module
 
@@ -195,7 +174,6 @@ def analyze(
             f"torch.nn.Module, got {type(model_or_config).__name__}"
         )
     where = f"{cfg.path}: " if cfg.path else ""
-    _check_limits(cfg.shape, where)
     t = _setting("tp", tp, cfg.tp, 1)
     pp = _setting("pipeline_stages", pipeline_stages, cfg.pipeline_stages, 1)
     b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)

@@ -16,13 +16,24 @@ _SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
 def parse_count(text: str, *, field: str = "--params") -> float:
     """'2.7B' -> 2.7e9, '350M' -> 3.5e8, '1e9' -> 1e9. Errors name ``field``."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", text)
+    match = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*",
+                         text)
     if not match:
         raise InputError(f"{field}: cannot read {text!r} as a count (e.g. 2.7B, 350M, 1e9)")
     value = float(match.group(1)) * _SUFFIX[match.group(2).upper()]
     if not math.isfinite(value):
         raise InputError(f"{field}: {text!r} is not finite")
+    if value <= 0:
+        raise InputError(f"{field}: must be positive, got {text!r}")
     return value
+
+
+def format_count(value: float) -> str:
+    """2.7e9 -> '2.7B', 1e12 -> '1T', 3.5e8 -> '350M' (3 significant digits)."""
+    for suffix, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def positive_int(field: str):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 SUBCOMMANDS = ("gpus", "report", "recommend", "estimate", "check", "bench", "fit", "tune")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,14 +45,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE_NUMBER = re.compile(r"-[0-9.]")
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--params -1B`` as ``--params=-1B``: argparse would read ``-1B`` as an option and
+    say "expected one argument"; joined, the option's own check names what is wrong."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if (tok.startswith("--") and "=" not in tok and i + 1 < len(args)
+                and _NEGATIVE_NUMBER.match(args[i + 1])):
+            out.append(f"{tok}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("shapewise: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`shapewise ... | head`): stop quietly, as a SIGPIPE'd
+        # command would, and keep Python from complaining when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"shapewise {args.command}: error: {message}", file=sys.stderr)

@@ -6,7 +6,13 @@ import argparse
 
 from tabulate import tabulate
 
-from shapewise.cli._common import add_gpu_options, parse_count, positive_int, print_json
+from shapewise.cli._common import (
+    add_gpu_options,
+    format_count,
+    parse_count,
+    positive_int,
+    print_json,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             for i, c in enumerate(rec.candidates[: args.top])]
     if rec.baseline is not None:
         rows.append(_row("baseline", rec.baseline))
-    print(f"Budget {params / 1e9:.3g}B params ±{args.tolerance:.0%} on {rec.gpu} "
+    print(f"Budget {format_count(params)} params ±{args.tolerance:.0%} on {rec.gpu} "
           f"({args.dtype}, seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
           f"micro-batch {args.micro_batch}, tp {args.tp}); {rec.n_trials} trials, "
           f"seed {rec.seed}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from shapewise.cli._common import parse_count, positive_int, print_json
+from shapewise.cli._common import format_count, parse_count, positive_int, print_json
 from shapewise.errors import InputError
 
 #: keyword of tune() -> its option here, so errors name what the user typed
@@ -94,14 +94,6 @@ def _flagged(message: str) -> str:
     return message
 
 
-def _count(n: float) -> str:
-    """7e9 -> '7B', 2.05e7 -> '20.5M'."""
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.3g}"
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -129,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = report.config
     tokens = (f"image {cfg['image_size']}, patch {cfg['patch_size']}" if cfg["arch"] == "vit"
               else f"seq {cfg['seq_len']}")
-    print(f"Study '{report.study}' in {report.storage}: {_count(cfg['params'])} params, "
+    print(f"Study '{report.study}' in {report.storage}: {format_count(cfg['params'])} params, "
           f"{cfg['arch']}, {tokens}, micro-batch {cfg['micro_batch']}, "
           f"tp {cfg['tp']}; predicted for {cfg['gpu']} ({cfg['dtype']})")
     st = report.trial_states

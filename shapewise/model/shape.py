@@ -103,6 +103,23 @@ def default_intermediate_size(hidden_size: int, activation: str) -> int:
 
 
 # ------------------------------------------------------------------------ field checks
+#: Bounds past any model that trains today; larger values are input errors. They keep every
+#: search small and every estimate meaningful (check, estimate and recommend share them).
+LIMITS: dict[str, int] = {
+    "hidden_size": 2**20, "num_attention_heads": 2**16, "num_hidden_layers": 2**17,
+    "intermediate_size": 2**24, "vocab_size": 2**28, "seq_len": 2**24,
+    "micro_batch": 2**16, "tp": 2**12, "pipeline_stages": 2**12,
+}
+
+
+def check_limit(name: str, value: int, *, key: str | None = None) -> int:
+    """``value`` if it is within ``LIMITS[key or name]``, else InputError naming ``name``."""
+    limit = LIMITS[key or name]
+    if value > limit:
+        raise InputError(f"{name}: {value} is beyond any model that trains (limit {limit})")
+    return value
+
+
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else InputError naming ``name`` (bools refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -193,9 +210,10 @@ class ModelShape:
         if not isinstance(self.name, str):
             raise InputError(f"name: expected a string, got {self.name!r}")
         arch = _choice("arch", self.arch, ARCHES)
-        h = check_int("hidden_size", self.hidden_size)
-        a = check_int("num_attention_heads", self.num_attention_heads)
-        check_int("num_hidden_layers", self.num_hidden_layers)
+        h = check_limit("hidden_size", check_int("hidden_size", self.hidden_size))
+        a = check_limit("num_attention_heads",
+                        check_int("num_attention_heads", self.num_attention_heads))
+        check_limit("num_hidden_layers", check_int("num_hidden_layers", self.num_hidden_layers))
         if h % a:
             raise InputError(
                 f"num_attention_heads: {a} does not divide hidden_size {h} "
@@ -230,7 +248,7 @@ class ModelShape:
 
         if self.intermediate_size is None:
             set_(self, "intermediate_size", default_intermediate_size(h, activation))
-        check_int("intermediate_size", self.intermediate_size)
+        check_limit("intermediate_size", check_int("intermediate_size", self.intermediate_size))
 
         if arch == "vit":
             self._check_vit()
@@ -241,7 +259,7 @@ class ModelShape:
         for key in VIT_FIELDS:
             if getattr(self, key) is not None:
                 raise InputError(f"{key}: only a ViT has it (arch is {self.arch!r})")
-        check_int("vocab_size", self.vocab_size)
+        check_limit("vocab_size", check_int("vocab_size", self.vocab_size))
         check_int("max_position_embeddings", self.max_position_embeddings)
         if self.sliding_window is not None:
             check_int("sliding_window", self.sliding_window)
@@ -256,6 +274,9 @@ class ModelShape:
         patch = check_int("patch_size", self.patch_size)
         if image % patch:
             raise InputError(f"patch_size: {patch} does not divide image_size {image}")
+        if (image // patch) ** 2 > LIMITS["seq_len"]:
+            raise InputError(f"image_size: {(image // patch) ** 2} patches per image is beyond "
+                             f"any model that trains (limit {LIMITS['seq_len']})")
         check_int("num_channels", self.num_channels)
         check_int("num_labels", self.num_labels, minimum=0)
         check_bool("use_class_token", self.use_class_token)

@@ -27,7 +27,7 @@ from typing import Any
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import count_params
-from shapewise.model.shape import ModelShape
+from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
 from shapewise.search.space import (
     Problem,
@@ -145,6 +145,7 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
                     ("vocab_size", vocab_size)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
             raise InputError(f"{name}: must be a positive integer, got {v!r}")
+        check_limit(name, int(v))
     if arch not in ("gpt", "llama", "vit"):
         raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
 
@@ -217,6 +218,9 @@ def recommend_shape(
     g.peak_flops(dt)
     if space is None:
         space = SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
+            0 <= seed < 2**32):
+        raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(
             n_trials, numbers.Integral) or n_trials < 1):
         raise InputError(f"n_trials: must be a positive integer, got {n_trials!r}")

@@ -27,7 +27,7 @@ from typing import Literal
 
 from shapewise.errors import InputError
 from shapewise.model.params import count_params
-from shapewise.model.shape import ModelShape
+from shapewise.model.shape import LIMITS, ModelShape
 
 Arch = Literal["gpt", "llama", "vit"]
 
@@ -127,7 +127,8 @@ def hidden_sizes(pb: Problem, sp: SearchSpace) -> list[int]:
     h_lo = (pb.params * (1 - pb.tolerance) * sp.min_aspect / 16) ** (1 / 3)
     h_hi = (pb.params * (1 + pb.tolerance) * sp.max_aspect / 10) ** (1 / 3)
     step = sp.hidden_step
-    start = max(step, int(h_lo // step) * step)
+    h_hi = min(h_hi, LIMITS["hidden_size"])  # past it no shape is valid (and the list huge)
+    start = max(step, int(min(h_lo, h_hi) // step) * step)
     return list(range(start, int(h_hi) + step, step))
 
 

@@ -81,7 +81,13 @@ def test_estimate_breakdown_and_json(tmp_path: Path) -> None:
     [
         (["report", "--gpu", "h1000"], "unknown GPU"),
         (["report", "--gpu", "a100", "--dtype", "fp8"], "fp8"),
-        (["recommend", "--params", "-3B", "--gpu", "a100"], "--params"),
+        (["recommend", "--params", "-3B", "--gpu", "a100"], "--params: must be positive"),
+        (["recommend", "--params", "1e30", "--gpu", "a100"], "above the largest shape"),
+        (["recommend", "--params", "1B", "--gpu", "a100", "--seed", "-1"], "seed: must be"),
+        (["recommend", "--params", "1B", "--gpu", "a100", "--micro-batch", "100000"],
+         "micro_batch: 100000 is beyond"),
+        (["estimate", "gpt2", "--gpu", "a100", "--micro-batch", "100000"],
+         "micro_batch: 100000 is beyond"),
         (["recommend", "--params", "1e3", "--gpu", "a100"], "params"),
         (["recommend", "--params", "1e16", "--gpu", "a100"], "params"),
         (["recommend", "--params", "1B", "--gpu", "a100", "--tolerance", "0"], "tolerance"),
@@ -140,3 +146,22 @@ def test_check_shape_profile_argument(tmp_path: Path) -> None:
     shape = sw.from_hf_config(REPO / "tests/fixtures/hf/gpt2/config.json")
     findings = sw.check_shape(shape, profile=str(prof), seq_len=1024)
     assert findings and all(f.gpu == "my-a100" for f in findings)
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    # `shapewise recommend ... | head -1`: the reader goes away after one line
+    exe = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "shapewise"]
+    proc = subprocess.Popen([*exe, "recommend", "--params", "350M", "--gpu", "a100",
+                             "--n-trials", "20", "--top", "10"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
+def test_budget_header_uses_the_count_suffix(tmp_path: Path) -> None:
+    r = run("recommend", "--params", "1T", "--gpu", "h100", "--n-trials", "10", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Budget 1T params")

@@ -119,6 +119,12 @@ BASE = {"hidden_size": 768, "num_attention_heads": 12, "num_hidden_layers": 12}
         ("vit", {"num_labels": -1}, "num_labels"),
         ("vit", {"num_channels": 0}, "num_channels"),
         ("transformer", {}, "arch"),
+        # past any model that trains (shapewise.model.shape.LIMITS)
+        ("gpt", {"hidden_size": 2**21 * 12}, "hidden_size"),
+        ("gpt", {"num_hidden_layers": 2**17 + 1}, "num_hidden_layers"),
+        ("gpt", {"intermediate_size": 2**24 + 1}, "intermediate_size"),
+        ("gpt", {"vocab_size": 2**28 + 1}, "vocab_size"),
+        ("vit", {"image_size": 2**13 * 16, "patch_size": 1}, "image_size"),
     ],
 )
 def test_bad_fields_are_named(arch: str, changes: dict, field: str) -> None:
