@@ -60,6 +60,7 @@ cluster (needs ``psycopg2`` or ``psycopg``). docs/tuning.md shows how to run the
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import os
@@ -287,6 +288,30 @@ def journal_path(url: str) -> str | None:
     return url
 
 
+def check_journal_file(path: str) -> None:
+    """An error naming ``--storage`` unless ``path`` is absent (a new journal, in a folder
+    that exists) or already an Optuna journal: Optuna would append to any file, a training
+    log included, and then fail on its first line."""
+    p = Path(path).expanduser()
+    folder = p.resolve().parent
+    if not folder.is_dir():
+        raise InputError(f"--storage: folder {folder} of the journal file does not exist")
+    if p.is_dir():
+        raise InputError(f"--storage: {path} is a folder, not a journal file")
+    if not p.exists() or p.stat().st_size == 0:
+        return
+    try:
+        with open(p, "rb") as fh:
+            first = fh.readline(1 << 20)
+        record = json.loads(first)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"--storage: {path} is not an Optuna journal file (its first line "
+                         f"is not a journal record: {type(exc).__name__})") from None
+    if not isinstance(record, dict) or "op_code" not in record:
+        raise InputError(f"--storage: {path} is not an Optuna journal file (its first line "
+                         "is not a journal record)")
+
+
 def open_storage(url: str | None = None, *, heartbeat_s: float = HEARTBEAT_S
                  ) -> optuna.storages.BaseStorage:
     """The Optuna storage a ``--storage`` value names (module docstring, "Storage URLs").
@@ -294,16 +319,14 @@ def open_storage(url: str | None = None, *, heartbeat_s: float = HEARTBEAT_S
     RDB storages get Optuna's heartbeat (``heartbeat_s``, rounded up to whole seconds, and
     a grace period of GRACE_BEATS heartbeats) and a retry of each trial it fails.
     """
-    url = url or DEFAULT_STORAGE
-    if not isinstance(url, str):
+    url = DEFAULT_STORAGE if url is None else url
+    if not isinstance(url, str) or not url.strip():
         raise InputError(f"--storage: expected a URL or a path, got {url!r}")
     path = journal_path(url)
     if path is not None:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        folder = Path(path).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise InputError(f"--storage: folder {folder} of the journal file does not exist")
+        check_journal_file(path)
         return JournalStorage(JournalFileBackend(str(Path(path).expanduser())))
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
     if scheme not in ("sqlite", "postgresql", "postgres", "mysql"):
@@ -354,8 +377,11 @@ def _rdb_storage(url: str, scheme: str, heartbeat_s: float) -> optuna.storages.R
                 storage = optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
             break
         except ImportError as exc:
+            hint = {"postgresql": "psycopg2-binary (or psycopg)",
+                    "mysql": "pymysql (with a mysql+pymysql:// URL) or mysqlclient"
+                    }.get(scheme, "the driver SQLAlchemy names")
             raise InputError(f"--storage: {scheme} needs its database driver "
-                             f"({exc.name or exc}): pip install psycopg2-binary") from exc
+                             f"({exc.name or exc}): pip install {hint}") from exc
         except Exception as exc:
             if not _is_db_error(exc):
                 raise
@@ -946,13 +972,17 @@ def tune(
         if progress:
             print(f"shapewise tune: {msg}", file=sys.stderr, flush=True)
 
-    def make() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def can_create() -> None:
         if params is None:
             raise InputError(f"--params: study {study!r} does not exist yet; its first worker "
                              "needs the parameter budget (and --gpu) to create it")
         if g is None:
             raise InputError(f"--gpu: study {study!r} does not exist yet; its first worker "
                              "needs the GPU the analytic search predicts for (or --profile)")
+
+    def make() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        can_create()
+        assert params is not None and g is not None
         k = ints["top_k"] or DEFAULT_TOP_K
         full = {"format": FORMAT, "params": float(params), "arch": arch or "gpt",
                 "gpu": g.id, "dtype": dt or "bf16", "seq_len": ints["seq_len"] or 2048,
@@ -968,6 +998,15 @@ def tune(
         say(f"study {study!r}: {len(cands)} finalists, {full['n_trials']} trials enqueued")
         return full, cands
 
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise InputError("tune measures its finalists with torch: pip install "
+                         "'shapewise[bench]'") from None
+    path = journal_path(DEFAULT_STORAGE if storage is None else storage) if isinstance(
+        storage, str | None) else None
+    if path is not None and not Path(path).expanduser().exists():
+        can_create()  # a new journal holds no study: fail before creating the file
     from shapewise.bench.runner import parse_device
     from shapewise.kernels.timing import gpu_available, is_gpu
 

@@ -70,6 +70,31 @@ def test_bad_storage_names_the_option(url: str) -> None:
         tuning.open_storage(url)
 
 
+@pytest.mark.parametrize("content", [b"epoch 1 loss 2.3\n", b"\x00\xff\x10binary",
+                                     b'{"not": "a journal"}\n', b"[1, 2]\n"])
+def test_a_file_that_is_not_a_journal_is_left_alone(content: bytes, tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_bytes(content)
+    with pytest.raises(InputError, match=r"^--storage: .*train.log is not an Optuna journal"):
+        tuning.open_storage(str(log))
+    assert log.read_bytes() == content  # nothing appended
+
+
+def test_an_existing_journal_and_an_empty_file_are_accepted(tmp_path: Path) -> None:
+    log = tmp_path / "t.log"
+    optuna.create_study(storage=tuning.open_storage(str(log)), study_name="x")
+    assert log.stat().st_size > 0
+    optuna.load_study(storage=tuning.open_storage(str(log)), study_name="x")
+    (tmp_path / "empty.log").touch()
+    tuning.open_storage(str(tmp_path / "empty.log"))
+
+
+@pytest.mark.parametrize("url", ["", "   ", "journal://"])
+def test_an_empty_storage_is_an_error(url: str) -> None:
+    with pytest.raises(InputError, match=r"^--storage:"):
+        tuning.open_storage(url)
+
+
 def test_password_is_hidden() -> None:
     shown = tuning._redact("postgresql://me:s3cret@db.example:5432/tune")
     assert "s3cret" not in shown and "db.example" in shown
@@ -184,6 +209,18 @@ def test_a_new_study_needs_the_budget(tmp_path: Path) -> None:
         shapewise.tune(study="n", storage=str(tmp_path / "t.log"), gpu="h100", device="cpu")
     with pytest.raises(InputError, match=r"^--gpu:"):
         shapewise.tune(study="n", storage=str(tmp_path / "t.log"), params=1e9, device="cpu")
+    assert not (tmp_path / "t.log").exists()  # a failed start leaves no empty journal
+
+
+def test_without_torch_tune_says_so_before_touching_storage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    with pytest.raises(InputError, match=r"pip install 'shapewise\[bench\]'"):
+        shapewise.tune(study="n", storage=str(tmp_path / "t.log"), params=1e9, gpu="h100",
+                       device="cpu")
+    assert not (tmp_path / "t.log").exists()
 
 
 # ----------------------------------------------------------------------------------- CLI
