@@ -145,6 +145,73 @@ def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
     return parse_profile(raw, where="cpu profile")
 
 
+def _check_out(out: Path, inputs: Sequence[Path]) -> None:
+    """--out must be a new or a profile file: never one of the measurements."""
+    if out.is_dir():
+        raise InputError(f"--out: {out} is a folder; name the profile file to write")
+    if not out.parent.resolve().is_dir():
+        raise InputError(f"--out: folder {out.parent} does not exist")
+    if out.exists():
+        if any(out.resolve() == f.resolve() for f in inputs if f.exists()):
+            raise InputError(f"--out: {out} is one of the bench files; writing the profile "
+                             "there would lose the measurements")
+        try:
+            existing = read_json(out, limit=MAX_PROFILE_BYTES * 64, what="--out")
+        except InputError:
+            return  # not JSON we can read: an old profile or junk, overwritten as asked
+        if isinstance(existing, dict) and "measurements" in existing:
+            raise InputError(f"--out: {out} holds bench measurements; writing the profile "
+                             "there would lose them")
+
+
+def _write_atomic(out: Path, text: str) -> None:
+    """Write ``text`` to ``out`` so that a reader never sees half a profile."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _device_of(doc: Mapping[str, Any]) -> tuple[str, str]:
+    prov = doc.get("provenance", {})
+    prov = prov if isinstance(prov, Mapping) else {}
+    device = str(prov.get("device", "") or "")
+    kind = "cpu" if device.startswith("cpu") or prov.get("device_type") == "cpu" else "gpu"
+    return kind, str(prov.get("device_name", "") or device)
+
+
+def _same_device(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Several bench files are fitted together only if one device measured them all."""
+    first_where, first = docs[0]
+    ref = _device_of(first)
+    for where, doc in docs[1:]:
+        dev = _device_of(doc)
+        if dev != ref:
+            raise InputError(
+                f"bench_file: {where} was measured on {dev[1]!r} ({dev[0]}), {first_where} "
+                f"on {ref[1]!r} ({ref[0]}); fit one device at a time")
+
+
+def _gpu_matches(gpu: GPU, prov: Mapping[str, Any], where: str) -> None:
+    """--gpu must not contradict the device the file says it measured."""
+    kind, name = _device_of({"provenance": prov})
+    if kind == "cpu":
+        if gpu.vendor != "cpu":
+            raise InputError(f"--gpu: {where} was measured on the CPU, not on {gpu.name}; "
+                             "fit it without --gpu (a CPU profile is built from it)")
+        return
+    try:
+        measured = get_gpu(name)
+    except InputError:
+        return  # a device the catalog does not know: --gpu says which datasheet to use
+    if measured.id != gpu.id and measured.name != gpu.name:
+        raise InputError(f"--gpu: {where} was measured on {name!r} ({measured.id}), not on "
+                         f"{gpu.id}; leave --gpu out or name the GPU that was measured")
+
+
 def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: str) -> GPU:
     prov = doc.get("provenance", {})
     device = str(prov.get("device", "")).lower()
@@ -218,7 +285,10 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
     files = [bench_file] if isinstance(bench_file, str | Path) else list(bench_file)
     if not files:
         raise InputError("bench_file: at least one bench file is needed")
+    if out is not None:
+        _check_out(Path(out), [Path(f) for f in files])
     docs = [(str(f), load_bench(f)) for f in files]
+    _same_device(docs)
     rows = {where: _gemm_rows(doc, where) for where, doc in docs}
     per_file = {where: _kept(r, MAX_CPU_CONTENTION) for where, r in rows.items()}
     obs = [o for file_obs in per_file.values() for o in file_obs]
@@ -227,7 +297,11 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
         raise InputError(f"{where}: {len(obs)} usable GEMM measurements; a fit needs 8")
     doc = {"provenance": docs[0][1].get("provenance", {}),
            "measurements": [m for _, d in docs for m in d["measurements"]]}
-    base = get_gpu(gpu, field_name="--gpu") if gpu is not None else _guess_gpu(doc, obs, where)
+    if gpu is not None:
+        base = gpu if isinstance(gpu, GPU) else get_gpu(gpu, field_name="--gpu")
+        _gpu_matches(base, doc["provenance"], where)
+    else:
+        base = _guess_gpu(doc, obs, where)
     for o in obs:
         if o.dtype not in base.peak_tflops:
             raise InputError(f"{where}: measured dtype {o.dtype} is not in {base.name}'s peaks")
@@ -259,7 +333,7 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
         text = json.dumps(gpu_to_dict(fitted), indent=2, allow_nan=False) + "\n"
         if len(text) > MAX_PROFILE_BYTES:
             raise InputError("--out: the fitted profile is unexpectedly large")
-        Path(out).write_text(text, encoding="utf-8")
+        _write_atomic(Path(out), text)
         fitted = dataclasses.replace(fitted, path=str(out))
     return FitReport(fitted, result, att, where)
 
