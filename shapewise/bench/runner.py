@@ -22,12 +22,13 @@ A measurement record (the fields the fit reads)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -290,22 +291,12 @@ def run_bench(
     session = {"started": utc_now(), "command": command, "resumed": False}
 
     if resume and out_path.exists():
-        store = BenchStore.open(out_path)
-        run = store.run
-        checks = [("device_kind", run.get("device_kind"), device_kind),
-                  ("device_name", run.get("device_name"), device_name),
-                  ("dtype", run.get("dtype"), dt)]
-        if device_kind == "cpu":  # one CPU's numbers must not be mixed with another's
-            from shapewise.bench.provenance import cpu_info
-
-            was = store.doc["provenance"].get("cpu") or {}
-            now = cpu_info()
-            checks += [("CPU model", was.get("model"), now["model"]),
-                       ("logical CPUs", was.get("logical_cpus"), now["logical_cpus"])]
-        for field, had, want in checks:
-            if had != want:
-                raise InputError(f"--resume: {out_path} was measured with {field} {had!r}, "
-                                 f"this run has {want!r}")
+        store = BenchStore.open(out_path, lock=True)
+        try:
+            run = _resumable_run(store, out_path, device_kind, device_name, dt, mode)
+        except BaseException:
+            store.release()
+            raise
         session["resumed"] = True
         run.setdefault("sessions", []).append(session)
         run.update(mode=mode, planned=len(plan), complete=False, stopped=None)
@@ -322,7 +313,7 @@ def run_bench(
 
         session["command"] = shlex.join(sys.argv)
 
-    with store:
+    with store, _sigterm_as_interrupt():
         todo = [s for s in plan if s.key not in store.done_keys]
         n_done_before = len(plan) - len(todo)
         show = sys.stderr.isatty() if progress is None else progress
@@ -330,7 +321,7 @@ def run_bench(
         if n_done_before:
             _say(f"resuming {out_path}: {n_done_before} of {len(plan)} already measured")
         stopped = None
-        i = 0
+        interrupted = False
         retries_left = CPU_RETRY_BUDGET[mode] if device_kind == "cpu" else 0
         try:
             for i, spec in enumerate(todo):
@@ -350,8 +341,14 @@ def run_bench(
                 if on_record is not None:
                     on_record(record)
                 bar.update(n_done_before + i + 1, spec.key, _format_result(record))
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): keep the books, then stop
+            interrupted = True
         finally:
             bar.close()
+        measured = sum(1 for s in todo if s.key in store.done_keys)
+        if interrupted:
+            stopped = (f"interrupted after {n_done_before + measured} of {len(plan)} "
+                       "measurements")
         bandwidth = best_copy_gbs(store.measurements)
         if bandwidth:
             store.doc["provenance"].update(
@@ -359,13 +356,67 @@ def run_bench(
                 memory_bandwidth_source="the fastest 'copy' measurement of this file "
                                         "(bytes read + written / median time)")
         missing = [s.key for s in plan if s.key not in store.done_keys]
-        session.update(ended=utc_now(), elapsed_s=round(_now() - t0, 1),
-                       measured=len(todo) if stopped is None else i)
+        session.update(ended=utc_now(), elapsed_s=round(_now() - t0, 1), measured=measured)
         store.update_run(complete=not missing, stopped=stopped,
                          noisy=noisy_keys(store.measurements))
     if stopped:
         _say(f"stopped: {stopped}; run again with --resume to continue")
+    if interrupted:
+        raise KeyboardInterrupt
     return out_path
+
+
+def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_name: str,
+                   dt: str, mode: str) -> dict[str, Any]:
+    """The file's run record, if this run may continue it; else InputError naming what
+    differs (one file holds one device's, one dtype's, one mode's measurements)."""
+    from shapewise.bench.plan import PLAN_VERSION
+    from shapewise.bench.provenance import _version
+    from shapewise.kernels.timing import METHOD_VERSION
+
+    run = store.run
+    had_prov = store.doc["provenance"]
+    checks = [("device_kind", run.get("device_kind"), device_kind),
+              ("device_name", run.get("device_name"), device_name),
+              ("dtype", run.get("dtype"), dt),
+              # the sweep's timing effort and plan are the mode's: one file, one mode
+              ("mode", run.get("mode"), mode),
+              ("plan_version", had_prov.get("plan_version"), PLAN_VERSION),
+              ("method_version", had_prov.get("method_version"), METHOD_VERSION),
+              ("torch", had_prov.get("torch"), _version("torch"))]
+    if device_kind == "cpu":  # one CPU's numbers must not be mixed with another's
+        from shapewise.bench.provenance import cpu_info
+
+        was = store.doc["provenance"].get("cpu") or {}
+        now = cpu_info()
+        checks += [("CPU model", was.get("model"), now["model"]),
+                   ("logical CPUs", was.get("logical_cpus"), now["logical_cpus"])]
+    for field, had, want in checks:
+        if had != want:
+            raise InputError(f"--resume: {out_path} was measured with {field} {had!r}, "
+                             f"this run has {want!r}")
+    return run
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``timeout``, a batch scheduler's stop) as Ctrl-C while measuring, so
+    the session's end is recorded; only the main thread can own signal handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: a measurement whose interquartile range exceeds this fraction of its median is noisy

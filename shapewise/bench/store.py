@@ -171,20 +171,37 @@ class BenchStore:
         return cls(Path(path), doc)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> BenchStore:
-        """An existing results document, to resume."""
-        return cls(Path(path), load_document(path))
+    def open(cls, path: str | os.PathLike[str], *, lock: bool = False) -> BenchStore:
+        """An existing results document, to resume. ``lock=True`` takes the writer's lock
+        before reading, so that no other run can add records between the read and this
+        store's first save (release it with :meth:`release` if the store is not used)."""
+        if not lock:
+            return cls(Path(path), load_document(path))
+        held = _exclusive_lock(Path(path))
+        held.__enter__()
+        try:
+            store = cls(Path(path), load_document(path))
+        except BaseException:
+            held.__exit__(None, None, None)
+            raise
+        store._lock = held
+        return store
+
+    def release(self) -> None:
+        """Give the lock back (a no-op when not held)."""
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
     def __enter__(self) -> BenchStore:
-        self._lock = _exclusive_lock(self.path)
-        self._lock.__enter__()
+        if self._lock is None:
+            self._lock = _exclusive_lock(self.path)
+            self._lock.__enter__()
         self.save()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._lock is not None
-        self._lock.__exit__(None, None, None)
-        self._lock = None
+        self.release()
 
     # ---------------------------------------------------------------------- contents
     @property

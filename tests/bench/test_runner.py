@@ -174,6 +174,65 @@ def test_resume_refuses_another_dtype(tmp_path: Path, fake_kernels: list[str]) -
         run_bench(device="cpu", dtype="bf16", mode="tiny", out=out, resume=True)
 
 
+def test_resume_refuses_another_mode(tmp_path: Path, fake_kernels: list[str]) -> None:
+    out = tmp_path / "b.json"
+    run_bench(device="cpu", mode="tiny", out=out, progress=False)
+    with pytest.raises(InputError, match=r"--resume: .* with mode 'tiny', this run has 'quick'"):
+        run_bench(device="cpu", mode="quick", out=out, resume=True)
+
+
+def test_an_interrupt_is_recorded_then_resumed(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def stop_on_the_fourth(spec, device, config):
+        calls.append(spec.key)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) while timing the fourth kernel
+        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
+                           method="fake")
+
+    monkeypatch.setattr(runner, "_run_spec", stop_on_the_fourth)
+    out = tmp_path / "b.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(device="cpu", mode="tiny", out=out, progress=False)
+    doc = load_document(out)
+    assert len(doc["measurements"]) == 3
+    assert doc["run"]["stopped"] == f"interrupted after 3 of {len(TINY_KEYS)} measurements"
+    session = doc["run"]["sessions"][0]
+    assert session["measured"] == 3 and "ended" in session
+    run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
+    doc = load_document(out)
+    assert doc["run"]["complete"] and doc["run"]["stopped"] is None
+    assert sorted(r["key"] for r in doc["measurements"]) == sorted(TINY_KEYS)
+
+
+def test_resume_takes_the_lock_before_reading(tmp_path: Path, fake_kernels: list[str]) -> None:
+    from shapewise.bench.store import BenchStore
+
+    out = tmp_path / "b.json"
+    run_bench(device="cpu", mode="tiny", out=out, budget_seconds=1e-9, progress=False)
+    other = BenchStore.open(out, lock=True)  # another run is writing this file
+    with pytest.raises(InputError, match="another shapewise bench is writing this file"):
+        run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
+    other.release()
+    with pytest.raises(InputError, match="mode"):  # a refused resume gives the lock back
+        run_bench(device="cpu", mode="quick", out=out, resume=True, progress=False)
+    run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
+    assert load_document(out)["run"]["complete"]
+
+
+def test_sigterm_is_an_interrupt_while_measuring() -> None:
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), runner._sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_gpu(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no CUDA or ROCm GPU"):
