@@ -145,6 +145,25 @@ def _mem_ops(name: str, op: str, numel: int, count: int, gpu: GPU, nbytes: int,
     return ops
 
 
+GIB = 2**30
+
+
+def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
+    """A note when the step's memory per GPU exceeds the GPU's (None when it fits).
+
+    The catalog's memory sizes are the datasheets' "80 GB" and are compared as GiB, as the
+    parts have (an H100's 80 GB are 79.6 GiB usable): this is a warning, not a verdict."""
+    total = memory["total"] / GIB
+    if total <= gpu.memory_gb:
+        return None
+    states = sum(memory.get(k, 0) for k in ("weights", "gradients", "master_weights",
+                                            "optimizer_states")) / GIB
+    return (f"memory: {total:.0f} GiB per GPU exceeds the {gpu.memory_gb:g} GB of "
+            f"{gpu.name}; {states:.0f} GiB of it are weights, gradients and optimizer states "
+            f"held whole on every GPU (no ZeRO/FSDP modelled): shard them over data-parallel "
+            f"ranks, raise tp, lower the micro-batch or recompute activations")
+
+
 def estimate(
     shape: ModelShape, *, gpu: str | GPU | None = None, micro_batch: int = 1,
     seq_len: int | None = None, tp: int = 1, dtype: str = "bf16", recompute: bool = False,
@@ -269,6 +288,9 @@ def estimate(
     cal = calibration_of(g)
     if cal.status != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    over = memory_note(mem, g)
+    if over:
+        notes.append(over)
     return Estimate(
         shape=shape, gpu=g.id, dtype=dt, micro_batch=b, seq_len=s, tp=t, recompute=recompute,
         step_time_s=step, tokens_per_s=T / step / t, model_tflops=per_gpu_tflops,

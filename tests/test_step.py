@@ -139,3 +139,15 @@ def test_bad_input_names_the_field(kwargs: dict, field: str) -> None:
 def test_tp_must_divide_vocab_with_a_fix() -> None:
     with pytest.raises(InputError, match=r"tp: 2 does not divide vocab_size.*50304"):
         sw.estimate(gpt27(heads=32, vocab=50257), gpu="h100", seq_len=2048, tp=2)
+
+
+def test_a_step_that_does_not_fit_in_memory_says_so() -> None:
+    big = sw.estimate(get_preset("llama-2-7b"), gpu="h100", seq_len=4096)
+    assert big.memory_bytes > 80 * 2**30
+    note = next(n for n in big.notes if n.startswith("memory:"))
+    assert "exceeds the 80 GB of NVIDIA H100" in note and "ZeRO/FSDP" in note
+    small = sw.estimate(get_preset("gpt2"), gpu="h100")
+    assert not any(n.startswith("memory:") for n in small.notes)
+    # the same 7B model split over 8 tensor-parallel ranks fits
+    tp8 = sw.estimate(get_preset("llama-2-7b"), gpu="h100", seq_len=4096, tp=8)
+    assert not any(n.startswith("memory:") for n in tp8.notes)

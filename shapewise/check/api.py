@@ -192,6 +192,8 @@ def analyze(
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
+    if ctx.estimate is not None and pp == 1:  # (the estimate holds every layer: no pipeline)
+        notes += [n for n in ctx.estimate.notes if n.startswith("memory:")]
     return CheckReport(
         source=cfg.source, name=cfg.shape.name or os.path.basename(cfg.path), path=cfg.path,
         gpu=g.id, gpu_note=gpu_note, dtype=dt, tp=t, pipeline_stages=pp, micro_batch=b,

@@ -39,7 +39,7 @@ from shapewise.search.space import (
     make_shape,
     pad_options,
 )
-from shapewise.step import Estimate, estimate
+from shapewise.step import Estimate, estimate, memory_note
 
 DEFAULT_TRIALS = 200
 MAX_DEPTHS = 8
@@ -343,6 +343,9 @@ def recommend_shape(
         notes.append("no textbook baseline lands within the tolerance of the budget")
     if top[0].estimate.calibration != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    over = memory_note(top[0].estimate.memory, g)
+    if over:
+        notes.append(f"best shape's {over} (the search ranks throughput, not memory)")
     gain = top[0].score / base.score - 1 if base else None
     return Recommendation(
         best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baseline=base,

@@ -8,9 +8,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from shapewise.kernels.timing import METHOD_VERSION, device_info
-
 from shapewise.bench import provenance
+from shapewise.kernels.timing import METHOD_VERSION, device_info
 
 
 def test_cpu_provenance_fields() -> None:

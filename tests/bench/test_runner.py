@@ -10,13 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shapewise.kernels import BenchResult  # noqa: E402
-
 from shapewise.bench import runner  # noqa: E402
 from shapewise.bench.plan import Target, make_plan  # noqa: E402
 from shapewise.bench.runner import run_bench  # noqa: E402
 from shapewise.bench.store import load_document  # noqa: E402
 from shapewise.errors import InputError  # noqa: E402
+from shapewise.kernels import BenchResult  # noqa: E402
 
 TINY_KEYS = [s.key for s in make_plan(Target(device="cpu", dtype="fp32"), "tiny")]
 COMMON = {"key", "kind", "group", "backend", "dtype", "median_s", "spread_s", "n_runs",

@@ -37,6 +37,14 @@ def test_gpt2_fires_the_vocabulary_rule_with_fix_50304_and_a_speedup(gpu: str) -
     assert f.summary().startswith("vocab_size 50257 → 50304: logits GEMM ")
 
 
+def test_a_step_that_does_not_fit_is_a_note_not_a_finding() -> None:
+    big = analyze(HF / "llama-2-7b" / "config.json", gpu="a100-sxm-40gb", micro_batch=64)
+    assert any(n.startswith("memory: ") and "40 GB of NVIDIA A100" in n for n in big.notes)
+    assert all(f.severity == "info" for f in big.findings)  # the shape is still efficient
+    split = analyze(HF / "llama-2-7b" / "config.json", gpu="h100", tp=8, micro_batch=1)
+    assert not any(n.startswith("memory: ") for n in split.notes)
+
+
 @pytest.mark.parametrize("gpu", GPUS)
 def test_llama_2_7b_has_no_warning_level_finding(gpu: str) -> None:
     findings = check_shape(HF / "llama-2-7b" / "config.json", gpu=gpu)
