@@ -267,9 +267,17 @@ def run_rules(ctx: CheckContext, rules: Iterable[str] | None = None) -> list[Fin
     for rule_id in ids:
         if rule_id not in RULES:
             raise InputError(f"rules: unknown rule {rule_id!r}; known: {', '.join(RULES)}")
-    found = [f for rule_id in ids for f in RULES[rule_id](ctx)]
+    found = [f for rule_id in ids for f in RULES[rule_id](ctx) if not _fix_is_slower(f)]
     return sorted(found, key=lambda f: (-SEVERITIES.index(f.severity), -f.step_loss,
                                         f.rule_id))
+
+
+def _fix_is_slower(f: Finding) -> bool:
+    """An info-level fix that the cost model prices no faster for the step is not advice:
+    it is dropped. (A warning or error keeps its fix: it is there for a reason the price
+    does not cover, e.g. a size below 16-byte alignment, or a split that cannot run.)"""
+    return (f.severity == "info" and f.fix is not None and f.step_speedup is not None
+            and f.step_speedup <= 1.0)
 
 
 # ----------------------------------------------------------------------------- helpers

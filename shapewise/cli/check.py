@@ -94,8 +94,8 @@ def _print_report(rep: Any) -> None:
                      disable_numparse=True)
     print("\n".join("  " + line for line in table.splitlines()))
     for f in rep.findings:
-        basis = {"time": "", "throughput": " (per FLOP)",
-                 "tokens-per-gpu": " (tokens/s per GPU)"}[f.basis]
+        basis = {"time": "", "throughput": " (step speedup counted per FLOP)",
+                 "tokens-per-gpu": " (step speedup counted in tokens/s per GPU)"}[f.basis]
         print(f"  {f.rule_id}: {f.message}" + (f"{basis}" if f.step_speedup else ""))
         if f.detail:
             print(f"         {f.detail}")
@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"shapewise check: error: {e['error']}", file=sys.stderr)
         return code
 
+    if not reports:  # every input unreadable: the error lines on stderr say it all
+        return code
     for i, rep in enumerate(reports):
         if i:
             print()
@@ -145,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
     summary = (f"{files} file{'s' if files != 1 else ''} checked: {found or 'no findings'}"
                + (f", {len(errors)} unreadable" if errors else "")
                + f" (fails on {args.fail_on})")
-    if reports:
-        print()
+    print()
     print(summary + (f"; {gpu_note}" if gpu_note else ""))
     return code

@@ -37,6 +37,17 @@ def test_gpt2_fires_the_vocabulary_rule_with_fix_50304_and_a_speedup(gpu: str) -
     assert f.summary().startswith("vocab_size 50257 → 50304: logits GEMM ")
 
 
+@pytest.mark.parametrize("gpu", GPUS)
+@pytest.mark.parametrize("tp", [1, 2, 4, 8])
+def test_no_info_fix_is_priced_slower_than_the_shape(gpu: str, tp: int) -> None:
+    # Llama-2-7B at tp=8: vocab 32000/8 and FFN 11008/8 are 16-byte but not 128-byte
+    # aligned per rank; the model prices their "fixes" no faster, so they are not advice
+    for name in ("llama-2-7b", "gpt2", "pythia-2.8b", "mistral-7b"):
+        for f in check_shape(HF / name / "config.json", gpu=gpu, tp=tp):
+            if f.severity == "info" and f.fix is not None and f.step_speedup is not None:
+                assert f.step_speedup > 1.0, f
+
+
 def test_a_step_that_does_not_fit_is_a_note_not_a_finding() -> None:
     big = analyze(HF / "llama-2-7b" / "config.json", gpu="a100-sxm-40gb", micro_batch=64)
     assert any(n.startswith("memory: ") and "40 GB of NVIDIA A100" in n for n in big.notes)

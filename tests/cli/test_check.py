@@ -112,6 +112,7 @@ def test_unusable_input_is_one_line_exit_2(tmp_path: Path, content: str | None,
     assert len(lines) == 1 and lines[0].startswith("shapewise check: error: ")
     assert match in lines[0] and str(path) in lines[0]
     assert "Traceback" not in err + out
+    assert out == ""  # the one line on stderr is the whole output
 
 
 def test_bad_file_does_not_hide_the_others(tmp_path: Path) -> None:
