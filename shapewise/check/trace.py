@@ -236,7 +236,13 @@ def trace_module(
         raise InputError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     notes: list[str] = []
     b = 1 if micro_batch is None else micro_batch
-    s = seq_len if seq_len is not None else _find_seq_len(model)
+    context = _find_seq_len(model)
+    if seq_len is not None and context is not None and seq_len > context and any(
+            isinstance(m, torch.nn.Embedding) and m.num_embeddings == context
+            for m in model.modules()):
+        raise InputError(f"seq_len: {seq_len} exceeds the model's context {context}: its "
+                         f"{context}-row position table has no row for later tokens")
+    s = seq_len if seq_len is not None else context
     if s is None:
         s = DEFAULT_TRACE_SEQ_LEN
         notes.append(f"seq_len: {s} (assumed: the model states no context; pass seq_len=)")

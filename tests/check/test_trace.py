@@ -61,6 +61,14 @@ def test_seq_len_from_the_model_config() -> None:
     assert tr.seq_len == 256 and tr.micro_batch == 1 and not tr.notes
 
 
+def test_a_sequence_past_the_position_table_is_an_error() -> None:
+    with torch.device("meta"):
+        model = GPT(GPTConfig(n_layer=1, block_size=256))
+    with pytest.raises(InputError, match=r"^seq_len: 1024 exceeds the model's context 256"):
+        trace_module(model, seq_len=1024)
+    assert trace_module(model, seq_len=128).seq_len == 128
+
+
 def test_live_cpu_model_is_left_untouched() -> None:
     model = GPT(GPTConfig(n_layer=1, n_embd=64, n_head=2, vocab_size=1000, block_size=32))
     before = {n: (p.device, p.data_ptr()) for n, p in model.named_parameters()}
@@ -100,7 +108,8 @@ def test_tracing_allocates_no_weight_memory() -> None:
 
 def test_meta_model_of_a_billion_parameters_traces_in_seconds() -> None:
     with torch.device("meta"):
-        model = GPT(GPTConfig(n_layer=24, n_embd=2048, n_head=16, vocab_size=50257))
+        model = GPT(GPTConfig(n_layer=24, n_embd=2048, n_head=16, vocab_size=50257,
+                              block_size=2048))
     tr = trace_module(model, micro_batch=4, seq_len=2048)
     assert _by(tr, "lm_head")[0].m == 8192
 
