@@ -52,14 +52,20 @@ def positive_int(field: str):
     return convert
 
 
-def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+#: --dtype of the commands that price a training step (estimate, recommend, check, tune)
+TRAINING_DTYPE_HELP = ("training data type: bf16 (default), fp16, tf32 or fp32 (weights, "
+                       "activations and GEMMs; fp8 GEMMs are not modelled in a step)")
+
+
+def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
+                    dtype_help: str = "data type of the math (default: bf16)") -> None:
     parser.add_argument("--gpu", required=required, help="GPU name or alias (see 'shapewise gpus')")
     parser.add_argument(
         "--profile",
         metavar="FILE",
         help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog entry",
     )
-    parser.add_argument("--dtype", default="bf16", help="data type of the math (default: bf16)")
+    parser.add_argument("--dtype", default="bf16", help=dtype_help)
 
 
 def resolve_gpu(args: argparse.Namespace):

@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-from shapewise.cli._common import add_gpu_options, positive_int, print_json
+from shapewise.cli._common import TRAINING_DTYPE_HELP, add_gpu_options, positive_int, print_json
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="config.json, model folder, Megatron args .json, or nanoGPT .py")
-    add_gpu_options(p)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")
     p.add_argument("--pp", "--pipeline-stages", dest="pipeline_stages",

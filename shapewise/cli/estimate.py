@@ -8,7 +8,13 @@ from pathlib import Path
 from tabulate import tabulate
 
 from shapewise._io import read_json
-from shapewise.cli._common import add_gpu_options, positive_int, print_json, resolve_gpu
+from shapewise.cli._common import (
+    TRAINING_DTYPE_HELP,
+    add_gpu_options,
+    positive_int,
+    print_json,
+    resolve_gpu,
+)
 from shapewise.errors import InputError
 
 
@@ -20,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'shapewise recommend --json'), or a preset name (e.g. llama-2-7b, gpt2).",
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
-    add_gpu_options(p)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence (default: the config's max positions)")

@@ -7,6 +7,7 @@ import argparse
 from tabulate import tabulate
 
 from shapewise.cli._common import (
+    TRAINING_DTYPE_HELP,
     add_gpu_options,
     format_count,
     parse_count,
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "vocabulary padding; objective: predicted training tokens/s per GPU at equal size.",
     )
     p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
-    add_gpu_options(p)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
     p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257)
