@@ -373,6 +373,14 @@ def _check_budget(pb: Problem, sp: SearchSpace, widths: list[int]) -> None:
     largest = count_params(make_shape(pb, h_big, d_b, r_b, f_b, min(
         sp.max_layers, math.floor(h_big / sp.min_aspect)), max(pad_options(pb, sp))))
     if pb.params * (1 + pb.tolerance) < smallest:
+        positions = max(pb.seq_len, 1024) * h_small if pb.arch == "gpt" else 0
+        # GPT's learned position table grows with seq_len: blame it when it alone breaks
+        # the budget (the smallest shape without it would fit)
+        if positions and smallest - positions <= pb.params * (1 + pb.tolerance):
+            raise InputError(
+                f"seq_len: {pb.seq_len} learned positions alone take {positions:,} parameters "
+                f"at hidden {h_small}, {positions / pb.params:.0%} of the {pb.params:.3g} "
+                "budget; shorten seq_len or use arch 'llama' (rotary positions)")
         raise InputError(
             f"params: {pb.params:.3g} is below the smallest shape in the search space "
             f"({smallest:,} parameters at hidden {h_small}, min_layers {sp.min_layers}, "

@@ -84,6 +84,8 @@ def test_estimate_breakdown_and_json(tmp_path: Path) -> None:
         (["recommend", "--params", "-3B", "--gpu", "a100"], "--params: must be positive"),
         (["recommend", "--params", "1e30", "--gpu", "a100"], "above the largest shape"),
         (["recommend", "--params", "1B", "--gpu", "a100", "--seed", "-1"], "seed: must be"),
+        (["recommend", "--params", "2.7B", "--gpu", "a100", "--seq-len", "10000000"],
+         "seq_len: 10000000 learned positions alone"),
         (["recommend", "--params", "1B", "--gpu", "a100", "--micro-batch", "100000"],
          "micro_batch: 100000 is beyond"),
         (["estimate", "gpt2", "--gpu", "a100", "--micro-batch", "100000"],
