@@ -151,3 +151,21 @@ def test_a_step_that_does_not_fit_in_memory_says_so() -> None:
     # the same 7B model split over 8 tensor-parallel ranks fits
     tp8 = sw.estimate(get_preset("llama-2-7b"), gpu="h100", seq_len=4096, tp=8)
     assert not any(n.startswith("memory:") for n in tp8.notes)
+
+
+def test_a_decoupled_head_dim_is_priced_at_its_own_width() -> None:
+    # Mistral-NeMo's layout at a small depth: h 5120, 32 heads of 128 (a·d = 4096)
+    nemo = sw.ModelShape.llama(hidden_size=5120, num_attention_heads=32,
+                               num_key_value_heads=8, head_dim=128, num_hidden_layers=2,
+                               intermediate_size=14336, vocab_size=131072,
+                               max_position_embeddings=4096)
+    est = sw.estimate(nemo, gpu="h100", seq_len=4096, tp=2)
+    ops = {(op.name, op.phase): op for op in est.breakdown}
+    assert ops[("qkv_proj", "forward")].shape == (4096, (32 + 2 * 8) * 128 // 2, 5120)
+    assert ops[("out_proj", "forward")].shape == (4096, 5120, 32 * 128 // 2)
+    assert ops[("attention", "forward")].shape == (1, 16, 4096, 128)
+    counted = sum(op.flops * op.count for op in est.breakdown)  # one rank's
+    assert 2 * counted == pytest.approx(est.flops_per_step, rel=1e-9)
+    # coupled: the same model with head_dim h/a = 160 is wider in attention
+    wide = sw.estimate(nemo.replace(head_dim=None), gpu="h100", seq_len=4096, tp=2)
+    assert wide.flops_per_step > est.flops_per_step

@@ -152,13 +152,9 @@ def read_megatron(args: Mapping[str, Any], *, where: str = "") -> ConfigInput:
     tp = stated_tp or 1
     swiglu = _bool(cfg, "swiglu", prefix, False)
     notes: list[str] = []
-    if h % a:
+    kv = _int(cfg, "kv_channels", prefix)  # Megatron's head dim; absent: h / a
+    if kv is None and h % a:
         raise InputError(f"{prefix}num_attention_heads: {a} does not divide hidden_size {h}")
-    kv = cfg.get("kv_channels")
-    if kv is not None and kv != h // a:
-        raise InputError(f"{prefix}kv_channels: {kv!r} differs from hidden_size / "
-                         f"num_attention_heads = {h // a}; decoupled head sizes are not "
-                         "modelled")
     ffn = _int(cfg, "ffn_hidden_size", prefix)
     if ffn is None:
         ffn = int((4 * h * 2 / 3) / 64) * 64 if swiglu else 4 * h
@@ -193,7 +189,7 @@ def read_megatron(args: Mapping[str, Any], *, where: str = "") -> ConfigInput:
     rotary = cfg.get("rotary_percent", 1.0)
     fields: dict[str, Any] = {
         "arch": "llama" if swiglu else "gpt",
-        "hidden_size": h, "num_attention_heads": a, "num_key_value_heads": g,
+        "hidden_size": h, "num_attention_heads": a, "num_key_value_heads": g, "head_dim": kv,
         "num_hidden_layers": L, "intermediate_size": ffn, "vocab_size": padded,
         "max_position_embeddings": max_pos,
         "tie_word_embeddings": not _bool(cfg, "untie_embeddings_and_output_weights",

@@ -507,8 +507,10 @@ def hidden_alignment(ctx: CheckContext) -> list[Finding]:
     if shape is None or shape.hidden_size % HIDDEN_MULTIPLE == 0:
         return []
     h, a, f = shape.hidden_size, shape.num_attention_heads, shape.ffn_size
-    # nearest multiple of 64 that the heads divide into a 16-byte-aligned head dim
-    unit = math.lcm(HIDDEN_MULTIPLE, a * MIN_ALIGN)
+    # nearest multiple of 64 that the heads divide into a 16-byte-aligned head dim (a
+    # decoupled head dim does not depend on h: any multiple of 64 will do)
+    unit = HIDDEN_MULTIPLE if shape.decoupled_head_dim else math.lcm(HIDDEN_MULTIPLE,
+                                                                     a * MIN_ALIGN)
     lo, hi = (h // unit) * unit, _round_up(h, unit)
     fix = hi if lo < unit or hi - h <= h - lo else lo
     heads = a
@@ -557,6 +559,16 @@ def _head_options(shape: ModelShape, tp: int, *, min_multiple: int = HEAD_DIM_MU
     and whose heads split over ``tp``."""
     h = shape.hidden_size
     out = []
+    if shape.decoupled_head_dim:  # the head dim is the config's own: only the count moves
+        d = shape.head_dim
+        if d % min_multiple:
+            return []
+        a = shape.num_attention_heads
+        for a2 in range(tp, 2 * a + tp, tp):
+            g2 = _kv_for(a, shape.kv_heads, a2, tp)
+            if g2 is not None:
+                out.append((a2, g2, d))
+        return out
     for d in range(min_multiple, HEAD_DIM_MAX + 1, min_multiple):
         if h % d:
             continue
@@ -593,6 +605,8 @@ def head_dim(ctx: CheckContext) -> list[Finding]:
            "falls back to the unfused path" if d % HEAD_DIM_MIN_MULTIPLE else
            f"FlashAttention runs it in its {min(HEAD_DIM_MAX, 32 * math.ceil(d / 32))}-wide "
            "kernel; its fast paths are 64 and 128")
+    if shape.decoupled_head_dim:
+        return _head_dim_decoupled(ctx, shape, floor, why)
     options = _head_options(shape, ctx.tp)
     if not options:
         return [_make(
@@ -623,6 +637,34 @@ def head_dim(ctx: CheckContext) -> list[Finding]:
         field="num_attention_heads", value=a, fix=a2, gemm_speedup=kernel, step_speedup=step,
         kernel="attention", basis=basis,
         detail=f"also possible: {others}" if others else "")]
+
+
+def _head_dim_decoupled(ctx: CheckContext, shape: ModelShape, floor: Severity,
+                        why: str) -> list[Finding]:
+    """SW003 for a config that states its head dim: the fix is the head dim itself (the
+    multiple of 64 next to it that the cost model prices fastest per FLOP)."""
+    d = shape.head_dim
+    priced = []
+    for d2 in sorted({(d // HEAD_DIM_MULTIPLE) * HEAD_DIM_MULTIPLE,
+                      _round_up(d, HEAD_DIM_MULTIPLE)}):
+        if not HEAD_DIM_MULTIPLE <= d2 <= HEAD_DIM_MAX:
+            continue
+        new = ctx.price(shape.replace(head_dim=d2))
+        kernel, step = _gain(ctx.estimate, new, ("attention", "qkv_proj", "out_proj"),
+                             "throughput")
+        priced.append((d2, kernel, step))
+    if not priced:
+        return []
+    d2, kernel, step = min(priced, key=lambda p: (-(p[2] or 0), abs(p[0] - d)))
+    if floor == "info" and step is not None and step <= 1:
+        return []
+    return [_make(
+        ctx, "SW003", floor=floor,
+        message=(f"head_dim {d} (stated by the config; a·d = {shape.q_size}) is not a "
+                 f"multiple of {HEAD_DIM_MULTIPLE} ({why}); use head_dim {d2}"),
+        field="head_dim", value=d, fix=d2, gemm_speedup=kernel, step_speedup=step,
+        kernel="attention", basis="throughput",
+        detail="the attention width a·d and its projections change with it")]
 
 
 def _head_dim_traced(ctx: CheckContext) -> list[Finding]:

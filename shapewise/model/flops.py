@@ -42,7 +42,8 @@ def layer_gemm_macs_per_token(shape: ModelShape) -> int:
     """Multiply-adds per token of one layer's weight GEMMs (= its weight-matrix elements)."""
     h, f = shape.hidden_size, shape.ffn_size
     kv = shape.kv_heads * shape.head_dim  # K and V projections: g·d columns each
-    attention = h * h + 2 * h * kv + h * h  # q, k + v, o
+    q = shape.q_size  # a·d (= h unless the head dim is decoupled)
+    attention = h * q + 2 * h * kv + q * h  # q, k + v, o
     mlp = (3 if shape.activation == "swiglu" else 2) * h * f  # gate, up, down | up, down
     return attention + mlp
 
@@ -56,7 +57,7 @@ def attention_forward_flops_per_sequence(shape: ModelShape, seq_len: int, *,
     Causal with a sliding window w < s: query i sees min(i, w) keys, a triangle of w²/2
     then (s − w) rows of w: s·w − w²/2 keys in all, 4·h·(s·w − w²/2) FLOPs.
     """
-    h, s = shape.hidden_size, seq_len
+    h, s = shape.q_size, seq_len  # a·d: the attention's width (h unless decoupled)
     if not (shape.causal if causal is None else causal):
         return 4 * s * s * h
     w = shape.sliding_window

@@ -89,17 +89,13 @@ def _gpt_neox(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _llama_like(cfg: Mapping[str, Any], *, max_positions: int) -> dict[str, Any]:
     h, a = _get(cfg, "hidden_size"), _get(cfg, "num_attention_heads")
-    head_dim = cfg.get("head_dim")
-    if (head_dim is not None and isinstance(h, int) and isinstance(a, int) and a > 0
-            and head_dim != h // a):
-        raise InputError(
-            f"head_dim: {head_dim!r} differs from hidden_size / num_attention_heads = "
-            f"{h // a}; decoupled head sizes are not modelled"
-        )
     return {
         "arch": "llama",
         "hidden_size": h,
         "num_attention_heads": a,
+        # transformers: head_dim or hidden_size // num_attention_heads (Mistral-NeMo and
+        # Qwen3 state a head_dim that differs from it)
+        "head_dim": _get(cfg, "head_dim", None),
         "num_key_value_heads": _get(cfg, "num_key_value_heads", a),  # absent: MHA
         "num_hidden_layers": _get(cfg, "num_hidden_layers"),
         "intermediate_size": _get(cfg, "intermediate_size"),

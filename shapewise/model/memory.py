@@ -80,9 +80,10 @@ def activation_bytes_per_layer(shape: ModelShape, *, micro_batch: int, seq_len: 
     )
     # split across TP ranks (heads and FFN columns)
     mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * f  # gate, up, product | in, out
+    q = shape.q_size  # a·d (= h unless the head dim is decoupled)
     split = (
-        e * sb * (h + 2 * kv)  # Q, K, V (what FlashAttention reads back)
-        + e * sb * h  # attention output = output-projection input
+        e * sb * (q + 2 * kv)  # Q, K, V (what FlashAttention reads back)
+        + e * sb * q  # attention output = output-projection input
         + mlp
     )
     return replicated + split // tp

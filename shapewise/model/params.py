@@ -89,10 +89,11 @@ def param_tensors(shape: ModelShape) -> list[ParamTensor]:
     # -- transformer layers (pre-norm: one norm before attention, one before the MLP)
     t += _norm(shape, "layers.*.input_layernorm", L)
     q_bias = bool(shape.qkv_bias)
-    t += _linear("layers.*.self_attn.q_proj", h, h, L, "attention", q_bias, "column")
+    q = shape.q_size  # a·d: h unless the head dim is decoupled
+    t += _linear("layers.*.self_attn.q_proj", h, q, L, "attention", q_bias, "column")
     t += _linear("layers.*.self_attn.k_proj", h, kv, L, "attention", q_bias, "column")
     t += _linear("layers.*.self_attn.v_proj", h, kv, L, "attention", q_bias, "column")
-    t += _linear("layers.*.self_attn.o_proj", h, h, L, "attention", bool(shape.bias), "row")
+    t += _linear("layers.*.self_attn.o_proj", q, h, L, "attention", bool(shape.bias), "row")
     t += _norm(shape, "layers.*.post_attention_layernorm", L)
     m_bias = bool(shape.mlp_bias)
     if shape.activation == "swiglu":

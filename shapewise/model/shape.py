@@ -152,12 +152,15 @@ class ModelShape:
     hidden_size: int
     """h: width of the residual stream"""
     num_attention_heads: int
-    """a: query heads; must divide hidden_size (head_dim = h / a)"""
+    """a: query heads; must divide hidden_size unless head_dim is given"""
     num_hidden_layers: int
     """L: transformer blocks"""
     num_key_value_heads: int | None = None
     """g: key/value heads (grouped-query attention); None: = num_attention_heads (MHA).
     Must divide num_attention_heads."""
+    head_dim: int | None = None
+    """d: width of one head; None: h / a. A config may decouple it (Mistral-NeMo: h 5120,
+    32 heads of 128): the attention then is a·d wide, not h (q_size)"""
     intermediate_size: int | None = None
     """f: MLP width; None: 4h for GELU, Meta's 2/3·4h rounded up to 256 for SwiGLU"""
     vocab_size: int | None = None
@@ -214,11 +217,15 @@ class ModelShape:
         a = check_limit("num_attention_heads",
                         check_int("num_attention_heads", self.num_attention_heads))
         check_limit("num_hidden_layers", check_int("num_hidden_layers", self.num_hidden_layers))
-        if h % a:
-            raise InputError(
-                f"num_attention_heads: {a} does not divide hidden_size {h} "
-                f"(head_dim = hidden_size / num_attention_heads must be an integer)"
-            )
+        if self.head_dim is None:
+            if h % a:
+                raise InputError(
+                    f"num_attention_heads: {a} does not divide hidden_size {h} "
+                    f"(head_dim = hidden_size / num_attention_heads must be an integer, "
+                    f"or give head_dim)"
+                )
+            set_(self, "head_dim", h // a)
+        check_limit("head_dim", check_int("head_dim", self.head_dim), key="hidden_size")
         if self.num_key_value_heads is None:
             set_(self, "num_key_value_heads", a)
         g = check_int("num_key_value_heads", self.num_key_value_heads)
@@ -305,11 +312,15 @@ class ModelShape:
         """A copy with ``changes`` applied, validated again.
 
         Fields keep their current values, defaults included: ``replace(hidden_size=...)``
-        keeps ``intermediate_size``; pass it too if it should follow the new width.
+        keeps ``intermediate_size``; pass it too if it should follow the new width. A head
+        dim that was h / a follows a new hidden size or head count; a decoupled one stays.
         """
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise InputError(f"{unknown[0]}: not a ModelShape field")
+        if ("head_dim" not in changes and not self.decoupled_head_dim
+                and {"hidden_size", "num_attention_heads"} & set(changes)):
+            changes = {**changes, "head_dim": None}  # a coupled head dim follows h / a
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,9 +343,15 @@ class ModelShape:
 
     # ------------------------------------------------------------------ derived sizes
     @property
-    def head_dim(self) -> int:
-        """d = h / a (construction guarantees it divides)."""
-        return self.hidden_size // self.num_attention_heads
+    def decoupled_head_dim(self) -> bool:
+        """True when head_dim is not h / a (a·d ≠ h)."""
+        return self.q_size != self.hidden_size
+
+    @property
+    def q_size(self) -> int:
+        """a·d: the width of Q and of the attention output (= h unless head_dim is
+        decoupled)."""
+        return self.num_attention_heads * self.head_dim  # type: ignore[operator]
 
     @property
     def kv_heads(self) -> int:

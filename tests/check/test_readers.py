@@ -80,7 +80,7 @@ def test_megatron_swiglu_defaults_follow_megatron() -> None:
     ({"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 8,
       "normalization": "BatchNorm"}, "normalization"),
     ({"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 8,
-      "kv_channels": 32}, "kv_channels"),
+      "kv_channels": 0}, "kv_channels"),
     ({"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 8,
       "group_query_attention": True, "num_query_groups": 3}, "num_query_groups"),
 ])
@@ -166,3 +166,9 @@ def test_unreadable_files(tmp_path: Path) -> None:
     broken.write_text('{"model_type": "gpt2", ')
     with pytest.raises(InputError, match="invalid JSON"):
         read_config(broken)
+
+
+def test_megatron_kv_channels_is_the_head_dim() -> None:
+    cfg = read_megatron({"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                         "vocab_size": 128, "kv_channels": 32})
+    assert cfg.shape.head_dim == 32 and cfg.shape.q_size == 128

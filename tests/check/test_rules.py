@@ -166,6 +166,31 @@ def test_sw003_head_dim_not_a_multiple_of_8_is_a_warning_even_unfixable() -> Non
     assert f.severity == "warning" and f.fix is None and "SW002" in f.message
 
 
+def test_sw003_a_stated_head_dim_is_fixed_in_place() -> None:
+    # a config that states head_dim 72 for h=4096 and 32 heads (a·d = 2304): the fix is
+    # the head dim itself, not a head count (h / a says nothing about it)
+    shape = llama7b(head_dim=72)
+    assert shape.decoupled_head_dim and shape.q_size == 32 * 72
+    f = only(R.head_dim(shape_context(shape, gpu=A100, seq_len=2048)), "SW003")
+    assert f.field == "head_dim" and f.value == 72 and f.fix in (64, 128)
+    assert f.basis == "throughput" and "stated by the config" in f.message
+    assert R.head_dim(shape_context(llama7b(hidden_size=5120, head_dim=128), gpu=A100,
+                                    seq_len=2048)) == []
+
+
+def test_sw005_keeps_a_stated_head_dim() -> None:
+    shape = llama7b(hidden_size=5120, head_dim=128, num_key_value_heads=8)  # Mistral-NeMo-ish
+    ctx = shape_context(shape, gpu=A100, seq_len=2048, tp=3)
+    f = only(R.heads_per_rank(ctx), "SW005")
+    assert f.fix is not None and f.fix % 3 == 0 and abs(f.fix - 32) <= 3
+
+
+def test_sw002_with_a_stated_head_dim_moves_only_the_width() -> None:
+    shape = llama7b(hidden_size=5000, head_dim=128, intermediate_size=13440)
+    f = only(R.hidden_alignment(shape_context(shape, gpu=A100, seq_len=2048)), "SW002")
+    assert f.fix % 64 == 0 and abs(f.fix - 5000) < 64 and "heads (head_dim" not in f.message
+
+
 def test_sw003_clean_for_64_and_128() -> None:
     assert R.head_dim(shape_context(gpt2(), gpu=A100)) == []
     assert R.head_dim(shape_context(llama7b(), gpu=A100, seq_len=2048)) == []

@@ -113,7 +113,7 @@ def test_unsupported_model_type_lists_supported() -> None:
         ("mistral-7b", {"sliding_window": 0}, r"sliding_window: must be positive"),
         ("llama-2-7b", {"hidden_size": 4096.0}, r"hidden_size: expected an integer"),
         ("llama-2-7b", {"tie_word_embeddings": "false"}, r"tie_word_embeddings: expected true"),
-        ("llama-2-7b", {"head_dim": 256}, r"head_dim: 256 differs"),
+        ("llama-2-7b", {"head_dim": 0}, r"head_dim: must be positive"),
         ("llama-2-7b", {"attention_bias": 1}, r"attention_bias: expected true"),
         ("pythia-160m", {"rotary_pct": 0}, r"rotary_pct: must be a number in \(0, 1\]"),
         ("pythia-160m", {"use_parallel_residual": None}, None),  # null: the default, fine
@@ -176,3 +176,20 @@ def test_fixture_counts_match_transformers() -> None:
                 model = transformers.AutoModelForCausalLM.from_config(config)
         ours = count_params(from_hf_config(FIXTURES / folder))
         assert model.num_parameters() == ours == FIXTURE_MODELS[folder][1], folder
+
+
+def test_a_decoupled_head_dim_is_modelled() -> None:
+    # mistralai/Mistral-NeMo-Base-2407: hidden 5120 but 32 heads of 128 (a·d = 4096).
+    # Source: MistralForCausalLM(MistralConfig(<these fields>)) on the meta device,
+    # transformers 5.24: sum of numel = 12,247,782,400.
+    cfg = {"model_type": "mistral", "hidden_size": 5120, "num_attention_heads": 32,
+           "num_key_value_heads": 8, "head_dim": 128, "num_hidden_layers": 40,
+           "intermediate_size": 14336, "vocab_size": 131072,
+           "max_position_embeddings": 1024000, "sliding_window": None,
+           "tie_word_embeddings": False}
+    nemo = from_hf_config(cfg)
+    assert nemo.head_dim == 128 and nemo.q_size == 4096 and nemo.decoupled_head_dim
+    assert count_params(nemo) == 12_247_782_400
+    # a head dim equal to h / a is the ordinary case
+    llama = from_hf_config({**load("llama-2-7b"), "head_dim": 128})
+    assert not llama.decoupled_head_dim and count_params(llama) == 6_738_415_616

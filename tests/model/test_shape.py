@@ -150,3 +150,23 @@ def test_model_package_never_imports_torch() -> None:
     code = ("import sys, shapewise.model as m; m.memory_per_gpu(m.get_preset('gpt2'), "
             "micro_batch=1, seq_len=8); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_coupled_head_dim_follows_and_a_stated_one_stays() -> None:
+    coupled = ModelShape.gpt(**BASE)
+    assert coupled.head_dim == 64 and not coupled.decoupled_head_dim
+    assert coupled.replace(hidden_size=1024, num_attention_heads=16,
+                           num_key_value_heads=16).head_dim == 64
+    assert coupled.replace(num_attention_heads=6, num_key_value_heads=6).head_dim == 128
+    stated = ModelShape.llama(hidden_size=5120, num_attention_heads=32, num_hidden_layers=2,
+                              head_dim=128)
+    assert stated.q_size == 4096 and stated.decoupled_head_dim
+    assert stated.replace(hidden_size=6144).head_dim == 128
+    assert stated.replace(head_dim=None).head_dim == 160
+    assert ModelShape.from_dict(stated.to_dict()) == stated
+    with pytest.raises(InputError, match=r"^head_dim: must be positive"):
+        ModelShape.llama(hidden_size=5120, num_attention_heads=32, num_hidden_layers=2,
+                         head_dim=0)
+    # a stated head dim lifts the rule that a divides h
+    assert ModelShape.llama(hidden_size=5000, num_attention_heads=32, num_hidden_layers=2,
+                            head_dim=128).q_size == 4096
