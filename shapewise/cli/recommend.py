@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "recommend",
         help="search the transformer shape that trains fastest for a parameter budget",
         description="Optuna search over hidden size, heads, KV heads, layers, FFN size and "
-        "vocabulary padding; objective: predicted training tokens/s per GPU at equal size.",
+        "vocabulary padding. Objective: predicted training tokens/s per GPU × params / "
+        "budget (throughput at equal model size, so the smallest shape the tolerance allows "
+        "cannot win by being small); scores within 0.5% rank the shape keeping more "
+        "multiple-of-64 rules first.",
     )
     p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
