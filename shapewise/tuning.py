@@ -616,6 +616,7 @@ def _open_or_create(ctx_storage: optuna.storages.BaseStorage, name: str,
             for i in range(full["n_trials"]):
                 study.enqueue_trial({"candidate": i % k}, skip_if_exists=False)
             study.set_user_attr(_READY, True)
+            say(f"study {name!r} created: {full['n_trials']} trials enqueued")
             return study, True
     deadline = time.monotonic() + SETUP_TIMEOUT_S
     said = False
@@ -995,7 +996,7 @@ def tune(
         # fewer trials than finalists: the ones predicted best are measured
         cands = _finalists(full, g, ints["search_trials"])[:full["n_trials"]]
         full["candidates"] = len(cands)
-        say(f"study {study!r}: {len(cands)} finalists, {full['n_trials']} trials enqueued")
+        say(f"study {study!r}: {len(cands)} finalists")
         return full, cands
 
     try:
