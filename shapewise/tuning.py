@@ -532,6 +532,13 @@ class _Context:
     def reap(self) -> list[int]:
         """Fail the trials of dead workers and enqueue their retries; their numbers."""
         failed: list[int] = []
+        # first the workers known dead (same host, process gone: at once, with the reason),
+        # then, on an RDB storage, Optuna's heartbeat for the rest (other hosts)
+        now = time.time()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            why = self._dead(t, now)
+            if why and self._fail(t.number, why):
+                failed.append(t.number)
         if self.is_rdb:
             before = {t.number for t in self.study.get_trials(
                 deepcopy=False, states=(TrialState.RUNNING,))}
@@ -541,11 +548,6 @@ class _Context:
             after = {t.number for t in self.study.get_trials(
                 deepcopy=False, states=(TrialState.FAIL,))}
             failed += sorted(before & after)
-        now = time.time()
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            why = self._dead(t, now)
-            if why and self._fail(t.number, why):
-                failed.append(t.number)
         return failed
 
     def _dead(self, t: FrozenTrial, now: float) -> str:
@@ -999,11 +1001,11 @@ def tune(
         say(f"study {study!r}: {len(cands)} finalists")
         return full, cands
 
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # (importing it would cost seconds here)
         raise InputError("tune measures its finalists with torch: pip install "
-                         "'shapewise[bench]'") from None
+                         "'shapewise[bench]'")
     path = journal_path(DEFAULT_STORAGE if storage is None else storage) if isinstance(
         storage, str | None) else None
     if path is not None and not Path(path).expanduser().exists():

@@ -195,13 +195,20 @@ def _same_device(docs: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
                 f"on {ref[1]!r} ({ref[0]}); fit one device at a time")
 
 
-def _gpu_matches(gpu: GPU, prov: Mapping[str, Any], where: str) -> None:
-    """--gpu must not contradict the device the file says it measured."""
+def _gpu_matches(gpu: GPU, prov: Mapping[str, Any], where: str, *, by_name: bool) -> None:
+    """--gpu must not contradict the device the file says it measured. A profile given as
+    a file (--profile: an earlier fit, a user's own datasheet) is taken at its word, as
+    long as it is a GPU for a GPU's file and a CPU for a CPU's."""
     kind, name = _device_of({"provenance": prov})
+    option = "--gpu" if by_name else "--profile"
     if kind == "cpu":
         if gpu.vendor != "cpu":
-            raise InputError(f"--gpu: {where} was measured on the CPU, not on {gpu.name}; "
-                             "fit it without --gpu (a CPU profile is built from it)")
+            raise InputError(f"{option}: {where} was measured on the CPU, not on {gpu.name}; "
+                             f"fit it without {option} (a CPU profile is built from it)")
+        return
+    if not by_name:
+        if gpu.vendor == "cpu":
+            raise InputError(f"--profile: {where} was measured on {name!r}, not on a CPU")
         return
     try:
         measured = get_gpu(name)
@@ -299,7 +306,7 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
            "measurements": [m for _, d in docs for m in d["measurements"]]}
     if gpu is not None:
         base = gpu if isinstance(gpu, GPU) else get_gpu(gpu, field_name="--gpu")
-        _gpu_matches(base, doc["provenance"], where)
+        _gpu_matches(base, doc["provenance"], where, by_name=not isinstance(gpu, GPU))
     else:
         base = _guess_gpu(doc, obs, where)
     for o in obs:

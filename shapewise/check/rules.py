@@ -212,7 +212,9 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
     if tp <= 1:
         return []
     sizes = [("num_attention_heads", shape.num_attention_heads),
-             ("hidden_size", shape.hidden_size),
+             # the row-parallel projections split the attention width a·d, which is h
+             # unless the config states its own head dim (then a/t covers it)
+             *([] if shape.decoupled_head_dim else [("hidden_size", shape.hidden_size)]),
              ("num_key_value_heads", shape.kv_heads),
              ("intermediate_size", shape.ffn_size)]
     if shape.vocab_size is not None:
@@ -514,7 +516,8 @@ def hidden_alignment(ctx: CheckContext) -> list[Finding]:
     lo, hi = (h // unit) * unit, _round_up(h, unit)
     fix = hi if lo < unit or hi - h <= h - lo else lo
     heads = a
-    if abs(fix - h) > h // 4:  # too far: keep h near, regroup the heads instead
+    if abs(fix - h) > h // 4 and not shape.decoupled_head_dim:
+        # too far: keep h near, regroup the heads instead (a stated head dim stays as it is)
         fix = _round_up(h, HIDDEN_MULTIPLE)
         heads = min((fix // d for d in (64, 128) if fix % d == 0),
                     key=lambda x: (abs(x - a), x), default=a)

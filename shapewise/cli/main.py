@@ -48,15 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
 _NEGATIVE_NUMBER = re.compile(r"-[0-9.]")
 
 
-def _join_negative_values(argv: Sequence[str]) -> list[str]:
+def _value_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string, over all subcommands, that takes a value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _value_options(sub)
+        elif action.option_strings and action.nargs != 0:
+            found.update(action.option_strings)
+    return found
+
+
+def _join_negative_values(argv: Sequence[str], takes_value: set[str]) -> list[str]:
     """``--params -1B`` as ``--params=-1B``: argparse would read ``-1B`` as an option and
-    say "expected one argument"; joined, the option's own check names what is wrong."""
+    say "expected one argument"; joined, the option's own check names what is wrong. Only
+    options that take a value are joined, and nothing after ``--``."""
     out: list[str] = []
     args = list(argv)
     i = 0
     while i < len(args):
         tok = args[i]
-        if (tok.startswith("--") and "=" not in tok and i + 1 < len(args)
+        if tok == "--":
+            return out + args[i:]
+        if (tok in takes_value and i + 1 < len(args)
                 and _NEGATIVE_NUMBER.match(args[i + 1])):
             out.append(f"{tok}={args[i + 1]}")
             i += 2
@@ -68,7 +83,8 @@ def _join_negative_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv,
+                                                   _value_options(parser)))
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

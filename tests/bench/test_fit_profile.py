@@ -105,3 +105,14 @@ def test_cli_refuses_in_one_line(h100_file: Path, tmp_path: Path) -> None:
                        check=False)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "--out:" in r.stderr
+
+
+def test_refitting_from_an_earlier_fit_or_a_datasheet_file(h100_file: Path,
+                                                           tmp_path: Path) -> None:
+    first = tmp_path / "p1.json"
+    fit_profile(h100_file, out=first)
+    again = fit_profile(h100_file, gpu=sw.load_profile(first), out=tmp_path / "p2.json")
+    assert again.profile.id == "h100-sxm-measured"
+    cpu = write(tmp_path / "cpu.json", bench_doc("cpu", "cpu", dtype="bf16"))
+    with pytest.raises(InputError, match=r"^--profile: .*cpu.json was measured on the CPU"):
+        fit_profile(cpu, gpu=sw.load_profile(first))

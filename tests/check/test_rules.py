@@ -191,6 +191,21 @@ def test_sw002_with_a_stated_head_dim_moves_only_the_width() -> None:
     assert f.fix % 64 == 0 and abs(f.fix - 5000) < 64 and "heads (head_dim" not in f.message
 
 
+def test_sw002_far_fix_keeps_a_stated_head_dim() -> None:
+    shape = llama7b(hidden_size=100, num_attention_heads=4, num_key_value_heads=4,
+                    head_dim=48, intermediate_size=256)
+    f = only(R.hidden_alignment(shape_context(shape, gpu=A100, seq_len=2048)), "SW002")
+    assert f.fix % 64 == 0 and "heads (head_dim" not in f.message
+
+
+def test_sw006_does_not_ask_tp_to_split_h_when_the_head_dim_is_stated() -> None:
+    shape = llama7b(hidden_size=5120, num_attention_heads=48, num_key_value_heads=48,
+                    head_dim=128, intermediate_size=13824, vocab_size=32256)
+    ctx = shape_context(shape, gpu=A100, seq_len=2048, tp=3)
+    assert ctx.estimate is not None  # priced: tp 3 splits a = 48 and everything else
+    assert [f for f in R.tp_divisibility(ctx) if f.field == "hidden_size"] == []
+
+
 def test_sw003_clean_for_64_and_128() -> None:
     assert R.head_dim(shape_context(gpt2(), gpu=A100)) == []
     assert R.head_dim(shape_context(llama7b(), gpu=A100, seq_len=2048)) == []

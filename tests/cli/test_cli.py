@@ -167,3 +167,16 @@ def test_budget_header_uses_the_count_suffix(tmp_path: Path) -> None:
     r = run("recommend", "--params", "1T", "--gpu", "h100", "--n-trials", "10", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Budget 1T params")
+
+
+def test_a_path_that_looks_like_a_negative_number_is_still_a_path(tmp_path: Path) -> None:
+    # --params -1B is joined into --params=-1B; a folder named "-1" after a flag or after
+    # "--" must not be
+    folder = tmp_path / "-1"
+    folder.mkdir()
+    (folder / "config.json").write_text((REPO / "tests/fixtures/hf/gpt2/config.json")
+                                        .read_text())
+    r = run("check", "--gpu", "h100", "--", "-1", cwd=tmp_path)
+    assert r.returncode == 1 and "SW001" in r.stdout, r.stderr
+    r = run("check", "--json", "-1", cwd=tmp_path)
+    assert r.returncode == 1 and json.loads(r.stdout)["reports"], r.stderr
