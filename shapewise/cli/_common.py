@@ -53,19 +53,28 @@ def positive_int(field: str):
 
 
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
-TRAINING_DTYPE_HELP = ("training data type: bf16 (default), fp16, tf32 or fp32 (weights, "
-                       "activations and GEMMs; fp8 GEMMs are not modelled in a step)")
+TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "
+                       "and GEMMs; fp8 GEMMs are not modelled in a step); default bf16, or "
+                       "fp16 on a GPU without bf16 (V100)")
 
 
 def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
-                    dtype_help: str = "data type of the math (default: bf16)") -> None:
+                    dtype_help: str = "data type of the math (default: bf16, or fp16 on a "
+                    "GPU without bf16)") -> None:
     parser.add_argument("--gpu", required=required, help="GPU name or alias (see 'shapewise gpus')")
     parser.add_argument(
         "--profile",
         metavar="FILE",
         help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog entry",
     )
-    parser.add_argument("--dtype", default="bf16", help=dtype_help)
+    parser.add_argument("--dtype", default=None, help=dtype_help)
+
+
+def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
+    """``--dtype``, else bf16, or fp16 on a GPU that has no bf16 math (V100, MI50)."""
+    if getattr(args, "dtype", None):
+        return str(args.dtype)
+    return "bf16" if "bf16" in gpu.peak_tflops else "fp16"
 
 
 def resolve_gpu(args: argparse.Namespace):

@@ -15,7 +15,13 @@ import argparse
 import sys
 from typing import Any
 
-from shapewise.cli._common import TRAINING_DTYPE_HELP, add_gpu_options, positive_int, print_json
+from shapewise.cli._common import (
+    TRAINING_DTYPE_HELP,
+    add_gpu_options,
+    dtype_for,
+    positive_int,
+    print_json,
+)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.check.rules import SEVERITIES
 
     gpu, gpu_note = _gpu(args)
+    args.dtype = dtype_for(args, gpu)
     reports = []
     errors: list[dict[str, str]] = []
     for path in args.paths:

@@ -11,6 +11,7 @@ from shapewise._io import read_json
 from shapewise.cli._common import (
     TRAINING_DTYPE_HELP,
     add_gpu_options,
+    dtype_for,
     positive_int,
     print_json,
     resolve_gpu,
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     shape = load_shape(args.config)
     gpu = resolve_gpu(args)
+    args.dtype = dtype_for(args, gpu)
     est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
                    tp=args.tp, dtype=args.dtype, recompute=args.recompute)
     if args.json:

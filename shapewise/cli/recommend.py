@@ -9,10 +9,12 @@ from tabulate import tabulate
 from shapewise.cli._common import (
     TRAINING_DTYPE_HELP,
     add_gpu_options,
+    dtype_for,
     format_count,
     parse_count,
     positive_int,
     print_json,
+    resolve_gpu,
 )
 
 
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")
+    if args.gpu or args.profile:
+        args.dtype = dtype_for(args, resolve_gpu(args))
     rec = recommend_shape(
         params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
         vocab_size=args.vocab_size, arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,

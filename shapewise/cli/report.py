@@ -11,7 +11,13 @@ from typing import Any
 
 from tabulate import tabulate
 
-from shapewise.cli._common import add_gpu_options, positive_int, print_json, resolve_gpu
+from shapewise.cli._common import (
+    add_gpu_options,
+    dtype_for,
+    positive_int,
+    print_json,
+    resolve_gpu,
+)
 from shapewise.errors import InputError
 
 
@@ -147,6 +153,7 @@ def _plot(rep: dict[str, Any], path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     gpu = resolve_gpu(args)
+    args.dtype = dtype_for(args, gpu)
     rep = build_report(gpu, args.dtype, args.m, args.k, args.n_min, args.n_max, args.n_step)
     if args.plot:
         _plot(rep, args.plot)

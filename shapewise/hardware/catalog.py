@@ -425,6 +425,8 @@ def parse_profile(raw: Any, *, where: str) -> GPU:
     for name in _SOURCED_FIELDS:
         if name not in sources:
             raise check.fail(f"sources.{name}", "is missing: every spec value needs a source")
+    if raw.get("tdp_w") is not None and "tdp_w" not in sources:  # optional, but sourced
+        raise check.fail("sources.tdp_w", "is missing: every spec value needs a source")
     if references:  # then each source is a key into references, not a citation of its own
         for key, value in sources.items():
             if value not in references:

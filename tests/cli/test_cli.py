@@ -180,3 +180,13 @@ def test_a_path_that_looks_like_a_negative_number_is_still_a_path(tmp_path: Path
     assert r.returncode == 1 and "SW001" in r.stdout, r.stderr
     r = run("check", "--json", "-1", cwd=tmp_path)
     assert r.returncode == 1 and json.loads(r.stdout)["reports"], r.stderr
+
+
+def test_a_gpu_without_bf16_defaults_to_fp16(tmp_path: Path) -> None:
+    r = run("report", "--gpu", "v100", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["dtype"] == "fp16"
+    r = run("estimate", "gpt2", "--gpu", "v100", "--json", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["dtype"] == "fp16", r.stderr
+    r = run("estimate", "gpt2", "--gpu", "v100", "--dtype", "bf16", cwd=tmp_path)
+    assert r.returncode == 2 and "has no bf16 math" in r.stderr  # asked for: refused
