@@ -188,6 +188,25 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     return num / denom if denom > 0 else num
 
 
+def is_device_failure(exc: BaseException) -> bool:
+    """True for an error that leaves the GPU context unusable (an illegal memory access, a
+    device-side assert, a launch failure): every later kernel would fail too, so a sweep
+    must stop rather than record them one by one. Out-of-memory is not one of them."""
+    if is_out_of_memory(exc):
+        return False
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    accel = getattr(torch, "AcceleratorError", None)
+    if accel is not None and isinstance(exc, accel):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        marker in text for marker in ("CUDA error", "HIP error", "device-side assert",
+                                      "cudaErrorLaunchFailure", "hipErrorLaunchFailure"))
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for a device or host out-of-memory error (recorded and skipped, not fatal)."""
     if isinstance(exc, MemoryError):

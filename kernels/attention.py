@@ -145,16 +145,16 @@ def _first_line(exc: BaseException) -> str:
 def _probe(call: Callable[[], Any], notes: list[str]) -> bool:
     """Run ``call`` once; on an unsupported-configuration error note why and return False.
 
-    Out-of-memory errors propagate (the runner records those itself).
+    Out-of-memory errors and device failures propagate (the runner handles those itself).
     """
-    from . import is_out_of_memory
+    from . import is_device_failure, is_out_of_memory
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             call()
         except (RuntimeError, ValueError, NotImplementedError, AssertionError) as exc:
-            if is_out_of_memory(exc):
+            if is_out_of_memory(exc) or is_device_failure(exc):
                 raise
             # SDPA explains in warnings why each backend declined; keep those first
             reasons = [str(w.message).strip().splitlines()[0] for w in caught][:3]

@@ -65,7 +65,8 @@ def launch(m: int, n: int, k: int, *, batch: int = 1, dtype: str = "fp32",
     a, b = make_inputs(m, n, k, batch=batch, dtype=dtype, device=device)
     lead = (batch,) if batch > 1 else ()
     out = torch.full((*lead, m, n), float("nan"), dtype=torch_dtype(dtype), device=device)
-    gemm(a, b, out=out)
+    with matmul_math(dtype):  # tf32: TF32 tensor cores, as bench_gemm times it
+        gemm(a, b, out=out)
     return a, b, out
 
 

@@ -38,8 +38,11 @@ from typing import Any
 
 #: Version of the measurement method; goes into every profile's provenance. Bump it when a
 #: change here (or in what a measurement counts) could move the numbers.
-METHOD_VERSION = "shapewise-timing/1 (gpu: device events, L2 flush, fresh inputs, median; " \
-    "cpu: torch.utils.benchmark adaptive_autorange, median)"
+METHOD_VERSION = "shapewise-timing/2 (gpu: warm-up by time, device events, L2 flush, fresh " \
+    "inputs, median; cpu: torch.utils.benchmark adaptive_autorange, median)"
+
+#: most back-to-back warm-up calls of one GPU kernel (20,000 x 5 us = 100 ms)
+WARMUP_MAX_CALLS = 20_000
 
 #: Bytes zeroed between timed GPU calls to evict the caches: larger than any L2 we know
 #: (H100 50 MB, B200 126 MB, MI300X 256 MB Infinity Cache), twice the largest.
@@ -243,7 +246,9 @@ def _time_gpu(fn: Callable[[], Any], *, device: str, refresh: Callable[[], None]
             return [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True)]
 
         estimate_s = max(statistics.median(timed_calls(3)), 1e-7)
-        n_warmup = min(cfg.max_runs, max(1, int(cfg.warmup_ms / 1e3 / estimate_s)))
+        # warm-up runs the kernel back to back for warmup_ms (clocks up, caches and
+        # handles made); its cap is well above max_runs so a 5 us kernel still gets it
+        n_warmup = min(WARMUP_MAX_CALLS, max(1, int(cfg.warmup_ms / 1e3 / estimate_s)))
         for _ in range(n_warmup):
             fn()
         n_rep = min(cfg.max_runs, max(cfg.min_runs, int(cfg.rep_ms / 1e3 / estimate_s)))

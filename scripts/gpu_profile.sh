@@ -14,7 +14,10 @@
 #   profile.json   the fitted profile                   (shapewise fit bench.json --gpu ...)
 #   fit.txt        what fit printed
 #   validate.txt   what scripts/validate_measured.py printed (when present)
-#   smi.txt        nvidia-smi / rocm-smi as found (read-only: no setting is ever changed)
+#   selfcheck.txt  every swept kernel against float64 first (python -m shapewise.kernels.selfcheck);
+#                  a wrong result stops the script before anything is timed
+#   smi.txt        nvidia-smi / rocm-smi as found, and smi-after.txt after the sweeps
+#                  (read-only queries: no setting is ever changed)
 #
 # Running it again on the same OUT_DIR continues the bench where it stopped (--resume), so
 # a second call with a budget finishes a sweep the first one could not.
@@ -22,7 +25,7 @@
 # --gpu NAME is the catalog name given to `shapewise fit` (default: none, and fit takes the
 # device name the bench recorded, e.g. "NVIDIA H100 80GB HBM3", which the catalog's aliases
 # resolve; on the CPU it builds a profile from the measurements). $PYTHON picks the
-# interpreter (default: python). The CPU path runs the same
+# interpreter (default: python3, else python). The CPU path runs the same
 # steps (--device cpu), which is how the tests exercise this script.
 set -euo pipefail
 
@@ -52,7 +55,7 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-py=${PYTHON:-python}
+py=${PYTHON:-$(command -v python3 || command -v python || echo python)}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 mkdir -p "$out_dir"
 bench=$out_dir/bench.json
@@ -69,12 +72,24 @@ if ! "$py" -c "import shapewise.kernels" 2>/dev/null; then
 fi
 
 # 1. the device as found (read-only queries; clocks and settings are left alone)
-if [[ $device != cpu ]]; then
+smi() {  # smi FILE: what the driver reports now, appended
+    if [[ $device == cpu ]]; then return 0; fi
     if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi >"$out_dir/smi.txt" 2>&1 || true
+        { nvidia-smi; nvidia-smi -q -d CLOCK,PERFORMANCE,TEMPERATURE,POWER; } >>"$1" 2>&1 || true
     elif command -v rocm-smi >/dev/null 2>&1; then
-        rocm-smi >"$out_dir/smi.txt" 2>&1 || true
+        rocm-smi >>"$1" 2>&1 || true
     fi
+}
+smi "$out_dir/smi.txt"
+
+# 1b. correct first: every kernel the sweeps time, against float64, before any timing
+# (on a GPU this also proves the tf32 sweep runs on TF32 tensor cores)
+step "selfcheck"
+if ! "$py" -m shapewise.kernels.selfcheck ${device:+--device "$device"} \
+        | tee "$out_dir/selfcheck.txt"; then
+    echo "gpu_profile.sh: a kernel computes wrong results here; nothing was timed" \
+         "(see $out_dir/selfcheck.txt)" >&2
+    exit 1
 fi
 
 # 2. bench: resumable, budgeted, progress to the log. On a GPU without --dtype, two sweeps:
@@ -97,13 +112,35 @@ for sweep in "${sweeps[@]}"; do
     step "bench $dt (budget ${b}s)"
     args=(bench --resume --out "$file" --budget-seconds "$b" "${mode[@]}" --progress --dtype "$dt")
     [[ -n $device ]] && args+=(--device "$device")
-    if ! "$py" -m shapewise "${args[@]}" 2>>"$out_dir/bench.log"; then
+    # a wall-clock guard over the budget (checked only between measurements): a hung
+    # kernel gets SIGTERM, which the bench records as an interruption and saves
+    guard=()
+    command -v timeout >/dev/null 2>&1 && guard=(timeout -s TERM -k 30 "$((b + 120))")
+    rc=0
+    "${guard[@]}" "$py" -m shapewise "${args[@]}" 2>>"$out_dir/bench.log" \
+        | tee -a "$out_dir/bench.log" || rc=$?
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        echo "gpu_profile.sh: bench $dt passed its wall-clock guard and was stopped;" \
+             "what it measured is saved and is fitted (run again to resume)" >&2
+    elif [[ $rc -ne 0 ]]; then
         tail -n 20 "$out_dir/bench.log" >&2
-        echo "gpu_profile.sh: bench failed (log: $out_dir/bench.log)" >&2
+        echo "gpu_profile.sh: bench failed with exit $rc (log: $out_dir/bench.log)" >&2
         exit 1
     fi
 done
-grep -E "^shapewise bench: (stopped|resuming)|warning" "$out_dir/bench.log" || true
+smi "$out_dir/smi-after.txt"
+grep -iE "^shapewise bench: (stopped|resuming)|warning" "$out_dir/bench.log" || true
+# measurements that failed with an error (recorded so the sweep could go on) are said
+# loudly: a resume measures them again
+"$py" - "${benches[@]}" <<'PY' >&2 || true
+import json, sys
+for path in sys.argv[1:]:
+    recs = json.load(open(path))["measurements"]
+    bad = [r for r in recs if str(r.get("reason", "")).startswith("error:")]
+    if bad:
+        print(f"gpu_profile.sh: WARNING: {len(bad)} of {len(recs)} measurements in {path} "
+              f"failed with an error, e.g. {bad[0]['key']}: {bad[0]['reason']}")
+PY
 
 # 3. fit (without --gpu, fit reads the device from the bench file's provenance)
 step "fit${gpu:+ --gpu '$gpu'}"

@@ -11,5 +11,11 @@ class InputError(ValueError):
     """
 
 
+class DeviceFailure(RuntimeError):
+    """The GPU reported an error that leaves its context unusable (an illegal memory access,
+    a device-side assert): a measurement stopped, keeping what it had measured. The CLI
+    prints it as one line and exits 3."""
+
+
 class ShapewiseWarning(UserWarning):
     """A shape finding raised as a warning (filter with ``warnings.filterwarnings``)."""

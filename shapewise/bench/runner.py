@@ -45,9 +45,9 @@ from shapewise.bench.plan import (
     spec_record,
 )
 from shapewise.bench.store import BenchStore
-from shapewise.errors import InputError
+from shapewise.errors import DeviceFailure, InputError
 
-__all__ = ["parse_device", "run_bench", "timing_config"]
+__all__ = ["DeviceFailure", "parse_device", "run_bench", "timing_config"]
 
 _now = time.monotonic  # the budget's clock (tests replace it)
 
@@ -173,7 +173,7 @@ def _first_line(exc: BaseException) -> str:
 
 def measure(spec: Spec, *, device: str, config: Any) -> dict[str, Any]:
     """One record: the spec's fields, then the timing or why it was skipped."""
-    from shapewise.kernels import Unsupported, is_out_of_memory
+    from shapewise.kernels import Unsupported, is_device_failure, is_out_of_memory
     from shapewise.kernels.timing import release_memory
 
     record = spec_record(spec)
@@ -182,6 +182,8 @@ def measure(spec: Spec, *, device: str, config: Any) -> dict[str, Any]:
     except Unsupported as exc:
         return {**record, **_skipped(f"unsupported: {_first_line(exc)}")}
     except Exception as exc:
+        if is_device_failure(exc):
+            raise DeviceFailure(f"{spec.key}: {type(exc).__name__}: {_first_line(exc)}") from exc
         if is_out_of_memory(exc):
             release_memory(device)
             return {**record, **_skipped(f"out of memory: {_first_line(exc)}")}
@@ -297,6 +299,11 @@ def run_bench(
         except BaseException:
             store.release()
             raise
+        retried = store.drop(lambda r: r.get("status") == "skipped"
+                             and str(r.get("reason", "")).startswith("error:"))
+        if retried:
+            _say(f"resuming {out_path}: {retried} measurement(s) that failed with an error "
+                 "are measured again")
         session["resumed"] = True
         run.setdefault("sessions", []).append(session)
         run.update(mode=mode, planned=len(plan), complete=False, stopped=None)
@@ -322,6 +329,7 @@ def run_bench(
             _say(f"resuming {out_path}: {n_done_before} of {len(plan)} already measured")
         stopped = None
         interrupted = False
+        failure: DeviceFailure | None = None
         retries_left = CPU_RETRY_BUDGET[mode] if device_kind == "cpu" else 0
         try:
             for i, spec in enumerate(todo):
@@ -343,12 +351,16 @@ def run_bench(
                 bar.update(n_done_before + i + 1, spec.key, _format_result(record))
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): keep the books, then stop
             interrupted = True
+        except DeviceFailure as exc:
+            failure = exc
         finally:
             bar.close()
         measured = sum(1 for s in todo if s.key in store.done_keys)
         if interrupted:
             stopped = (f"interrupted after {n_done_before + measured} of {len(plan)} "
                        "measurements")
+        elif failure is not None:
+            stopped = f"device failure after {n_done_before + measured} measurements: {failure}"
         bandwidth = best_copy_gbs(store.measurements)
         if bandwidth:
             store.doc["provenance"].update(
@@ -363,6 +375,8 @@ def run_bench(
         _say(f"stopped: {stopped}; run again with --resume to continue")
     if interrupted:
         raise KeyboardInterrupt
+    if failure is not None:
+        raise failure
     return out_path
 
 

@@ -31,7 +31,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +228,18 @@ class BenchStore:
         self._keys.add(key)
         self.run["done"] = len(self._keys)
         self.save()
+
+    def drop(self, which: Callable[[Mapping[str, Any]], bool]) -> int:
+        """Remove the records ``which`` selects (a resume measures them again); how many.
+        Saved with the next change."""
+        keep = [i for i, rec in enumerate(self.doc["measurements"]) if not which(rec)]
+        dropped = len(self.doc["measurements"]) - len(keep)
+        if dropped:
+            self.doc["measurements"] = [self.doc["measurements"][i] for i in keep]
+            self._lines = [self._lines[i] for i in keep]
+            self._keys = {rec["key"] for rec in self.doc["measurements"]}
+            self.run["done"] = len(self._keys)
+        return dropped
 
     def update_run(self, **fields: Any) -> None:
         self.run.update(fields)

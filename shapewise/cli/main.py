@@ -15,11 +15,14 @@ import re
 import sys
 from collections.abc import Sequence
 
+from shapewise.errors import DeviceFailure
+
 # Listed here, imported only when the parser is built: each subcommand imports its heavy
 # dependencies (optuna, torch) inside its own ``run``.
 SUBCOMMANDS = ("gpus", "report", "recommend", "estimate", "check", "bench", "fit", "tune")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_DEVICE = 3  # the GPU failed mid-measurement (DeviceFailure)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 
@@ -96,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except DeviceFailure as exc:
+        print(f"shapewise {args.command}: device failure: {str(exc).splitlines()[0]} "
+              "(what was measured before it is saved; check the GPU, then --resume)",
+              file=sys.stderr)
+        return EXIT_DEVICE
     except (ValueError, OSError) as exc:  # InputError is a ValueError
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"shapewise {args.command}: error: {message}", file=sys.stderr)

@@ -30,6 +30,8 @@ def test_gpu_profile_script_runs_on_the_cpu(tmp_path: Path) -> None:
     doc = load_document(out / "bench.json")
     assert doc["run"]["complete"] and doc["run"]["device_kind"] == "cpu"
     assert (out / "bench.log").stat().st_size > 0  # progress went to the log
+    assert "selfcheck on cpu: 4 of 4 passed" in (out / "selfcheck.txt").read_text()
+    assert "measured" in (out / "bench.log").read_text()  # the bench's summary, kept
     assert "== done" in proc.stdout
     fit_available = subprocess.run([sys.executable, "-m", "shapewise", "fit", "--help"],
                                    capture_output=True, check=False).returncode == 0
@@ -48,3 +50,20 @@ def test_gpu_profile_script_usage() -> None:
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60,
                           check=False)
     assert proc.returncode == 2 and "OUT_DIR" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_failing_selfcheck_stops_before_any_timing(tmp_path: Path) -> None:
+    # a python whose selfcheck fails: the script must stop before the bench
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/bin/sh
+if [ "$2" = "shapewise.kernels.selfcheck" ]; then echo "FAIL  gemm bf16"; exit 1; fi
+exec {sys.executable} "$@"
+""")
+    fake.chmod(0o755)
+    out = tmp_path / "run"
+    proc = subprocess.run(["bash", str(SCRIPT), str(out), "--device", "cpu", "--plan", "tiny"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PYTHON": str(fake)})
+    assert proc.returncode == 1 and "computes wrong results" in proc.stderr
+    assert not (out / "bench.json").exists()

@@ -221,6 +221,60 @@ def test_resume_takes_the_lock_before_reading(tmp_path: Path, fake_kernels: list
     assert load_document(out)["run"]["complete"]
 
 
+def test_a_device_failure_stops_the_sweep_and_keeps_what_was_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shapewise.errors import DeviceFailure
+
+    calls = []
+
+    def crash_on_the_third(spec, device, config):
+        calls.append(spec.key)
+        if len(calls) == 3:  # what torch raises after an illegal memory access
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
+                           method="fake")
+
+    monkeypatch.setattr(runner, "_run_spec", crash_on_the_third)
+    out = tmp_path / "b.json"
+    with pytest.raises(DeviceFailure, match="illegal memory access"):
+        run_bench(device="cpu", mode="tiny", out=out, progress=False)
+    doc = load_document(out)
+    assert len(doc["measurements"]) == 2 and len(calls) == 3  # no record for the crash
+    assert doc["run"]["stopped"].startswith("device failure after 2 measurements")
+
+
+def test_resume_measures_errors_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def flaky(spec, device, config):
+        if spec.kind == "bmm":
+            raise ZeroDivisionError("boom")
+        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
+                           method="fake")
+
+    monkeypatch.setattr(runner, "_run_spec", flaky)
+    out = tmp_path / "b.json"
+    with pytest.warns(UserWarning, match="boom"):
+        run_bench(device="cpu", mode="tiny", out=out, progress=False)
+    errors = [r["key"] for r in load_document(out)["measurements"]
+              if r["reason"].startswith("error:")]
+    assert errors
+    monkeypatch.setattr(runner, "_run_spec", lambda spec, device, config: BenchResult(
+        median_s=2e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1, method="fake"))
+    run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
+    recs = {r["key"]: r for r in load_document(out)["measurements"]}
+    assert len(recs) == len(TINY_KEYS)
+    assert all(recs[k]["status"] == "ok" and recs[k]["median_s"] == 2e-3 for k in errors)
+
+
+def test_which_errors_are_device_failures() -> None:
+    from shapewise.kernels import is_device_failure
+
+    assert is_device_failure(RuntimeError("CUDA error: an illegal memory access"))
+    assert is_device_failure(RuntimeError("HIP error: hipErrorLaunchFailure"))
+    assert not is_device_failure(torch.OutOfMemoryError("CUDA out of memory. Tried to ..."))
+    assert not is_device_failure(RuntimeError("CUDA error: out of memory"))
+    assert not is_device_failure(ValueError("head_dim 300 is not supported"))
+
+
 def test_sigterm_is_an_interrupt_while_measuring() -> None:
     import os
     import signal
