@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, get_gpu
+from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
@@ -28,14 +28,25 @@ class ExhaustiveResult:
 
 
 def exhaustive_search(
-    *, params: float, gpu: str | GPU, seq_len: int = 2048, vocab_size: int = 50257,
-    arch: str = "gpt", tp: int = 1, micro_batch: int = 1, tolerance: float = 0.05,
-    dtype: str = "bf16", space: SearchSpace | None = None,
+    *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
+    vocab_size: int = 50257, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
+    tolerance: float = 0.05, dtype: str = "bf16", recompute: bool = False,
+    space: SearchSpace | None = None, profile: str | None = None, image_size: int = 224,
+    patch_size: int = 16, num_labels: int = 1000,
 ) -> ExhaustiveResult:
-    """Evaluate every feasible shape of ``space``; refuse spaces over 200,000 points."""
-    g = get_gpu(gpu)
-    sp = space or SearchSpace(arch=arch)  # type: ignore[arg-type]
-    pb = Problem(float(params), float(tolerance), arch, vocab_size, seq_len, tp)  # type: ignore[arg-type]
+    """Evaluate every feasible shape of ``space`` (default: recommend_shape's); refuse
+    spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s."""
+    from shapewise.search.recommend import _validate, default_space
+
+    _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
+    if profile is None and gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
+    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)  # a dtype the GPU lacks is the error, not "no shape meets the budget"
+    sp = space or default_space(arch)
+    pb = Problem(float(params), float(tolerance), arch, int(vocab_size), int(seq_len),  # type: ignore[arg-type]
+                 int(tp), image_size, patch_size, num_labels)
     best: tuple[float, ModelShape, float] | None = None
     n = 0
     for h, d, r, f, L, pad in enumerate_space(pb, sp):
@@ -46,12 +57,14 @@ def exhaustive_search(
         shape = make_shape(pb, h, d, r, f, L, pad)
         try:
             est = estimate(shape, gpu=g, micro_batch=micro_batch,
-                           seq_len=None if arch == "vit" else seq_len, tp=tp, dtype=dtype)
+                           seq_len=None if arch == "vit" else seq_len, tp=tp, dtype=dt,
+                           recompute=recompute)
         except InputError:
             continue
         score = est.tokens_per_s * count_params(shape) / params
         if best is None or score > best[0]:
             best = (score, shape, est.tokens_per_s)
     if best is None:
-        raise InputError(f"params: no shape in the space meets {params:.3g} ± {tolerance:.0%}")
+        raise InputError(f"params: no shape in the space meets {params:.3g} ± "
+                         f"{tolerance * 100:.3g}%")
     return ExhaustiveResult(best[1], best[0], best[2], n)

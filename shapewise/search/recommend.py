@@ -14,7 +14,11 @@ the shape that keeps more of the alignment rules (multiples of 64) ranks first.
 The baseline is the textbook shape of the same budget, as the source paper's GPT-3-style
 models are built: aspect ratio h/L near 80, 32 heads whatever head dim that gives (64- or
 128-dim heads not enforced; h a multiple of 256 so the head dim is at least a multiple of 8,
-as FlashAttention requires), MHA, vocabulary unpadded, SwiGLU FFN int(8/3·h) literally.
+as FlashAttention requires), MHA, vocabulary unpadded, SwiGLU FFN int(8/3·h) literally
+(rounded up to a multiple of tp only when tensor parallelism could not split it otherwise).
+
+After the study, a coordinate search around the best shapes (``_polish``) prices every head
+dim, FFN size and padding at their widths, and the neighbouring widths, until none improves.
 """
 
 from __future__ import annotations
@@ -88,16 +92,23 @@ class Recommendation:
     n_trials: int
     seed: int
     notes: tuple[str, ...] = field(default=())
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """what was asked: arch, dtype, seq_len, tp, micro_batch, tolerance, recompute, ..."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "budget": self.budget, "gpu": self.gpu, "n_trials": self.n_trials,
-            "seed": self.seed, "gain_over_baseline": self.gain,
+            "seed": self.seed, "inputs": dict(self.inputs), "gain_over_baseline": self.gain,
             "best": self.candidates[0].to_dict(),
             "baseline": self.baseline.to_dict() if self.baseline else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
+
+
+def default_space(arch: str) -> SearchSpace:
+    """The search space recommend_shape and exhaustive_search use unless given one."""
+    return SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
 
 
 def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
@@ -167,6 +178,7 @@ def baseline_shape(pb: Problem) -> ModelShape | None:
             if h % heads:
                 continue
             f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
+            f = -(-f // pb.tp) * pb.tp  # the least rounding tensor parallelism needs
             try:
                 # unpadded vocabulary, except the least padding TP needs (a multiple of t)
                 shape = make_shape(pb, h, h // heads, 1, f, L, pb.tp)
@@ -188,6 +200,83 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     if shape.activation == "swiglu":
         kept += shape.ffn_size % 64 == 0
     return int(kept)
+
+
+#: shapes the local polish may price after the Optuna study (each costs ~0.1 ms)
+POLISH_BUDGET = 4000
+#: best shapes the polish starts from, and keeps as its frontier
+POLISH_SEEDS = 5
+
+
+def _polish(pb: Problem, space: SearchSpace, widths: list[int],
+            cache: dict[tuple[int, ...], Candidate | None],
+            depths: Any, evaluate: Any) -> None:
+    """A coarse grid over every width, then a coordinate search around the best shapes
+    found: from each of the POLISH_SEEDS best,
+    move one coordinate at a time (width by one or two steps, every head dim and KV ratio,
+    every FFN size, every vocabulary padding) and price every feasible depth of the result;
+    repeat from the new best until none improves or POLISH_BUDGET shapes are priced. The
+    sampler finds the region; this closes the last percent it can leave (a study of 200
+    trials does not see every head dim and FFN at every width)."""
+    start = len(cache)
+    visited: set[tuple[int, ...]] = set()
+    pads = pad_options(pb, space)
+
+    def price(h: int, d: int, r: int, f: int, pad: int) -> None:
+        for L in depths(h, d, r, f, pad):
+            evaluate(h, d, r, f, L, pad)
+
+    # A coarse grid first, so that no region is left to the sampler's luck: every width with
+    # the rule-of-thumb layouts (head dims 64 and 128, each KV ratio, the FFN multiple of 64
+    # nearest its default ratio, the largest vocabulary padding).
+    for h in widths:
+        fs = [x for x in ffn_sizes(pb, space, h) if x % pb.tp == 0]
+        if not fs:
+            continue
+        target = 4 * h if pb.arch != "llama" else 8 * h / 3
+        f = min(fs, key=lambda x: (x % 64 != 0, abs(x - target)))
+        for d, r in head_options(pb, space, h):
+            if d in (64, 128):
+                price(h, d, r, f, max(pads))
+
+    def best_keys() -> list[tuple[int, ...]]:
+        ranked = sorted(((k, c) for k, c in cache.items() if c is not None),
+                        key=lambda kc: -kc[1].score)
+        return [k for k, _ in ranked[:POLISH_SEEDS]]
+
+    frontier = best_keys()
+    while frontier and len(cache) - start < POLISH_BUDGET:
+        center = frontier.pop(0)
+        if center in visited:
+            continue
+        visited.add(center)
+        h, d, r, f, _, pad = center
+        heads = head_options(pb, space, h)
+        ffns = [x for x in ffn_sizes(pb, space, h) if x % pb.tp == 0]
+        if center == best_keys()[0]:
+            # the best so far: every head layout with every FFN size at this width (the KV
+            # heads change the parameter count, so the FFN that fits the budget moves too)
+            for d2, r2 in heads:
+                for f2 in ffns:
+                    price(h, d2, r2, f2, pad)
+        else:
+            for d2, r2 in heads:  # every head dim and KV ratio at this width
+                price(h, d2, r2, f, pad)
+            for f2 in ffns:  # every FFN size at this width
+                price(h, d, r, f2, pad)
+        for pad2 in pads:
+            price(h, d, r, f, pad2)
+        if h in widths:  # neighbouring widths with the nearest head layout, every FFN
+            i = widths.index(h)  # (a new width moves the depth and FFN that fit the budget)
+            for h2 in widths[max(0, i - 2):i + 3]:
+                opts = head_options(pb, space, h2)
+                if h2 == h or not opts:
+                    continue
+                d2, r2 = min(opts, key=lambda o: (abs(o[0] - d), abs(o[1] - r)))
+                for f2 in ffn_sizes(pb, space, h2):
+                    if f2 % pb.tp == 0:
+                        price(h2, d2, r2, f2, pad)
+        frontier += [k for k in best_keys() if k not in visited]
 
 
 def _score(est: Estimate, n: int, budget: float) -> float:
@@ -217,7 +306,7 @@ def recommend_shape(
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)
     if space is None:
-        space = SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
+        space = default_space(arch)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
             0 <= seed < 2**32):
         raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
@@ -237,9 +326,20 @@ def recommend_shape(
     _check_budget(pb, space, widths)
 
     cache: dict[tuple[int, ...], Candidate | None] = {}
+    ranges: dict[tuple[int, ...], tuple[int, int]] = {}
+
+    def depths(h: int, d: int, r: int, f: int, pad: int) -> range:
+        """Every layer count that keeps (h, d, r, f, pad) within the budget."""
+        k = (h, d, r, f, pad)
+        if k not in ranges:
+            ranges[k] = layer_range(pb, space, h, d, r, f, pad)
+        lo, hi = ranges[k]
+        return range(lo, hi + 1)
 
     def evaluate(h: int, d: int, r: int, f: int, L: int, pad: int) -> Candidate | None:
         key = (h, d, r, f, L, pad)
+        if key not in cache and L not in depths(h, d, r, f, pad):
+            return None  # outside the budget's tolerance: never a candidate
         if key not in cache:
             try:
                 shape = make_shape(pb, h, d, r, f, L, pad)
@@ -293,22 +393,12 @@ def recommend_shape(
                    callbacks=[lambda s, t: bar.update(1, f"best {_best_note(s)}")])
     bar.close()
 
-    # Local polish: around the best few shapes, price every head dim and vocabulary padding
-    # at the same width, FFN and depth (cheap, and the sampler may have skipped them).
-    seeds = sorted((c for c in cache.values() if c is not None), key=lambda c: -c.score)[:5]
-    for c in seeds:
-        sh = c.shape
-        r0 = sh.num_attention_heads // sh.kv_heads
-        for d, r in head_options(pb, space, sh.hidden_size):
-            if r != r0:
-                continue
-            for pad in pad_options(pb, space):
-                evaluate(sh.hidden_size, d, r, sh.ffn_size, sh.num_hidden_layers, pad)
+    _polish(pb, space, widths, cache, depths, evaluate)
 
     found = [c for c in cache.values() if c is not None]
     if not found:
         raise InputError(f"params: no shape in the search space meets {params:.3g} ± "
-                         f"{tolerance:.0%} (every width's layer range was empty)")
+                         f"{tolerance * 100:.3g}% (every width's layer range was empty)")
     ranked = sorted(found, key=lambda c: (-c.score, c.shape.num_hidden_layers))
     # Differences under NEAR_TIE are below what the model can resolve: among such near-ties
     # rank first the shapes that keep more of the co-design alignment rules (hidden, head
@@ -351,6 +441,12 @@ def recommend_shape(
         best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baseline=base,
         gain=gain, budget=float(params), gpu=g.id, n_trials=trials, seed=seed,
         notes=tuple(notes),
+        inputs={"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
+                "micro_batch": micro_batch, "tolerance": float(tolerance),
+                "recompute": recompute,
+                **({"image_size": image_size, "patch_size": patch_size,
+                    "num_labels": num_labels} if arch == "vit" else
+                   {"vocab_size": vocab_size})},
     )
 
 
