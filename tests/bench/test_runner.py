@@ -18,6 +18,12 @@ from shapewise.errors import InputError  # noqa: E402
 from shapewise.kernels import BenchResult  # noqa: E402
 
 TINY_KEYS = [s.key for s in make_plan(Target(device="cpu", dtype="fp32"), "tiny")]
+
+
+def _fake_result(median_s: float = 1e-3) -> BenchResult:
+    """What a kernel module returns, for the loop tests that stand in for the kernels."""
+    return BenchResult(median_s=median_s, spread_s=0.0, n_runs=1, flops=1, bytes=1,
+                       method="fake")
 COMMON = {"key", "kind", "group", "backend", "dtype", "median_s", "spread_s", "n_runs",
           "flops", "bytes", "status", "reason"}
 
@@ -107,8 +113,7 @@ def test_out_of_memory_is_recorded_and_skipped(tmp_path: Path,
     def oom(spec, device, config):
         if spec.kind == "bmm":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80 GiB")
-        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
-                           method="fake")
+        return _fake_result()
 
     monkeypatch.setattr(runner, "_run_spec", oom)
     out = tmp_path / "b.json"
@@ -188,8 +193,7 @@ def test_an_interrupt_is_recorded_then_resumed(tmp_path: Path,
         calls.append(spec.key)
         if len(calls) == 4:
             raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) while timing the fourth kernel
-        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
-                           method="fake")
+        return _fake_result()
 
     monkeypatch.setattr(runner, "_run_spec", stop_on_the_fourth)
     out = tmp_path / "b.json"
@@ -231,8 +235,7 @@ def test_a_device_failure_stops_the_sweep_and_keeps_what_was_measured(
         calls.append(spec.key)
         if len(calls) == 3:  # what torch raises after an illegal memory access
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
-                           method="fake")
+        return _fake_result()
 
     monkeypatch.setattr(runner, "_run_spec", crash_on_the_third)
     out = tmp_path / "b.json"
@@ -247,8 +250,7 @@ def test_resume_measures_errors_again(tmp_path: Path, monkeypatch: pytest.Monkey
     def flaky(spec, device, config):
         if spec.kind == "bmm":
             raise ZeroDivisionError("boom")
-        return BenchResult(median_s=1e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1,
-                           method="fake")
+        return _fake_result()
 
     monkeypatch.setattr(runner, "_run_spec", flaky)
     out = tmp_path / "b.json"
@@ -257,8 +259,7 @@ def test_resume_measures_errors_again(tmp_path: Path, monkeypatch: pytest.Monkey
     errors = [r["key"] for r in load_document(out)["measurements"]
               if r["reason"].startswith("error:")]
     assert errors
-    monkeypatch.setattr(runner, "_run_spec", lambda spec, device, config: BenchResult(
-        median_s=2e-3, spread_s=0.0, n_runs=1, flops=1, bytes=1, method="fake"))
+    monkeypatch.setattr(runner, "_run_spec", lambda spec, device, config: _fake_result(2e-3))
     run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
     recs = {r["key"]: r for r in load_document(out)["measurements"]}
     assert len(recs) == len(TINY_KEYS)
