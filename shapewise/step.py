@@ -151,8 +151,8 @@ GIB = 2**30
 def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
     """A note when the step's memory per GPU exceeds the GPU's (None when it fits).
 
-    The catalog's memory sizes are the datasheets' "80 GB" and are compared as GiB, as the
-    parts have (an H100's 80 GB are 79.6 GiB usable): this is a warning, not a verdict."""
+    The catalog's memory sizes are the datasheets' "80 GB", compared here as GiB (HBM
+    stacks come in binary sizes): a warning, not a verdict."""
     total = memory["total"] / GIB
     if total <= gpu.memory_gb:
         return None

@@ -17,8 +17,9 @@ models are built: aspect ratio h/L near 80, 32 heads whatever head dim that give
 as FlashAttention requires), MHA, vocabulary unpadded, SwiGLU FFN int(8/3·h) literally
 (rounded up to a multiple of tp only when tensor parallelism could not split it otherwise).
 
-After the study, a coordinate search around the best shapes (``_polish``) prices every head
-dim, FFN size and padding at their widths, and the neighbouring widths, until none improves.
+After the study, ``_polish`` prices a coarse grid over every width (the rule-of-thumb head
+layouts) and then searches coordinate by coordinate around the best shapes (head layouts,
+FFN sizes, paddings, neighbouring widths) until none improves.
 """
 
 from __future__ import annotations
@@ -211,13 +212,15 @@ POLISH_SEEDS = 5
 def _polish(pb: Problem, space: SearchSpace, widths: list[int],
             cache: dict[tuple[int, ...], Candidate | None],
             depths: Any, evaluate: Any) -> None:
-    """A coarse grid over every width, then a coordinate search around the best shapes
-    found: from each of the POLISH_SEEDS best,
-    move one coordinate at a time (width by one or two steps, every head dim and KV ratio,
-    every FFN size, every vocabulary padding) and price every feasible depth of the result;
-    repeat from the new best until none improves or POLISH_BUDGET shapes are priced. The
-    sampler finds the region; this closes the last percent it can leave (a study of 200
-    trials does not see every head dim and FFN at every width)."""
+    """A coarse grid over every width, then a coordinate search around the best shapes.
+
+    From each of the POLISH_SEEDS best, move one coordinate at a time (width by one or two
+    steps, every head dim and KV ratio, every FFN size, every vocabulary padding; at the
+    best shape, head layouts and FFN sizes together) and price every feasible depth of the
+    result; repeat from the new best until none improves or POLISH_BUDGET shapes are
+    priced. The sampler finds the region; this closes the last percent it can leave (200
+    trials do not see every head dim and FFN at every width):
+    benchmarks/bench_search_gap.py measures the gap to the exhaustive optimum."""
     start = len(cache)
     visited: set[tuple[int, ...]] = set()
     pads = pad_options(pb, space)
@@ -253,7 +256,7 @@ def _polish(pb: Problem, space: SearchSpace, widths: list[int],
         h, d, r, f, _, pad = center
         heads = head_options(pb, space, h)
         ffns = [x for x in ffn_sizes(pb, space, h) if x % pb.tp == 0]
-        if center == best_keys()[0]:
+        if center == best_keys()[0]:  # (sorting a few thousand scores: microseconds)
             # the best so far: every head layout with every FFN size at this width (the KV
             # heads change the parameter count, so the FFN that fits the budget moves too)
             for d2, r2 in heads:
