@@ -192,19 +192,29 @@ def is_device_failure(exc: BaseException) -> bool:
     """True for an error that leaves the GPU context unusable (an illegal memory access, a
     device-side assert, a launch failure): every later kernel would fail too, so a sweep
     must stop rather than record them one by one. Out-of-memory is not one of them."""
-    if is_out_of_memory(exc):
+    if is_out_of_memory(exc) or not isinstance(exc, RuntimeError):
         return False
+    text = str(exc)
+    if any(lib in text for lib in _LIBRARY_STATUS):
+        return False  # a BLAS/DNN library refused the call: the context is fine
     try:
         import torch
     except ImportError:  # pragma: no cover
         return False
     accel = getattr(torch, "AcceleratorError", None)
-    if accel is not None and isinstance(exc, accel):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(
-        marker in text for marker in ("CUDA error", "HIP error", "device-side assert",
-                                      "cudaErrorLaunchFailure", "hipErrorLaunchFailure"))
+    return (accel is not None and isinstance(exc, accel)) or any(
+        marker in text for marker in _STICKY_ERRORS)
+
+
+#: library status codes that torch reports as "CUDA error: ..." but that do not break the
+#: context (an unsupported configuration, not a crashed kernel)
+_LIBRARY_STATUS = ("CUBLAS_STATUS", "CUDNN_STATUS", "HIPBLAS_STATUS", "ROCBLAS_STATUS",
+                   "MIOPEN_STATUS", "CUBLASLT", "hipblasLt")
+#: the CUDA/HIP runtime's errors after which the context is unusable
+_STICKY_ERRORS = ("illegal memory access", "misaligned address", "illegal instruction",
+                  "unspecified launch failure", "device-side assert", "launch timed out",
+                  "hardware exception", "cudaErrorLaunchFailure", "hipErrorLaunchFailure",
+                  "hipErrorIllegalAddress", "uncorrectable ECC")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

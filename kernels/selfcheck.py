@@ -34,7 +34,8 @@ def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
 
     gpu = is_gpu(device)
     out: list[tuple[str, Callable[[], CheckResult]]] = []
-    dtypes = ("bf16", "fp16", "tf32") if gpu else ("fp32",)
+    dtypes = (("bf16", "fp16", "tf32") if has_tf32(device) else ("bf16", "fp16")) if gpu \
+        else ("fp32",)
     for dt in dtypes:
         out.append((f"gemm {dt}", lambda dt=dt: gemm.check(m=333, n=517, k=259, dtype=dt,
                                                             device=device)))
@@ -52,14 +53,32 @@ def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
                         lambda be=be, p=p, dt=dt: attention.check(be, p, dtype=dt,
                                                                   device=device)))
     if gpu:
-        from . import triton_attention, triton_matmul
-
+        try:
+            from . import triton_attention, triton_matmul
+        except ImportError as exc:  # no triton here: the sweep records those as unsupported
+            why = f"triton is not importable ({exc})"
+            out += [(name, lambda name=name: CheckResult(name=name, rel_error=float("nan"),
+                                                         tolerance=0.0, supported=False,
+                                                         reason=why))
+                    for name in ("triton matmul bf16", "triton attention bf16")]
+            return out
         out.append(("triton matmul bf16", lambda: triton_matmul.check(
             m=300, n=260, k=200, dtype="bf16", device=device, block=(64, 64, 32))))
         p = problems[0]
         out.append(("triton attention bf16", lambda: triton_attention.check_blocks(
             p, block_m=64, block_n=64, dtype="bf16", device=device)))
     return out
+
+
+def has_tf32(device: str) -> bool:
+    """TF32 tensor cores: NVIDIA compute capability 8.0 and later (not ROCm's torch)."""
+    import torch
+
+    from .timing import is_gpu
+
+    if not is_gpu(device) or torch.version.hip is not None:
+        return False
+    return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
 
 
 def tf32_is_used(device: str) -> CheckResult:
@@ -85,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     device = parse_device(args.device) if args.device else (
         "cuda:0" if gpu_available() else "cpu")
     todo = checks(device)
-    if is_gpu(device):
+    if has_tf32(device):
         todo.append(("tf32 really used", lambda: tf32_is_used(device)))
+    elif is_gpu(device):
+        print(f"skip  tf32: no TF32 tensor cores on {device} (the tf32 sweep is not run)")
     failed = 0
     for name, run in todo:
         try:

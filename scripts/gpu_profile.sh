@@ -99,9 +99,14 @@ if [[ -n $dtype ]]; then
     sweeps=("$dtype:$budget")
 elif [[ $device == cpu ]]; then
     sweeps=("fp32:$budget")
-else
+elif "$py" -c "from shapewise.kernels.selfcheck import has_tf32; import sys
+sys.exit(0 if has_tf32('${device:-cuda:0}') else 1)" 2>/dev/null; then
     sweeps=("bf16:$((budget * 7 / 10))" "tf32:$((budget * 3 / 10))")
+else  # no TF32 tensor cores (pre-Ampere, or ROCm's torch): bf16 gets the whole budget
+    sweeps=("bf16:$budget")
 fi
+touch "$out_dir/bench.log"
+log_start=$(( $(wc -c <"$out_dir/bench.log") + 1 ))  # this run's part of the log
 benches=()
 for sweep in "${sweeps[@]}"; do
     dt=${sweep%%:*}
@@ -114,14 +119,19 @@ for sweep in "${sweeps[@]}"; do
     [[ -n $device ]] && args+=(--device "$device")
     # a wall-clock guard over the budget (checked only between measurements): a hung
     # kernel gets SIGTERM, which the bench records as an interruption and saves
+    # (--foreground keeps the bench in the terminal's process group: Ctrl-C still reaches it)
     guard=()
-    command -v timeout >/dev/null 2>&1 && guard=(timeout -s TERM -k 30 "$((b + 120))")
+    command -v timeout >/dev/null 2>&1 \
+        && guard=(timeout --foreground -s TERM -k 30 "$((b + 120))")
     rc=0
     "${guard[@]}" "$py" -m shapewise "${args[@]}" 2>>"$out_dir/bench.log" \
         | tee -a "$out_dir/bench.log" || rc=$?
     if [[ $rc -eq 124 || $rc -eq 137 ]]; then
         echo "gpu_profile.sh: bench $dt passed its wall-clock guard and was stopped;" \
              "what it measured is saved and is fitted (run again to resume)" >&2
+    elif [[ $rc -eq 3 ]]; then
+        echo "gpu_profile.sh: bench $dt stopped on a device failure (bench.log); the kernel" \
+             "that failed is recorded as skipped, the rest is fitted (run again to resume)" >&2
     elif [[ $rc -ne 0 ]]; then
         tail -n 20 "$out_dir/bench.log" >&2
         echo "gpu_profile.sh: bench failed with exit $rc (log: $out_dir/bench.log)" >&2
@@ -129,7 +139,8 @@ for sweep in "${sweeps[@]}"; do
     fi
 done
 smi "$out_dir/smi-after.txt"
-grep -iE "^shapewise bench: (stopped|resuming)|warning" "$out_dir/bench.log" || true
+tail -c "+$log_start" "$out_dir/bench.log" \
+    | grep -iE "^shapewise bench: (stopped|resuming|device failure)|warning" || true
 # measurements that failed with an error (recorded so the sweep could go on) are said
 # loudly: a resume measures them again
 "$py" - "${benches[@]}" <<'PY' >&2 || true

@@ -14,7 +14,12 @@ class InputError(ValueError):
 class DeviceFailure(RuntimeError):
     """The GPU reported an error that leaves its context unusable (an illegal memory access,
     a device-side assert): a measurement stopped, keeping what it had measured. The CLI
-    prints it as one line and exits 3."""
+    prints it as one line and exits 3. ``record``: what to save for the measurement that
+    failed (so that a resume goes on past it), when there is one."""
+
+    def __init__(self, message: str, record: dict | None = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class ShapewiseWarning(UserWarning):

@@ -183,7 +183,10 @@ def measure(spec: Spec, *, device: str, config: Any) -> dict[str, Any]:
         return {**record, **_skipped(f"unsupported: {_first_line(exc)}")}
     except Exception as exc:
         if is_device_failure(exc):
-            raise DeviceFailure(f"{spec.key}: {type(exc).__name__}: {_first_line(exc)}") from exc
+            # the caller records the spec as skipped, so a resume goes on past it
+            why = f"{type(exc).__name__}: {_first_line(exc)}"
+            raise DeviceFailure(f"{spec.key}: {why}",
+                                record={**record, **_skipped(f"device failure: {why}")}) from exc
         if is_out_of_memory(exc):
             release_memory(device)
             return {**record, **_skipped(f"out of memory: {_first_line(exc)}")}
@@ -262,7 +265,8 @@ def run_bench(
 
     ``device`` is 'cpu', 'cuda' or 'cuda:N' (None: cuda:0 when torch sees a GPU, else
     cpu); ``dtype`` defaults to bf16 on a GPU and fp32 on the CPU. ``budget_seconds`` stops the
-    sweep between measurements once spent (``resume=True`` later continues it). ``out``
+    sweep between measurements once that much time went to measuring (at least one per
+    run; ``resume=True`` later continues it). ``out``
     must not exist unless ``resume`` (then its finished keys are skipped; a missing file is
     simply started). ``progress``: None shows a bar when stderr is a terminal, True always,
     False never. Returns the path written.
@@ -331,10 +335,13 @@ def run_bench(
         interrupted = False
         failure: DeviceFailure | None = None
         retries_left = CPU_RETRY_BUDGET[mode] if device_kind == "cpu" else 0
+        # the budget counts measuring, not the set-up before it: each run (and each resume)
+        # measures at least one kernel, so a small budget still makes progress
+        t_loop = _now()
         try:
             for i, spec in enumerate(todo):
-                elapsed = _now() - t0
-                if budget_seconds is not None and elapsed >= budget_seconds:
+                elapsed = _now() - t_loop
+                if i and budget_seconds is not None and elapsed >= budget_seconds:
                     stopped = (f"budget of {budget_seconds:g} s spent after "
                                f"{n_done_before + i} of {len(plan)} measurements")
                     break
@@ -353,6 +360,8 @@ def run_bench(
             interrupted = True
         except DeviceFailure as exc:
             failure = exc
+            if exc.record is not None:
+                store.add(exc.record)  # kept on resume: the sweep goes on past it
         finally:
             bar.close()
         measured = sum(1 for s in todo if s.key in store.done_keys)
@@ -360,7 +369,8 @@ def run_bench(
             stopped = (f"interrupted after {n_done_before + measured} of {len(plan)} "
                        "measurements")
         elif failure is not None:
-            stopped = f"device failure after {n_done_before + measured} measurements: {failure}"
+            stopped = (f"device failure at measurement {n_done_before + measured} of "
+                       f"{len(plan)}: {failure}")
         bandwidth = best_copy_gbs(store.measurements)
         if bandwidth:
             store.doc["provenance"].update(

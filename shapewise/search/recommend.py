@@ -203,8 +203,9 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     return int(kept)
 
 
-#: shapes the local polish may price after the Optuna study (each costs ~0.1 ms)
-POLISH_BUDGET = 4000
+#: shapes the coarse grid and the local polish may price after the Optuna study (each
+#: costs 0.1-0.3 ms)
+POLISH_BUDGET = 6000
 #: best shapes the polish starts from, and keeps as its frontier
 POLISH_SEEDS = 5
 
@@ -225,8 +226,14 @@ def _polish(pb: Problem, space: SearchSpace, widths: list[int],
     visited: set[tuple[int, ...]] = set()
     pads = pad_options(pb, space)
 
+    def spent() -> bool:
+        return len(cache) - start >= POLISH_BUDGET
+
     def price(h: int, d: int, r: int, f: int, pad: int) -> None:
-        for L in depths(h, d, r, f, pad):
+        ds = depths(h, d, r, f, pad)  # at most MAX_DEPTHS of them, evenly spaced
+        for L in ds[::max(1, math.ceil(len(ds) / MAX_DEPTHS))]:
+            if spent():
+                return
             evaluate(h, d, r, f, L, pad)
 
     # A coarse grid first, so that no region is left to the sampler's luck: every width with
@@ -248,7 +255,7 @@ def _polish(pb: Problem, space: SearchSpace, widths: list[int],
         return [k for k, _ in ranked[:POLISH_SEEDS]]
 
     frontier = best_keys()
-    while frontier and len(cache) - start < POLISH_BUDGET:
+    while frontier and not spent():
         center = frontier.pop(0)
         if center in visited:
             continue

@@ -242,8 +242,18 @@ def test_a_device_failure_stops_the_sweep_and_keeps_what_was_measured(
     with pytest.raises(DeviceFailure, match="illegal memory access"):
         run_bench(device="cpu", mode="tiny", out=out, progress=False)
     doc = load_document(out)
-    assert len(doc["measurements"]) == 2 and len(calls) == 3  # no record for the crash
-    assert doc["run"]["stopped"].startswith("device failure after 2 measurements")
+    recs = doc["measurements"]
+    assert len(recs) == 3 and len(calls) == 3
+    assert [r["status"] for r in recs] == ["ok", "ok", "skipped"]
+    assert recs[2]["reason"].startswith("device failure: RuntimeError: CUDA error")
+    assert doc["run"]["stopped"].startswith(
+        f"device failure at measurement 3 of {len(TINY_KEYS)}")
+    # a resume (a new process, a fresh context) goes on past the kernel that failed
+    calls.clear()
+    monkeypatch.setattr(runner, "_run_spec", lambda spec, device, config: _fake_result())
+    run_bench(device="cpu", mode="tiny", out=out, resume=True, progress=False)
+    doc = load_document(out)
+    assert doc["run"]["complete"] and doc["measurements"][2] == recs[2]
 
 
 def test_resume_measures_errors_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -274,6 +284,9 @@ def test_which_errors_are_device_failures() -> None:
     assert not is_device_failure(torch.OutOfMemoryError("CUDA out of memory. Tried to ..."))
     assert not is_device_failure(RuntimeError("CUDA error: out of memory"))
     assert not is_device_failure(ValueError("head_dim 300 is not supported"))
+    # a library refusing a call is reported as "CUDA error" too, but the context is fine
+    assert not is_device_failure(RuntimeError(
+        "CUDA error: CUBLAS_STATUS_NOT_SUPPORTED when calling `cublasGemmEx( handle, ...`"))
 
 
 def test_sigterm_is_an_interrupt_while_measuring() -> None:
