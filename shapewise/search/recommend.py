@@ -204,8 +204,8 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
 
 
 #: shapes the coarse grid and the local polish may price after the Optuna study (each
-#: costs 0.1-0.3 ms)
-POLISH_BUDGET = 6000
+#: costs 0.1-0.5 ms: 7B Llama on H100 recommends in ~2 s)
+POLISH_BUDGET = 3000
 #: best shapes the polish starts from, and keeps as its frontier
 POLISH_SEEDS = 5
 
