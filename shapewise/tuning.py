@@ -757,6 +757,8 @@ def _run_trial(ctx: _Context, w: _Worker, tid: int, cands: list[dict[str, Any]],
                 "device_name": w.device_name, "dtype": w.dtype, "host": here["host"],
                 "method": method, "pruned": pruned}
 
+    w.say(f"trial {number}: measuring candidate {idx} (h {shape.hidden_size}, L {L}) on "
+          f"{w.device}, {w.repeats} repeat(s)")
     with _Heartbeat(ctx.beat(tid, number), w.heartbeat_s):
         try:
             timings = _measure(shape, micro_batch=b, seq_len=s, tp=tp, device=w.device,
@@ -766,6 +768,9 @@ def _run_trial(ctx: _Context, w: _Worker, tid: int, cands: list[dict[str, Any]],
                 heads.append(t.head_s)
                 spreads.append(t.block_spread_s)
                 method = t.method
+                if w.repeats > 1:  # a CPU repeat takes seconds: say each one
+                    w.say(f"trial {number}: repeat {step + 1}/{w.repeats}: block "
+                          f"{t.block_s * 1e3:.3g} ms")
                 tps = _tokens_per_s(L * t.block_s + t.head_s, b, s, tp)
                 trial.report(tps * n / budget, step)
                 if trial.should_prune():

@@ -140,6 +140,16 @@ def test_cpu_report_with_real_measurements(tmp_path: Path) -> None:
     assert doc["records"][0]["measured_step_s"] > 0
 
 
+def test_each_trial_and_repeat_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(tuning, "_measure", _fake())
+    shapewise.tune(study="p", storage=str(tmp_path / "t.log"), repeats=2, progress=True,
+                   **TINY)
+    err = capsys.readouterr().err
+    assert err.count(": measuring candidate ") == 3  # one per finalist, before it runs
+    assert err.count(": repeat 1/2: block ") == 3 and err.count(": repeat 2/2: block ") == 3
+
+
 @pytest.mark.parametrize("order,poor", [("predicted", False), ("reversed", True)])
 def test_rank_correlation_and_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       order: str, poor: bool) -> None:
