@@ -179,7 +179,8 @@ def _device_of(doc: Mapping[str, Any]) -> tuple[str, str]:
     prov = doc.get("provenance", {})
     prov = prov if isinstance(prov, Mapping) else {}
     device = str(prov.get("device", "") or "")
-    kind = "cpu" if device.startswith("cpu") or prov.get("device_type") == "cpu" else "gpu"
+    kind = ("cpu" if device.lower().startswith("cpu") or prov.get("device_type") == "cpu"
+            else "gpu")
     return kind, str(prov.get("device_name", "") or device)
 
 
@@ -220,11 +221,10 @@ def _gpu_matches(gpu: GPU, prov: Mapping[str, Any], where: str, *, by_name: bool
 
 
 def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: str) -> GPU:
-    prov = doc.get("provenance", {})
-    device = str(prov.get("device", "")).lower()
-    if device.startswith("cpu") or prov.get("device_type") == "cpu":
+    kind, _ = _device_of(doc)
+    if kind == "cpu":
         return cpu_profile(doc, obs)
-    name = prov.get("device_name")
+    name = doc.get("provenance", {}).get("device_name")
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}: provenance names no device; pass --gpu NAME")
     return get_gpu(name, field_name="--gpu (from the bench file's device_name)")

@@ -325,7 +325,8 @@ def run_bench(
         session["command"] = shlex.join(sys.argv)
 
     with store, _sigterm_as_interrupt():
-        todo = [s for s in plan if s.key not in store.done_keys]
+        done = store.done_keys
+        todo = [s for s in plan if s.key not in done]
         n_done_before = len(plan) - len(todo)
         show = sys.stderr.isatty() if progress is None else progress
         bar = Progress(len(plan), enabled=show)
@@ -364,7 +365,8 @@ def run_bench(
                 store.add(exc.record)  # kept on resume: the sweep goes on past it
         finally:
             bar.close()
-        measured = sum(1 for s in todo if s.key in store.done_keys)
+        done = store.done_keys  # (a frozenset built per access: take it once)
+        measured = sum(1 for s in todo if s.key in done)
         if interrupted:
             stopped = (f"interrupted after {n_done_before + measured} of {len(plan)} "
                        "measurements")
@@ -377,7 +379,7 @@ def run_bench(
                 memory_bandwidth_gbs=bandwidth,
                 memory_bandwidth_source="the fastest 'copy' measurement of this file "
                                         "(bytes read + written / median time)")
-        missing = [s.key for s in plan if s.key not in store.done_keys]
+        missing = [s.key for s in plan if s.key not in done]
         session.update(ended=utc_now(), elapsed_s=round(_now() - t0, 1), measured=measured)
         store.update_run(complete=not missing, stopped=stopped,
                          noisy=noisy_keys(store.measurements))

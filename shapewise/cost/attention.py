@@ -106,7 +106,7 @@ class AttentionExplanation:
 
 
 def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int | None,
-              seq_len_kv: int | None, causal: bool, window: int | None
+              seq_len_kv: int | None, window: int | None
               ) -> tuple[int, int, int, int, int, int, int | None]:
     b = check_dim(batch, "batch")
     a = check_dim(heads, "heads")
@@ -116,9 +116,7 @@ def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int
     if a % g:
         raise InputError(f"kv_heads: {g} must divide heads ({a})")
     skv = s if seq_len_kv is None else check_dim(seq_len_kv, "seq_len_kv")
-    w = None if window is None else check_dim(window, "window")
-    if w is not None and not causal:
-        raise InputError("window: a sliding window needs causal attention")
+    w = None if window is None else check_dim(window, "window")  # causal: visible_pairs
     return b, a, s, d, g, skv, w
 
 
@@ -129,7 +127,7 @@ def explain_attention(
 ) -> AttentionExplanation:
     """The breakdown behind :func:`attention_time`."""
     b, a, s, d, g_heads, skv, w = _validate(batch, heads, seq_len, head_dim, kv_heads,
-                                            seq_len_kv, causal, window)
+                                            seq_len_kv, window)
     gpu_, dt = _resolve(gpu, dtype)
     cal = calibration_of(gpu_)
     flops = attention_flops(batch=b, heads=a, seq_len=s, head_dim=d, causal=causal,

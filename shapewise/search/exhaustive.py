@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
@@ -36,14 +36,10 @@ def exhaustive_search(
 ) -> ExhaustiveResult:
     """Evaluate every feasible shape of ``space`` (default: recommend_shape's); refuse
     spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s."""
-    from shapewise.search.recommend import _validate, default_space
+    from shapewise.search.recommend import _score, _validate, default_space, resolve_target
 
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)  # a dtype the GPU lacks is the error, not "no shape meets the budget"
+    g, dt = resolve_target(gpu, profile, dtype)
     sp = space or default_space(arch)
     pb = Problem(float(params), float(tolerance), arch, int(vocab_size), int(seq_len),  # type: ignore[arg-type]
                  int(tp), image_size, patch_size, num_labels)
@@ -61,7 +57,7 @@ def exhaustive_search(
                            recompute=recompute)
         except InputError:
             continue
-        score = est.tokens_per_s * count_params(shape) / params
+        score = _score(est, count_params(shape), params)
         if best is None or score > best[0]:
             best = (score, shape, est.tokens_per_s)
     if best is None:

@@ -107,6 +107,18 @@ class Recommendation:
         }
 
 
+def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
+                   ) -> tuple[GPU, str]:
+    """The GPU (``profile`` file wins over ``gpu``) and the dtype, checked against it: a
+    dtype the GPU lacks is the error, not "no shape meets the budget"."""
+    if profile is None and gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
+    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)
+    return g, dt
+
+
 def default_space(arch: str) -> SearchSpace:
     """The search space recommend_shape and exhaustive_search use unless given one."""
     return SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
@@ -310,11 +322,7 @@ def recommend_shape(
     import optuna
 
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)
+    g, dt = resolve_target(gpu, profile, dtype)
     if space is None:
         space = default_space(arch)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
