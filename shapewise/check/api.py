@@ -35,7 +35,7 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
-from shapewise.model.shape import LIMITS, ModelShape
+from shapewise.model.shape import ModelShape, check_limit
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
@@ -136,10 +136,7 @@ def _setting(name: str, value: Any, stated: Any, default: Any) -> Any:
         return None
     if isinstance(chosen, bool) or not isinstance(chosen, int) or chosen < 1:
         raise InputError(f"{name}: must be a positive integer, got {chosen!r}")
-    if chosen > LIMITS[name]:
-        raise InputError(f"{name}: {chosen} is beyond any model that trains (limit "
-                         f"{LIMITS[name]})")
-    return chosen
+    return check_limit(name, chosen)
 
 
 def _is_module(obj: Any) -> bool:
