@@ -1,0 +1,154 @@
+"""The smallest training plan a recommended shape fits in, in one sentence.
+
+A shape that needs 118 GiB per GPU at tp 1 is still the right recommendation for an 80 GB
+GPU if FSDP or tensor parallelism brings it under; the user needs to know which. This is
+the seam between the shape search and the training-plan model: it asks
+:func:`shapewise.model.memory.memory_per_gpu` for the memory per GPU at each
+tensor-parallel degree, then shards the model states (weights, gradients, fp32 master
+weights, Adam moments) over N data-parallel ranks as FSDP / ZeRO-3 does, keeping activations
+and the output layer whole per rank, plus one layer's gathered weights (FSDP all-gathers a
+layer before using it; the prefetch of the next doubles it):
+
+    memory(t, N) = states(t) / N + activations(t) + logits(t) + 2 · e · layer_params / t
+
+A plan fits when that is at most the GPU's memory (the datasheet GB compared as GiB, as
+``shapewise.step.memory_note`` does; no allocator or workspace headroom is modelled).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shapewise.errors import InputError
+from shapewise.hardware.catalog import DTYPE_BYTES, GPU
+from shapewise.model.memory import memory_per_gpu
+from shapewise.model.params import check_tp, count_params
+from shapewise.model.shape import ModelShape
+
+GIB = 2**30
+#: FSDP degrees considered (a plan needing more GPUs than this is called infeasible)
+MAX_GPUS = 16384
+_STATES = ("weights", "gradients", "master_weights", "optimizer_states")
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOption:
+    """One way to fit: tensor parallelism t, FSDP over ``fsdp`` ranks, recompute or not."""
+
+    tp: int
+    fsdp: int
+    """data-parallel ranks the model states are sharded over (1: none)"""
+    recompute: bool
+    memory_bytes: int
+    """per GPU"""
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.fsdp
+
+    def describe(self) -> str:
+        parts = []
+        if self.fsdp > 1:
+            parts.append(f"FSDP over ≥ {self.fsdp} GPUs" if self.tp == 1 else
+                         f"tp {self.tp} with FSDP over ≥ {self.fsdp} tp groups "
+                         f"({self.gpus} GPUs)")
+        elif self.tp > 1:
+            parts.append(f"tp {self.tp}")
+        else:
+            parts.append("one GPU")
+        if self.recompute:
+            parts.append("activation recompute")
+        return " and ".join(parts)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"tp": self.tp, "fsdp": self.fsdp, "gpus": self.gpus,
+                "recompute": self.recompute, "memory_bytes": self.memory_bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFit:
+    """The smallest plans a shape fits in, and the sentence that says so."""
+
+    options: tuple[PlanOption, ...]
+    """at most two: FSDP at tp 1, and the smallest TP degree that fits (with FSDP only when
+    no TP degree fits alone, and only when it needs fewer GPUs than FSDP at tp 1)"""
+    text: str
+
+    @property
+    def feasible(self) -> bool:
+        return bool(self.options)
+
+    @property
+    def one_gpu(self) -> bool:
+        return any(o.gpus == 1 for o in self.options)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"feasible": self.feasible, "text": self.text,
+                "options": [o.to_dict() for o in self.options]}
+
+
+def _tp_degrees(shape: ModelShape, max_tp: int) -> list[int]:
+    out = []
+    for t in (2**i for i in range(0, 13)):
+        if t > max_tp or max_tp % t:
+            continue
+        try:
+            check_tp(shape, t)
+        except InputError:
+            continue
+        out.append(t)
+    return out
+
+
+def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len: int,
+              dtype: str, recompute: bool) -> PlanOption | None:
+    mem = memory_per_gpu(shape, micro_batch=micro_batch, seq_len=seq_len, tp=t, dtype=dtype,
+                         recompute=recompute)
+    cap = gpu.memory_gb * GIB
+    states = sum(mem[k] for k in _STATES)
+    rest = mem["total"] - states
+    if states + rest <= cap:
+        return PlanOption(t, 1, recompute, int(mem["total"]))
+    e = DTYPE_BYTES.get(dtype, 2)
+    L = shape.num_hidden_layers
+    per_layer = (count_params(shape) - count_params(shape.replace(num_hidden_layers=1))) / max(
+        L - 1, 1) if L > 1 else count_params(shape)
+    gathered = 2 * e * per_layer / t
+    room = cap - rest - gathered
+    if room <= 0:
+        return None
+    n = max(2, math.ceil(states / room))
+    if n * t > MAX_GPUS:
+        return None
+    return PlanOption(t, n, recompute, int(states / n + rest + gathered))
+
+
+def smallest_plan(shape: ModelShape, *, gpu: GPU, micro_batch: int, seq_len: int,
+                  dtype: str, recompute: bool = False, max_tp: int = 8) -> PlanFit:
+    """The smallest FSDP degree (at tp 1) and the smallest TP degree (no FSDP) at which
+    ``shape`` fits ``gpu``, trying activation recompute only when neither fits without it;
+    failing both, the plan with the fewest GPUs (tp ≤ ``max_tp``)."""
+    for rc in ((recompute,) if recompute else (False, True)):
+        opts = {t: _min_fsdp(shape, gpu, t=t, micro_batch=micro_batch, seq_len=seq_len,
+                             dtype=dtype, recompute=rc) for t in _tp_degrees(shape, max_tp)}
+        found = [o for o in opts.values() if o is not None]
+        if not found:
+            continue
+        one = next((o for o in found if o.gpus == 1), None)
+        if one is not None:
+            return PlanFit((one,), f"fits one GPU ({one.memory_bytes / GIB:.0f} GiB"
+                           f"{', with activation recompute' if rc else ''})")
+        fsdp = opts.get(1)
+        # the smallest TP degree that fits unsharded, else the TP plan with fewest GPUs
+        tp_only = min((o for o in found if o.fsdp == 1), key=lambda o: o.tp, default=None)
+        if tp_only is None:
+            tp_only = min((o for o in found if o.tp > 1), key=lambda o: (o.gpus, o.tp),
+                          default=None)
+            if tp_only is not None and fsdp is not None and tp_only.gpus >= fsdp.gpus:
+                tp_only = None
+        chosen = [o for o in (fsdp, tp_only) if o is not None]
+        text = "needs " + ", or ".join(o.describe() for o in chosen)
+        return PlanFit(tuple(chosen), text)
+    return PlanFit((), f"does not fit {gpu.name} at tp ≤ {max_tp} with FSDP and "
+                       f"activation recompute (micro-batch {micro_batch}, seq {seq_len})")
