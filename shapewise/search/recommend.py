@@ -19,7 +19,8 @@ coordinate polish around the best shapes (``method='optuna'``).
 **Ranking**: candidates within 0.5% of the best score are a tie at the model's resolution;
 among them the shape that keeps more of the alignment rules (multiples of 64) ranks first.
 The top-k are distinct decisions: one per (hidden, head dim, KV heads), with the best depth
-and vocabulary padding of each (a layer more or less, or a padding, is not an alternative). Candidates that fit no training plan (:mod:`.plans`) are dropped.
+and vocabulary padding of each (a layer more or less, or a padding, is not an alternative).
+Candidates that fit no training plan (:mod:`.plans`) are dropped.
 
 **Baselines**: the user's own shape (``baseline=``) and the nearest published shapes for the
 arch and size (:mod:`.published`), each priced by the same model with the user's vocabulary
@@ -367,8 +368,11 @@ def recommend_shape(
     seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
     unit = heads_unit(pb, space)
 
-    widths = [h for h in hidden_sizes(pb, space)
+    all_widths = hidden_sizes(pb, space)
+    widths = [h for h in all_widths
               if space.ffn_for(h) % tp == 0 and head_options(pb, space, h)]
+    if not all_widths:  # the budget is below the narrowest width the heads allow
+        raise InputError(_empty_reason(pb, space, c, []))
     if not widths:
         raise InputError(f"tp: heads must be multiples of {unit} (tp {tp}, planned TP "
                          f"{space.heads_multiple}) and no head dim in {space.head_dims} "
@@ -570,8 +574,13 @@ def _optuna(pb: Problem, space: SearchSpace, widths: list[int], trials: int, see
 
 def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int]) -> str:
     """Why no shape meets the budget: the smallest and largest shape the constraints allow."""
-    h_s, h_b = widths[0], widths[-1]
-    d_s, r_s = head_options(pb, sp, h_s)[0]
+    unit = heads_unit(pb, sp)
+    if widths:
+        h_s, h_b = widths[0], widths[-1]
+        d_s, r_s = head_options(pb, sp, h_s)[0]
+    else:
+        d_s, r_s = min(sp.head_dims), 1
+        h_s = h_b = unit * d_s
     pad = max(pad_options(pb, sp))
     m = sp.layers_multiple
     l_s = m * math.ceil(max(sp.min_layers, math.ceil(h_s / sp.max_aspect),
@@ -579,7 +588,8 @@ def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int
     smallest = count_params(make_shape(pb, h_s, d_s, r_s, sp.ffn_for(h_s), l_s, pad))
     band = (f"aspect {sp.min_aspect:g}-{sp.max_aspect:g}" if "num_hidden_layers" not in sp.fixed
             else f"layers {sp.fixed['num_hidden_layers']}")
-    what = (f"heads multiples of {heads_unit(pb, sp)}, head dims {sp.head_dims}, {band}, "
+    what = (f"heads multiples of {unit} (tp {pb.tp}, planned TP {sp.heads_multiple}), "
+            f"head dims {sp.head_dims}, {band}, "
             f"vocab {pb.vocab_size if pb.arch != 'vit' else '-'}")
     if pb.params * (1 + pb.tolerance) < smallest:
         positions = max(pb.seq_len, 1024) * h_s if pb.arch == "gpt" else 0
