@@ -286,7 +286,7 @@ def test_json_says_what_was_asked_and_round_trips() -> None:
     ({"params": 0}, "params"), ({"params": -1e9}, "params"),
     ({"params": 1e3}, "params.*below the smallest shape"),
     ({"params": 1e9, "tolerance": 0}, "tolerance"),
-    ({"params": 1e9, "tp": 997}, r"heads multiples of 7976 \(tp 997, planned TP 8\)"),
+    ({"params": 1e9, "tp": 997}, r"heads multiples of 7976 \(tp 997, planned TP 7976\)"),
     ({"params": 1e9, "gpu": "not-a-gpu"}, "gpu"),
     ({"params": float("nan")}, "params"),
     ({"params": 1e9, "arch": "rnn"}, "arch"),
