@@ -600,6 +600,15 @@ def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int
         return (f"params: {pb.params:.3g} is below the smallest shape the constraints allow "
                 f"({smallest:,} parameters at hidden {h_s}, {l_s} layers; {what}): pass a "
                 "smaller vocabulary, head dims or a wider aspect band")
+    if widths:
+        d_b, r_b = head_options(pb, sp, h_b)[0]
+        l_b = sp.fixed.get("num_hidden_layers") or min(
+            sp.max_layers, math.floor(h_b / sp.min_aspect) if sp.min_aspect > 0 else sp.max_layers)
+        l_b = max(m, m * (l_b // m))
+        largest = count_params(make_shape(pb, h_b, d_b, r_b, sp.ffn_for(h_b), l_b, pad))
+        if pb.params * (1 - pb.tolerance) > largest:
+            return (f"params: {pb.params:.3g} is above the largest shape the constraints "
+                    f"allow ({largest:,} parameters at hidden {h_b}, {l_b} layers; {what})")
     return (f"params: no shape meets {pb.params:.3g} ± {pb.tolerance:.0%} within the "
             f"constraints ({what}; widths {h_s}-{h_b}): widen the tolerance, the aspect band "
             "or the head dims, or lower max_tp")
