@@ -32,7 +32,7 @@ from shapewise.check.rules.base import (
     tokens_of,
     triple,
 )
-from shapewise.check.rules.heads import _kv_for
+from shapewise.check.rules.heads import kv_heads_for
 from shapewise.check.rules.traced import (
     attention_flops_of,
     attention_pair,
@@ -158,7 +158,8 @@ def _hidden_change(ctx: CheckContext, fix: int) -> Change:
     if heads != a:
         g = shape.kv_heads
         changes["num_attention_heads"] = heads
-        changes["num_key_value_heads"] = heads if g == a else (_kv_for(a, g, heads, 1) or heads)
+        changes["num_key_value_heads"] = (heads if g == a
+                                          else kv_heads_for(a, g, heads, 1) or heads)
     return Change(shape=changes)
 
 

@@ -1,6 +1,6 @@
 """Attention-head rules: SW003, a head dim that FlashAttention runs on its fast paths.
 
-The head options (:func:`_head_options`, :func:`_kv_for`) are shared with the rules that
+The head options (:func:`head_options`, :func:`kv_heads_for`) are shared with the rules that
 regroup heads (SW002, SW005). See the package docstring for how a rule is declared.
 """
 
@@ -26,7 +26,7 @@ from shapewise.check.rules.traced import attention_pair, trace_step
 from shapewise.model.shape import ModelShape
 
 
-def _kv_for(a: int, g: int, a2: int, tp: int) -> int | None:
+def kv_heads_for(a: int, g: int, a2: int, tp: int) -> int | None:
     """KV heads for ``a2`` query heads: MHA stays MHA; GQA keeps its group size if it can,
     else the divisor of a2 (split by tp) nearest g·a2/a."""
     if g == a:
@@ -39,7 +39,7 @@ def _kv_for(a: int, g: int, a2: int, tp: int) -> int | None:
     return min(options, key=lambda x: (abs(x - target), x)) if options else None
 
 
-def _head_options(shape: ModelShape, tp: int, *, min_multiple: int = HEAD_DIM_MULTIPLE
+def head_options(shape: ModelShape, tp: int, *, min_multiple: int = HEAD_DIM_MULTIPLE
                   ) -> list[tuple[int, int, int]]:
     """(heads, kv heads, head dim) whose head dim is a multiple of ``min_multiple`` (<= 256)
     and whose heads split over ``tp``."""
@@ -51,7 +51,7 @@ def _head_options(shape: ModelShape, tp: int, *, min_multiple: int = HEAD_DIM_MU
             return []
         a = shape.num_attention_heads
         for a2 in range(tp, 2 * a + tp, tp):
-            g2 = _kv_for(a, shape.kv_heads, a2, tp)
+            g2 = kv_heads_for(a, shape.kv_heads, a2, tp)
             if g2 is not None:
                 out.append((a2, g2, d))
         return out
@@ -61,7 +61,7 @@ def _head_options(shape: ModelShape, tp: int, *, min_multiple: int = HEAD_DIM_MU
         a2 = h // d
         if a2 % tp:
             continue
-        g2 = _kv_for(shape.num_attention_heads, shape.kv_heads, a2, tp)
+        g2 = kv_heads_for(shape.num_attention_heads, shape.kv_heads, a2, tp)
         if g2 is not None:
             out.append((a2, g2, d))
     return out
@@ -82,7 +82,7 @@ def _head_dim(ctx: CheckContext) -> list[Finding]:
            "kernel; its fast paths are 64 and 128")
     if shape.decoupled_head_dim:
         return _head_dim_decoupled(ctx, shape, floor, why)
-    options = _head_options(shape, ctx.tp)
+    options = head_options(shape, ctx.tp)
     if not options:
         return [make_finding(
             ctx, "SW003", floor=floor,

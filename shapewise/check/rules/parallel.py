@@ -25,7 +25,7 @@ from shapewise.check.rules.base import (
     round_up,
     tp_problems,
 )
-from shapewise.check.rules.heads import _head_options
+from shapewise.check.rules.heads import head_options
 
 
 # --------------------------------------------------------------- SW005 heads per rank
@@ -33,8 +33,8 @@ def _heads_fix(ctx: CheckContext) -> int | None:
     shape, t = ctx.shape, ctx.tp
     assert shape is not None
     a = shape.num_attention_heads
-    options = (_head_options(shape, t) or
-               _head_options(shape, t, min_multiple=HEAD_DIM_MIN_MULTIPLE))
+    options = (head_options(shape, t) or
+               head_options(shape, t, min_multiple=HEAD_DIM_MIN_MULTIPLE))
     return min(options, key=lambda o: (abs(o[0] - a), o[0]))[0] if options else None
 
 
