@@ -44,6 +44,7 @@ from shapewise.search.constraints import Constraints
 from shapewise.search.model_error import ModelError, model_error
 from shapewise.search.plans import PlanFit, smallest_plan
 from shapewise.search.published import nearest_published
+from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
     SearchSpace,
@@ -59,7 +60,6 @@ from shapewise.search.space import (
 from shapewise.step import Estimate, estimate
 
 DEFAULT_TRIALS = 200
-MAX_DEPTHS = 8
 #: relative score difference treated as a tie (below the model's resolution)
 NEAR_TIE = 0.005
 #: spaces up to this many shapes are priced whole (each costs 0.1-0.5 ms)
@@ -255,69 +255,6 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     return int(kept)
 
 
-#: shapes the coarse grid and the local polish may price after the Optuna study
-POLISH_BUDGET = 3000
-#: best shapes the polish starts from, and keeps as its frontier
-POLISH_SEEDS = 5
-
-
-def _polish(pb: Problem, space: SearchSpace, widths: list[int],
-            cache: dict[tuple[int, ...], Candidate | None],
-            depths: Any, evaluate: Any) -> None:
-    """A coarse grid over every width, then a coordinate search around the best shapes.
-
-    From each of the POLISH_SEEDS best, move one coordinate at a time (width by one or two
-    steps, every head dim and KV ratio, every vocabulary padding) and price every feasible
-    depth of the result; repeat from the new best until none improves or POLISH_BUDGET
-    shapes are priced (benchmarks/bench_search_gap.py measures the gap to the exhaustive
-    optimum)."""
-    start = len(cache)
-    visited: set[tuple[int, ...]] = set()
-    pads = pad_options(pb, space)
-
-    def spent() -> bool:
-        return len(cache) - start >= POLISH_BUDGET
-
-    def price(h: int, d: int, r: int, pad: int) -> None:
-        f = space.ffn_for(h)
-        ds = depths(h, d, r, f, pad)  # at most MAX_DEPTHS of them, evenly spaced
-        for L in ds[::max(1, math.ceil(len(ds) / MAX_DEPTHS))]:
-            if spent():
-                return
-            evaluate(h, d, r, f, L, pad)
-
-    for h in widths:  # the coarse grid: every width, head dims 64 and 128, every KV ratio
-        for d, r in head_options(pb, space, h):
-            if d in (64, 128):
-                price(h, d, r, max(pads))
-
-    def best_keys() -> list[tuple[int, ...]]:
-        ranked = sorted(((k, c) for k, c in cache.items() if c is not None),
-                        key=lambda kc: -kc[1].score)
-        return [k for k, _ in ranked[:POLISH_SEEDS]]
-
-    frontier = best_keys()
-    while frontier and not spent():
-        center = frontier.pop(0)
-        if center in visited:
-            continue
-        visited.add(center)
-        h, d, r, _, _, pad = center
-        for d2, r2 in head_options(pb, space, h):
-            price(h, d2, r2, pad)
-        for pad2 in pads:
-            price(h, d, r, pad2)
-        if h in widths:
-            i = widths.index(h)
-            for h2 in widths[max(0, i - 2):i + 3]:
-                opts = head_options(pb, space, h2)
-                if h2 == h or not opts:
-                    continue
-                d2, r2 = min(opts, key=lambda o: (abs(o[0] - d), abs(o[1] - r)))
-                price(h2, d2, r2, pad)
-        frontier += [k for k in best_keys() if k not in visited]
-
-
 def _score(est: Estimate, n: int, budget: float) -> float:
     return est.tokens_per_s * n / budget
 
@@ -424,8 +361,8 @@ def recommend_shape(
     else:
         method = "optuna"
         trials = DEFAULT_TRIALS if n_trials is None else int(n_trials)
-        _optuna(pb, space, widths, trials, seed, depths, evaluate, bar)
-        _polish(pb, space, widths, cache, depths, evaluate)
+        optuna_search(pb, space, widths, trials, seed, depths, evaluate, bar)
+        polish(pb, space, widths, cache, depths, evaluate)
     bar.close()
 
     found = [x for x in cache.values() if x is not None]
@@ -534,42 +471,6 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, dt: str, seq: int,
         out.append(Baseline(label, source, cand, gain, abs(gain) < err.fraction,
                             tuple(caveats)))
     return out
-
-
-def _optuna(pb: Problem, space: SearchSpace, widths: list[int], trials: int, seed: int,
-            depths: Any, evaluate: Any, bar: Progress) -> None:
-    """The Optuna study over (width, head dim, KV ratio, padding); depth is scanned."""
-    import optuna
-
-    pads = pad_options(pb, space)
-
-    def objective(trial: optuna.Trial) -> float:
-        h = widths[trial.suggest_int("hidden_index", 0, len(widths) - 1)]
-        want_d = trial.suggest_categorical("head_dim", list(space.head_dims))
-        want_r = trial.suggest_categorical("kv_ratio", list(space.kv_ratios))
-        opts = head_options(pb, space, h)
-        d, r = min(opts, key=lambda o: (abs(o[0] - want_d), abs(o[1] - want_r), -o[0]))
-        f = space.ffn_for(h)
-        pad = trial.suggest_categorical("vocab_multiple", pads)
-        ds = depths(h, d, r, f, pad)
-        if not ds:
-            raise optuna.TrialPruned("no layer count meets the budget at this width")
-        cands = [x for L in ds[::max(1, math.ceil(len(ds) / MAX_DEPTHS))]
-                 if (x := evaluate(h, d, r, f, L, pad)) is not None]
-        if not cands:
-            raise optuna.TrialPruned("shape rejected by validation")
-        return max(x.score for x in cands)
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(40, trials // 3 + 1),
-                                         multivariate=True)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    for d in (128, 64):
-        if d in space.head_dims:
-            study.enqueue_trial({"head_dim": d, "vocab_multiple": max(pads),
-                                 "kv_ratio": space.kv_ratios[0],
-                                 "hidden_index": len(widths) // 2})
-    study.optimize(objective, n_trials=trials, callbacks=[lambda s, t: bar.update(1, "")])
 
 
 def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int]) -> str:
