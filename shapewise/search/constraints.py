@@ -33,7 +33,9 @@ shape is bounded by the rules people actually train under, each an explicit fiel
   ``ffn_ratio`` · h (default 8/3, so the three matrices hold the 8h² of a 4h GELU MLP)
   rounded up to a multiple of ``ffn_multiple`` (default 256), Meta's Llama rule: h 4096 →
   11008. The FFN is a rule, not a searched dimension, so the alternatives differ in real
-  decisions.
+  decisions; it moves off the rule only where the cost model prices another multiple of
+  64 within ±5% at least 5% faster, as ``shapewise check``'s ffn-size rule would ask
+  (:mod:`shapewise.search.ffn`; e.g. 4h = 10240 on MI300X).
 * **Vocabulary** from the user's tokenizer: ``vocab_size``, or ``tokenizer`` looked up in
   :data:`TOKENIZERS` (each size with its source). Left out, each arch says which tokenizer
   it assumes (:data:`ARCH_TOKENIZER`), and the recommendation notes it.

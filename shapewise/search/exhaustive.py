@@ -13,6 +13,7 @@ from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.search.constraints import Constraints
+from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
 from shapewise.step import estimate
 
@@ -48,6 +49,8 @@ def exhaustive_search(
     vocab = c.vocab(arch)[0] or 1
     pb = Problem(float(params), float(tolerance), arch, int(vocab), int(seq_len),  # type: ignore[arg-type]
                  int(tp), image_size, patch_size, num_labels)
+    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
+    sp = with_tuned_ffn(sp, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
     best: tuple[float, ModelShape, float] | None = None
     n = 0
     for h, d, r, f, L, pad in enumerate_space(pb, sp):

@@ -41,6 +41,7 @@ from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
 from shapewise.search.constraints import Constraints
+from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
 from shapewise.search.plans import PlanFit, smallest_plan
 from shapewise.search.published import nearest_published
@@ -304,6 +305,7 @@ def recommend_shape(
                  int(seq_len), int(tp), image_size, patch_size, num_labels)
     seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
     unit = heads_unit(pb, space)
+    space = with_tuned_ffn(space, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
 
     all_widths = hidden_sizes(pb, space)
     widths = [h for h in all_widths

@@ -59,6 +59,9 @@ class SearchSpace:
     fixed: dict[str, int] = field(default_factory=dict)
     """pin any of hidden_size, head_dim, num_key_value_heads, intermediate_size,
     num_hidden_layers"""
+    ffn_by_width: dict[int, int] = field(default_factory=dict)
+    """FFN sizes chosen per width (:func:`shapewise.search.ffn.with_tuned_ffn`); the rule
+    for widths not in it"""
 
     def __post_init__(self) -> None:
         if self.min_layers < 1 or self.max_layers < self.min_layers:
@@ -80,6 +83,8 @@ class SearchSpace:
         """The FFN size the arch's rule gives width h (or the pinned one)."""
         if "intermediate_size" in self.fixed:
             return self.fixed["intermediate_size"]
+        if h in self.ffn_by_width:
+            return self.ffn_by_width[h]
         if self.arch == "llama":
             ratio = SWIGLU_RATIO if self.ffn_ratio is None else self.ffn_ratio
             m = self.ffn_multiple or DEFAULT_FFN_MULTIPLE
