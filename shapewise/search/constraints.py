@@ -12,7 +12,10 @@ shape is bounded by the rules people actually train under, each an explicit fiel
   128, Llama-2-70B 102, Mistral-7B 128, OLMo-7B 128), so the decoder default is
   :data:`DECODER_ASPECT` = (64, 128). ViTs are deeper: ViT-B 64, ViT-L 43, ViT-H 40
   (Dosovitskiy et al. 2021, table 1), ViT-g 35 (Zhai et al. 2022, table 2), so the ViT
-  default is :data:`VIT_ASPECT` = (32, 64). ``layers`` pins the depth instead.
+  default is :data:`VIT_ASPECT` = (32, 64). Below 100M parameters no family anchors the
+  band (TinyStories' 1M-33M models, Eldan & Li 2023, arXiv:2305.07759, span aspect 8-192)
+  and a 64-wide head leaves few widths, so small decoders take Kaplan's whole flat range,
+  :data:`SMALL_ASPECT` = (20, 200). ``layers`` pins the depth instead.
 * **Head dim** in (64, 128) by default: FlashAttention's fast paths and the published
   families' choices; 256 is allowed (``head_dims=(64, 128, 256)``).
 * **Heads divisible by the largest tensor-parallel degree planned** (``max_tp``), so that
@@ -39,8 +42,9 @@ shape is bounded by the rules people actually train under, each an explicit fiel
 * **Vocabulary** from the user's tokenizer: ``vocab_size``, or ``tokenizer`` looked up in
   :data:`TOKENIZERS` (each size with its source). Left out, each arch says which tokenizer
   it assumes (:data:`ARCH_TOKENIZER`), and the recommendation notes it.
-* **Minimum sizes**: depth from 1 layer and head dims from 64, so budgets of 1M-30M
-  parameters (TinyStories-class models) are searchable with a small vocabulary.
+* **Minimum sizes**: depth from 2 layers (induction heads need two: Olsson et al. 2022)
+  and head dims from 64, so budgets of 1M-30M parameters (TinyStories-class models) are
+  searchable with a small vocabulary.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ from shapewise.errors import InputError
 DECODER_ASPECT: tuple[float, float] = (64.0, 128.0)
 #: hidden ÷ layers band of published ViTs (module docstring)
 VIT_ASPECT: tuple[float, float] = (32.0, 64.0)
+#: hidden ÷ layers band of decoders under SMALL_BELOW parameters: Kaplan's flat range
+SMALL_ASPECT: tuple[float, float] = (20.0, 200.0)
+SMALL_BELOW = 100e6
 DEFAULT_HEAD_DIMS: tuple[int, ...] = (64, 128)
 #: SwiGLU FFN: Meta's Llama rule rounds 8/3·h up to a multiple of 256
 DEFAULT_FFN_MULTIPLE = 256
@@ -143,7 +150,8 @@ class Constraints:
     (module docstring). Frozen: pass a new one to change any rule."""
 
     aspect: tuple[float, float] | None = None
-    """(min, max) hidden ÷ layers; None: (64, 128) for decoders, (32, 64) for ViT"""
+    """(min, max) hidden ÷ layers; None: (64, 128) for decoders, (20, 200) for decoders
+    under 100M parameters, (32, 64) for ViT"""
     layers: int | None = None
     """pin the depth (the aspect band is then not applied)"""
     head_dims: tuple[int, ...] = DEFAULT_HEAD_DIMS
@@ -206,10 +214,13 @@ class Constraints:
             get_tokenizer(self.tokenizer)
 
     # ------------------------------------------------------------------ resolved values
-    def aspect_band(self, arch: str) -> tuple[float, float]:
+    def aspect_band(self, arch: str, params: float = SMALL_BELOW) -> tuple[float, float]:
+        """The aspect band asked for, or the default for the arch and budget."""
         if self.aspect is not None:
             return (float(self.aspect[0]), float(self.aspect[1]))
-        return VIT_ASPECT if arch == "vit" else DECODER_ASPECT
+        if arch == "vit":
+            return VIT_ASPECT
+        return SMALL_ASPECT if params < SMALL_BELOW else DECODER_ASPECT
 
     def tp_degree(self, params: float, tp: int) -> int:
         """max_tp (or its size-dependent default), raised to a multiple of the priced tp."""

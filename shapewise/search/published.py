@@ -144,7 +144,7 @@ def build(p: Published, *, arch: str, vocab_size: int | None, seq_len: int,
 
 #: published shapes compared by default: at most this many ...
 MAX_NEAREST = 3
-#: ... within this factor of the budget (beyond it, only the single nearest, noted)
+#: ... within this factor of the budget
 NEAR_FACTOR = 1.3
 
 
@@ -153,7 +153,8 @@ def nearest_published(*, arch: str, params: float, count: callable,  # type: ign
     """The distinct published shapes of ``arch``'s family nearest ``params``.
 
     Returns [(rows with these dimensions, shape, its parameter count)], nearest first: up to
-    MAX_NEAREST within NEAR_FACTOR of the budget, else the single nearest. ``count`` is
+    MAX_NEAREST within NEAR_FACTOR of the budget (none when no published shape is that
+    close: a comparison per parameter across a larger size gap says little). ``count`` is
     the parameter counter (count_params), ``build_kw`` go to :func:`build`."""
     if arch not in ("gpt", "llama", "vit"):
         raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
@@ -171,4 +172,4 @@ def nearest_published(*, arch: str, params: float, count: callable,  # type: ign
         scored.append((abs(math.log(n / params)), rows, shape, n))
     scored.sort(key=lambda t: (t[0], t[1][0].name))
     near = [t for t in scored if t[0] <= math.log(NEAR_FACTOR)][:MAX_NEAREST]
-    return [(rows, shape, n) for _, rows, shape, n in (near or scored[:1])]
+    return [(rows, shape, n) for _, rows, shape, n in near]

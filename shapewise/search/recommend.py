@@ -44,7 +44,7 @@ from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
 from shapewise.search.plans import PlanFit, smallest_plan
-from shapewise.search.published import nearest_published
+from shapewise.search.published import NEAR_FACTOR, nearest_published
 from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
@@ -443,10 +443,14 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, dt: str, seq: int,
     if own is not None:
         rows.append((f"yours ({own.name})" if own.name else "yours",
                      "the baseline you gave", own))
-    for pubs, shape, _ in nearest_published(
-            arch=pb.arch, params=pb.params, count=count_params,
-            vocab_size=pb.vocab_size if pb.arch != "vit" else None, seq_len=pb.seq_len,
-            image_size=pb.image_size, patch_size=pb.patch_size, num_labels=pb.num_labels):
+    near = nearest_published(
+        arch=pb.arch, params=pb.params, count=count_params,
+        vocab_size=pb.vocab_size if pb.arch != "vit" else None, seq_len=pb.seq_len,
+        image_size=pb.image_size, patch_size=pb.patch_size, num_labels=pb.num_labels)
+    if not near:
+        notes.append(f"no published {pb.arch} shape within {NEAR_FACTOR:g}× of the budget "
+                     "to compare with (pass baseline= / --baseline)")
+    for pubs, shape, _ in near:
         rows.append((" / ".join(p.name for p in pubs), "; ".join(p.source for p in pubs),
                      shape))
     out = []

@@ -50,7 +50,9 @@ class SearchSpace:
     """FFN rounded up to a multiple of this; None: 256 for SwiGLU, exact 4h for GELU"""
     vocab_multiples: tuple[int, ...] = VOCAB_MULTIPLES
     """vocabulary padding multiples tried (times the TP degree)"""
-    min_layers: int = 1
+    min_layers: int = 2
+    """two layers at least: induction heads, the circuit behind in-context copying, need
+    two (Olsson et al. 2022, "In-context Learning and Induction Heads")"""
     max_layers: int = LIMITS["num_hidden_layers"]
     min_aspect: float = 64.0
     """smallest h / L (0: no bound)"""
@@ -95,7 +97,7 @@ class SearchSpace:
 
 def space_from(c: Constraints, *, arch: str, params: float, tp: int) -> SearchSpace:
     """The search space the constraints ``c`` allow for ``arch`` at budget ``params``."""
-    lo, hi = c.aspect_band(arch)
+    lo, hi = c.aspect_band(arch, params)
     fixed = {"num_hidden_layers": int(c.layers)} if c.layers is not None else {}
     if c.layers is not None:
         lo, hi = 0.0, math.inf  # a pinned depth replaces the band
