@@ -101,6 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FFN ÷ hidden before rounding (default 4 for gpt/vit, 8/3 for llama)")
     c.add_argument("--ffn-multiple", type=positive_int("--ffn-multiple"), default=None,
                    help="SwiGLU FFN rounded up to a multiple of this (default 256)")
+    p.add_argument("--n-gpus", type=positive_int("--n-gpus"), default=None,
+                   help="with --global-batch: rank shapes under their fastest training plan "
+                   "on this many GPUs, keeping only those that fit one")
+    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
+                   help="sequences per optimizer step (with --n-gpus)")
     p.add_argument("--baseline", metavar="CONFIG", default=None,
                    help="your own shape to compare with (config.json path or preset name), "
                    "besides the nearest published shapes")
@@ -150,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
         recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
         image_size=args.image_size, patch_size=args.patch_size,
-        constraints=constraints_from(args), baseline=own,
+        constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
+        global_batch=args.global_batch,
     )
     if args.json:
         print_json(rec.to_dict())

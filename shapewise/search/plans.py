@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
@@ -74,18 +75,23 @@ class PlanFit:
     """at most two: FSDP at tp 1, and the smallest TP degree that fits (with FSDP only when
     no TP degree fits alone, and only when it needs fewer GPUs than FSDP at tp 1)"""
     text: str
+    plan: Any = None
+    """with n_gpus and a global batch: the fastest shapewise.plan.Plan that fits"""
 
     @property
     def feasible(self) -> bool:
-        return bool(self.options)
+        return bool(self.options) or self.plan is not None
 
     @property
     def one_gpu(self) -> bool:
         return any(o.gpus == 1 for o in self.options)
 
     def to_dict(self) -> dict[str, object]:
-        return {"feasible": self.feasible, "text": self.text,
-                "options": [o.to_dict() for o in self.options]}
+        out: dict[str, object] = {"feasible": self.feasible, "text": self.text,
+                                  "options": [o.to_dict() for o in self.options]}
+        if self.plan is not None:
+            out["plan"] = self.plan.to_dict()
+        return out
 
 
 def _tp_degrees(shape: ModelShape, max_tp: int) -> list[int]:

@@ -268,6 +268,7 @@ def recommend_shape(
     top_k: int = 10, profile: str | None = None, image_size: int = 224,
     patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
     constraints: Constraints | None = None, baseline: ModelShape | None = None,
+    n_gpus: int | None = None, global_batch: int | None = None,
 ) -> Recommendation:
     """Search the shape with the highest predicted training throughput for ``params``
     within ``constraints`` (default :class:`Constraints()`, documented there).
@@ -275,7 +276,10 @@ def recommend_shape(
     ``vocab_size`` is shorthand for ``constraints.vocab_size``; left out, the tokenizer in
     ``constraints`` (or the arch's, noted) gives it. ``baseline`` is the user's own shape,
     compared first; the nearest published shapes follow. ``space`` replaces the space the
-    constraints make (for tests and special searches).
+    constraints make (for tests and special searches). With ``n_gpus`` and
+    ``global_batch`` (sequences per optimizer step), the best shapes are priced under their
+    fastest training plan of that many GPUs (:mod:`shapewise.search.planned`) and only those
+    that fit one are kept; without them, each candidate states the smallest plan it fits.
 
     >>> rec = recommend_shape(params=350e6, gpu="a100")
     >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
@@ -298,6 +302,15 @@ def recommend_shape(
         raise InputError(f"n_trials: must be a positive integer, got {n_trials!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
+    cluster: tuple[int, int] | None = None
+    if (n_gpus is None) != (global_batch is None):
+        raise InputError("n_gpus/global_batch: give both (the cluster and the sequences per "
+                         "optimizer step) or neither")
+    if n_gpus is not None:
+        for name, v in (("n_gpus", n_gpus), ("global_batch", global_batch)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise InputError(f"{name}: must be a positive integer, got {v!r}")
+        cluster = (int(n_gpus), int(global_batch))  # type: ignore[arg-type]
     vocab, vocab_note = c.vocab(arch)
     if space is None:
         space = space_from(c, arch=arch, params=float(params), tp=int(tp))
@@ -391,7 +404,18 @@ def recommend_shape(
     dropped = 0
     max_tp = space.heads_multiple if space.heads_multiple % tp == 0 else math.lcm(
         space.heads_multiple, tp)
-    for x in distinct.values():
+    if cluster is not None:  # each shape under its fastest plan of n_gpus GPUs
+        from shapewise.search.planned import planned
+
+        fits, dropped = planned(distinct.values(), gpu=g, n_gpus=cluster[0],
+                                global_batch=cluster[1], seq_len=seq, dtype=dt,
+                                budget=pb.params)
+        top = [replace(x, reason=explain_shape(x.shape, x.estimate, x.estimate.tp, g))
+               for x in fits[:top_k]]
+        if not top:
+            raise InputError(f"n_gpus: none of the best shapes fits {cluster[0]} × {g.name} "
+                             f"at global batch {cluster[1]} (seq {seq}) under any plan")
+    for x in distinct.values() if cluster is None else ():
         plan = smallest_plan(x.shape, gpu=g, micro_batch=micro_batch, seq_len=seq, dtype=dt,
                              recompute=recompute, max_tp=max(max_tp, 8))
         if not plan.feasible:
@@ -418,11 +442,25 @@ def recommend_shape(
     if dropped:
         notes.append(f"{dropped} faster shape(s) fit no training plan and were dropped")
 
-    baselines = _baselines(pb, space, g, dt, seq, micro_batch, recompute, baseline, top[0],
-                           err, notes)
+    def price_baseline(shape: ModelShape) -> Estimate:
+        if cluster is not None:
+            from shapewise.search.planned import best_plan
+
+            est = best_plan(shape, gpu=g, n_gpus=cluster[0], global_batch=cluster[1],
+                            seq_len=seq, dtype=dt)
+            if est is None:
+                raise InputError(f"fits no plan of {cluster[0]} GPUs")
+            return est
+        return estimate(shape, gpu=g, micro_batch=micro_batch,
+                        seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
+                        recompute=recompute)
+
+    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes)
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
                               "micro_batch": micro_batch, "tolerance": float(tolerance),
                               "recompute": recompute}
+    if cluster is not None:
+        inputs.update(n_gpus=cluster[0], global_batch=cluster[1])
     if arch == "vit":
         inputs.update(image_size=image_size, patch_size=patch_size, num_labels=num_labels)
     else:
@@ -435,9 +473,9 @@ def recommend_shape(
     )
 
 
-def _baselines(pb: Problem, space: SearchSpace, g: GPU, dt: str, seq: int,
-               micro_batch: int, recompute: bool, own: ModelShape | None, best: Candidate,
-               err: ModelError, notes: list[str]) -> list[Baseline]:
+def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
+               own: ModelShape | None, best: Candidate, err: ModelError,
+               notes: list[str]) -> list[Baseline]:
     """The user's shape (if any), then the nearest published shapes, each priced."""
     rows: list[tuple[str, str, ModelShape]] = []
     if own is not None:
@@ -456,15 +494,13 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, dt: str, seq: int,
     out = []
     for label, source, shape in rows:
         try:
-            est = estimate(shape, gpu=g, micro_batch=micro_batch,
-                           seq_len=None if shape.arch == "vit" else seq, tp=pb.tp, dtype=dt,
-                           recompute=recompute)
+            est = price_fn(shape)
         except InputError as exc:
             notes.append(f"baseline {label}: not estimable at these settings ({exc})")
             continue
         n = count_params(shape)
         cand = Candidate(shape, est, n, _score(est, n, pb.params),
-                         explain_shape(shape, est, pb.tp, g))
+                         explain_shape(shape, est, est.tp, g))
         gain = best.score / cand.score - 1
         caveats = []
         aspect = shape.hidden_size / shape.num_hidden_layers
