@@ -299,6 +299,9 @@ def test_json_says_what_was_asked_and_round_trips() -> None:
     ({"params": 1e9, "top_k": 0}, "top_k"),
     ({"params": 1e9, "constraints": "x"}, "constraints: expected a Constraints"),
     ({"params": 1.3e9, "constraints": Constraints(layers=16)}, "params: no shape meets"),
+    ({"params": 1e9, "n_gpus": 8}, "n_gpus/global_batch: give both"),
+    ({"params": 1e9, "global_batch": 64}, "n_gpus/global_batch: give both"),
+    ({"params": 1e9, "n_gpus": 0, "global_batch": 64}, "n_gpus: must be a positive"),
 ])
 def test_bad_input_clear_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
