@@ -184,5 +184,6 @@ def run(args: argparse.Namespace) -> int:
         why = f" [{'; '.join(b.caveats)}]" if b.caveats else ""
         print(f"best vs {b.label}: {b.gain:+.1%} throughput at equal parameter count{err}{why}")
     for note in rec.notes:
-        print(f"note: {note}")
+        if not note.startswith("plan: "):  # printed above
+            print(f"note: {note}")
     return 0

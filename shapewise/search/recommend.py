@@ -438,7 +438,7 @@ def recommend_shape(
     notes.append(f"model error on {g.id} {dt}: ±{err.fraction:.1%} ({err.source}); smaller "
                  "gains are within model error")
     assert top[0].plan is not None
-    notes.append(f"memory: best shape {top[0].plan.text}")
+    notes.append(f"plan: best shape {top[0].plan.text}")
     if dropped:
         notes.append(f"{dropped} faster shape(s) fit no training plan and were dropped")
 

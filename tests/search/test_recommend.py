@@ -247,7 +247,7 @@ def test_smallest_plan_sentence() -> None:
 
 def test_recommendation_states_its_plan(llama7: sw.Recommendation) -> None:
     assert llama7.plan is not None and llama7.plan.text.startswith("needs FSDP")
-    assert any(n.startswith("memory: best shape needs") for n in llama7.notes)
+    assert any(n.startswith("plan: best shape needs") for n in llama7.notes)
 
 
 # ----------------------------------------------------------------- search and determinism
