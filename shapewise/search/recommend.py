@@ -483,7 +483,9 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
                      "the baseline you gave", own))
     near = nearest_published(
         arch=pb.arch, params=pb.params, count=count_params,
-        vocab_size=pb.vocab_size if pb.arch != "vit" else None, seq_len=pb.seq_len,
+        # the least vocabulary padding tensor parallelism needs (Megatron splits the logits)
+        vocab_size=-(-pb.vocab_size // pb.tp) * pb.tp if pb.arch != "vit" else None,
+        seq_len=pb.seq_len,
         image_size=pb.image_size, patch_size=pb.patch_size, num_labels=pb.num_labels)
     if not near:
         notes.append(f"no published {pb.arch} shape within {NEAR_FACTOR:g}× of the budget "
