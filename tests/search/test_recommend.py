@@ -384,3 +384,9 @@ def test_check_finds_nothing_to_warn_about_in_the_best_shape(arch: str, params: 
     rec = sw.recommend_shape(params=params, gpu=gpu, arch=arch)
     found = sw.check_shape(rec.best, gpu=gpu, seq_len=2048, micro_batch=1, tp=1)
     assert [f for f in found if f.severity in ("warning", "error")] == []
+
+
+def test_published_baselines_are_priced_at_the_asked_tp() -> None:
+    rec = sw.recommend_shape(params=1.3e9, gpu="h100", tp=4)
+    xl = next(b for b in rec.baselines if "GPT-3 XL" in b.label)
+    assert xl.candidate.estimate.tp == 4 and xl.candidate.shape.vocab_size == 50260
