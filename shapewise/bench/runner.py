@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from shapewise.bench.plan import (
     BENCH_DTYPES,
@@ -47,6 +47,7 @@ from shapewise.bench.plan import (
 from shapewise.bench.store import BenchStore
 from shapewise.errors import DeviceFailure, InputError
 from shapewise.kernels.timing import parse_device  # re-exported: the bench CLI's devices
+from shapewise.progress import Progress
 
 __all__ = ["DeviceFailure", "parse_device", "run_bench", "timing_config"]
 
@@ -77,40 +78,6 @@ def timing_config(device_kind: str, mode: str) -> Any:
 #: quick run measured 43 s on a quiet 2-core machine and 71-87 s with a neighbour using a
 #: core throughout, under the 2 minutes it must fit
 CPU_RETRY_BUDGET = {"tiny": 0, "quick": 25, "full": 300}
-
-
-# ------------------------------------------------------------------------------- progress
-class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, one line per
-    measurement otherwise). No dependency; silent when disabled."""
-
-    def __init__(self, total: int, *, enabled: bool, stream: IO[str] | None = None) -> None:
-        self.total = max(total, 1)
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and self.stream.isatty()
-        self.t0 = _now()
-        self._width = 0
-
-    def update(self, done: int, label: str, note: str = "") -> None:
-        if not self.enabled:
-            return
-        frac = min(1.0, done / self.total)
-        elapsed = _now() - self.t0
-        bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
-        line = f"[{bar}] {done}/{self.total} {elapsed:5.0f}s {label} {note}".rstrip()
-        if self.tty:
-            pad = max(0, self._width - len(line))
-            self.stream.write("\r" + line + " " * pad)
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _say(message: str) -> None:
@@ -314,7 +281,8 @@ def run_bench(
         todo = [s for s in plan if s.key not in done]
         n_done_before = len(plan) - len(todo)
         show = sys.stderr.isatty() if progress is None else progress
-        bar = Progress(len(plan), enabled=show)
+        # a sweep's log is read afterwards: one line per kernel when stderr is not a terminal
+        bar = Progress(len(plan), "bench", delay=0.0, log_lines=True, enabled=show)
         if n_done_before:
             _say(f"resuming {out_path}: {n_done_before} of {len(plan)} already measured")
         stopped = None
@@ -331,7 +299,7 @@ def run_bench(
                     stopped = (f"budget of {budget_seconds:g} s spent after "
                                f"{n_done_before + i} of {len(plan)} measurements")
                     break
-                bar.update(n_done_before + i, spec.key)
+                bar.set(n_done_before + i, spec.key)
                 record = measure(spec, device=dev, config=config)
                 if device_kind == "cpu" and retries_left >= 0:
                     retries_left -= record.get("attempts", 1) - 1
@@ -341,7 +309,7 @@ def run_bench(
                 store.add(record)
                 if on_record is not None:
                     on_record(record)
-                bar.update(n_done_before + i + 1, spec.key, _format_result(record))
+                bar.set(n_done_before + i + 1, f"{spec.key} {_format_result(record)}")
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): keep the books, then stop
             interrupted = True
         except DeviceFailure as exc:

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from shapewise._io import atomic_write_json
 from shapewise.errors import InputError
 from shapewise.model.shape import ModelShape
 from shapewise.tuning.liveness import WHY_FAILED
@@ -263,7 +264,6 @@ def write_record(report: TuneReport, path: str | os.PathLike[str]) -> None:
     on the same device) the cost model where it matters, at the shapes the search picks.
     """
     from shapewise.bench.provenance import collect
-    from shapewise.bench.store import atomic_write_json
     from shapewise.kernels.timing import device_info
 
     p = Path(path)
