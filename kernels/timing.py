@@ -29,6 +29,7 @@ Never change clocks or other device settings here: the card is measured as found
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import statistics
 import time
@@ -307,8 +308,6 @@ def synchronize(device: str) -> None:
 
 def release_memory(device: str) -> None:
     """Return cached blocks to the driver (after an out-of-memory error)."""
-    import gc
-
     gc.collect()
     if is_gpu(device):
         import torch

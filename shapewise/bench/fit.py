@@ -26,6 +26,7 @@ import numpy as np
 
 from shapewise import __version__
 from shapewise._io import atomic_write_text, read_json
+from shapewise.cost.attention import attention_time
 from shapewise.cost.fit import FitResult, GemmObservation, fit_gemm
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
@@ -229,8 +230,6 @@ def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: st
 
 def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, float]:
     """Scale the attention efficiencies to the fused-kernel timings, if any."""
-    from shapewise.cost.attention import attention_time
-
     out: dict[str, float] = {}
     for backward, key in ((False, "attention_fwd_efficiency"), (True, "attention_bwd_efficiency")):
         ratios = []

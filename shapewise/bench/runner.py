@@ -25,7 +25,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -35,6 +38,7 @@ from typing import Any
 from shapewise.bench.plan import (
     BENCH_DTYPES,
     MODES,
+    PLAN_VERSION,
     AttentionSpec,
     ElementwiseSpec,
     GemmSpec,
@@ -44,9 +48,23 @@ from shapewise.bench.plan import (
     make_plan,
     spec_record,
 )
+from shapewise.bench.provenance import _version, collect, cpu_info, utc_now
 from shapewise.bench.store import BenchStore
 from shapewise.errors import DeviceFailure, InputError
-from shapewise.kernels.timing import parse_device  # re-exported: the bench CLI's devices
+from shapewise.hardware.catalog import canonical_dtype
+from shapewise.kernels import Unsupported, is_device_failure, is_out_of_memory
+from shapewise.kernels.attention import bench_attention
+from shapewise.kernels.elementwise import bench_elementwise
+from shapewise.kernels.gemm import bench_gemm
+from shapewise.kernels.timing import (
+    METHOD_VERSION,
+    TimingConfig,
+    device_info,
+    gpu_available,
+    gpu_count,
+    parse_device,  # re-exported: the bench CLI's devices
+    release_memory,
+)
 from shapewise.progress import Progress
 
 __all__ = ["DeviceFailure", "parse_device", "run_bench", "timing_config"]
@@ -56,7 +74,6 @@ _now = time.monotonic  # the budget's clock (tests replace it)
 
 def timing_config(device_kind: str, mode: str) -> Any:
     """The timing effort of each mode (see kernels/timing.py for what each field does)."""
-    from shapewise.kernels.timing import TimingConfig
 
     if device_kind == "cpu":
         return {
@@ -89,8 +106,6 @@ def _run_spec(spec: Spec, device: str, config: Any) -> Any:
     """Time one spec through its kernel module; returns a ``BenchResult``."""
     if isinstance(spec, GemmSpec):
         if spec.backend == "triton":
-            from shapewise.kernels import Unsupported
-
             if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise Unsupported("Triton kernels need a GPU")
             try:
@@ -101,18 +116,12 @@ def _run_spec(spec: Spec, device: str, config: Any) -> Any:
             return triton_matmul.bench_triton_matmul(m=spec.m, n=spec.n, k=spec.k,
                                                      dtype=spec.dtype, device=device,
                                                      block=spec.tile, config=config)
-        from shapewise.kernels.gemm import bench_gemm
-
         return bench_gemm(m=spec.m, n=spec.n, k=spec.k, batch=spec.batch, dtype=spec.dtype,
                           device=device, config=config)
     if isinstance(spec, AttentionSpec):
-        from shapewise.kernels.attention import bench_attention
-
         return bench_attention(backend=spec.backend, problem=spec.problem, dtype=spec.dtype,
                                device=device, config=config)
     if isinstance(spec, ElementwiseSpec):
-        from shapewise.kernels.elementwise import bench_elementwise
-
         return bench_elementwise(op=spec.op, rows=spec.rows, cols=spec.cols, dtype=spec.dtype,
                                  device=device, config=config)
     raise TypeError(f"unknown spec {spec!r}")  # pragma: no cover
@@ -125,8 +134,6 @@ def _first_line(exc: BaseException) -> str:
 
 def measure(spec: Spec, *, device: str, config: Any) -> dict[str, Any]:
     """One record: the spec's fields, then the timing or why it was skipped."""
-    from shapewise.kernels import Unsupported, is_device_failure, is_out_of_memory
-    from shapewise.kernels.timing import release_memory
 
     record = spec_record(spec)
     try:
@@ -166,7 +173,6 @@ def _format_result(rec: dict[str, Any]) -> str:
 def _resolve(device: str | None, dtype: str | None, mode: str,
              budget_seconds: float | None) -> tuple[str, str]:
     """Check the arguments (the cheap checks before importing torch); fill the defaults."""
-    from shapewise.hardware.catalog import canonical_dtype
 
     if mode not in MODES:
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -182,14 +188,12 @@ def _resolve(device: str | None, dtype: str | None, mode: str,
         import torch  # noqa: F401
     except ImportError:
         raise InputError("bench needs torch: pip install 'shapewise[bench]'") from None
-    from shapewise.kernels.timing import gpu_available
 
     if dev is None:
         dev = "cuda:0" if gpu_available() else "cpu"
     if dt is None:
         dt = "fp32" if dev == "cpu" else "bf16"
     if dev != "cpu":
-        from shapewise.kernels.timing import gpu_count
 
         if not gpu_available():
             raise InputError(f"--device {device}: torch sees no CUDA or ROCm GPU here "
@@ -235,8 +239,6 @@ def run_bench(
         raise InputError(f"--out: {out_path} exists; pass --resume to continue it, or remove it")
     dev, dt = _resolve(device, dtype, mode, budget_seconds)
 
-    from shapewise.bench.provenance import collect, utc_now
-    from shapewise.kernels.timing import device_info
 
     info = device_info(dev)
     device_kind = "cpu" if dev == "cpu" else "gpu"
@@ -272,8 +274,6 @@ def run_bench(
                "stopped": None, "sessions": [session]}
         store = BenchStore.create(out_path, provenance=prov, run=run)
     if session["command"] is None:
-        import shlex
-
         session["command"] = shlex.join(sys.argv)
 
     with store, _sigterm_as_interrupt():
@@ -349,9 +349,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
                    dt: str, mode: str) -> dict[str, Any]:
     """The file's run record, if this run may continue it; else InputError naming what
     differs (one file holds one device's, one dtype's, one mode's measurements)."""
-    from shapewise.bench.plan import PLAN_VERSION
-    from shapewise.bench.provenance import _version
-    from shapewise.kernels.timing import METHOD_VERSION
 
     run = store.run
     had_prov = store.doc["provenance"]
@@ -364,7 +361,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
               ("method_version", had_prov.get("method_version"), METHOD_VERSION),
               ("torch", had_prov.get("torch"), _version("torch"))]
     if device_kind == "cpu":  # one CPU's numbers must not be mixed with another's
-        from shapewise.bench.provenance import cpu_info
 
         was = store.doc["provenance"].get("cpu") or {}
         now = cpu_info()
@@ -381,9 +377,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (``timeout``, a batch scheduler's stop) as Ctrl-C while measuring, so
     the session's end is recorded; only the main thread can own signal handlers."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shapewise.bench.runner import run_bench
+from shapewise.bench.store import load_document
 from shapewise.cli._common import positive_seconds
 from shapewise.errors import InputError
+from shapewise.hardware.catalog import load_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,15 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapewise.bench.runner import run_bench
-    from shapewise.bench.store import load_document
-
     if not args.out.strip():
         raise InputError("--out: empty path")
     sm_count = None
     if args.profile:  # wave scans at this profile's SM count instead of the device's
-        from shapewise.hardware.catalog import load_profile
-
         sm_count = load_profile(args.profile).sm_count
     path = run_bench(device=args.device, dtype=args.dtype, mode=args.mode,
                      budget_seconds=args.budget_seconds, out=args.out, resume=args.resume,

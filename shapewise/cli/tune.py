@@ -102,6 +102,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    # here, not at the top: shapewise.tuning imports optuna, which `shapewise --help` and the
+    # other commands need not load
     from shapewise.tuning import POOR_RHO, tune
 
     try:

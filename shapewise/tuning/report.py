@@ -17,7 +17,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from shapewise._io import atomic_write_json
+from shapewise.bench.provenance import collect
 from shapewise.errors import InputError
+from shapewise.kernels.timing import device_info
 from shapewise.model.shape import ModelShape
 from shapewise.tuning.liveness import WHY_FAILED
 from shapewise.tuning.storage import redact
@@ -263,8 +265,6 @@ def write_record(report: TuneReport, path: str | os.PathLike[str]) -> None:
     a named device: the data to judge (and refit, with 'shapewise bench' + 'shapewise fit'
     on the same device) the cost model where it matters, at the shapes the search picks.
     """
-    from shapewise.bench.provenance import collect
-    from shapewise.kernels.timing import device_info
 
     p = Path(path)
     if not p.parent.is_dir():

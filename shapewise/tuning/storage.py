@@ -11,6 +11,8 @@ the heartbeat fails (:mod:`shapewise.tuning.liveness` says how dead workers are 
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
 import math
 import time
@@ -135,8 +137,6 @@ def open_storage(url: str | None = None, *, heartbeat_s: float = HEARTBEAT_S
 def _postgres_driver() -> str:
     """The installed PostgreSQL driver: SQLAlchemy 2.0 defaults to psycopg2, 2.1 to psycopg
     (3); naming the one that is installed works with either."""
-    import importlib.util
-
     for module, name in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
         if importlib.util.find_spec(module) is not None:
             return name
@@ -145,8 +145,6 @@ def _postgres_driver() -> str:
 
 
 def _rdb_storage(url: str, scheme: str, heartbeat_s: float) -> optuna.storages.RDBStorage:
-    import inspect
-
     engine: dict[str, Any] = {}
     if scheme == "sqlite":
         # the driver's own transactions off: each one begins with BEGIN IMMEDIATE below,

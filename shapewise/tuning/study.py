@@ -26,15 +26,15 @@ import numbers
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 
 from shapewise.errors import InputError
-from shapewise.step import Estimate
-
-if TYPE_CHECKING:  # pragma: no cover
-    from shapewise.hardware.catalog import GPU
+from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.params import count_params
+from shapewise.search.recommend import recommend_shape
+from shapewise.step import Estimate, estimate
 
 FORMAT = "shapewise-tune/1"
 #: study user attributes: the options it was created with, its candidates, and a flag
@@ -123,8 +123,6 @@ class StudyRequest:
         ``profile`` (a profile file) stands for ``gpu``; ``counts`` are the positive
         integers (seq_len, micro_batch, tp, vocab_size, ...).
         """
-        from shapewise.hardware.catalog import canonical_dtype, get_gpu, load_profile
-
         if params is not None and (isinstance(params, bool) or not isinstance(
                 params, numbers.Real) or not math.isfinite(params) or params <= 0):
             raise InputError(f"params: must be a positive number of parameters, got {params!r}")
@@ -244,9 +242,6 @@ def _check_config(stored: Mapping[str, Any], asked: Mapping[str, Any], name: str
 def finalists(config: dict[str, Any], gpu: GPU, search_trials: int | None
               ) -> list[dict[str, Any]]:
     """Stage one: the analytic search's top-k, each with its prediction of the measured part."""
-    from shapewise.model.params import count_params
-    from shapewise.search.recommend import recommend_shape
-    from shapewise.step import estimate
 
     rec = recommend_shape(
         params=config["params"], gpu=gpu, seq_len=config["seq_len"],

@@ -26,7 +26,17 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from shapewise.bench.provenance import cpu_info
 from shapewise.errors import InputError
+from shapewise.kernels.timing import (
+    TimingConfig,
+    device_info,
+    gpu_available,
+    gpu_count,
+    is_gpu,
+    parse_device,
+    release_memory,
+)
 from shapewise.model.shape import ModelShape
 from shapewise.tuning import liveness
 from shapewise.tuning.liveness import StudyContext
@@ -69,7 +79,6 @@ def _measure(shape: ModelShape, *, micro_batch: int, seq_len: int, tp: int, devi
     """Timings of one block and the head, one ``StepTiming`` per repeat (tests replace this
     to run the study machinery without torch)."""
     from shapewise.kernels.block import step_timings
-    from shapewise.kernels.timing import TimingConfig, is_gpu
 
     if is_gpu(device):
         cfg = TimingConfig(warmup_ms=25, rep_ms=100, min_runs=10, max_runs=100)
@@ -82,26 +91,18 @@ def _measure(shape: ModelShape, *, micro_batch: int, seq_len: int, tp: int, devi
 
 def _release(device: str) -> None:
     with contextlib.suppress(Exception):
-        from shapewise.kernels.timing import release_memory
-
         release_memory(device)
 
 
 def _device_name(device: str) -> str:
     if device == "cpu":
-        from shapewise.bench.provenance import cpu_info
-
         return str(cpu_info().get("model") or "CPU")
-    from shapewise.kernels.timing import device_info
-
     return str(device_info(device).get("name") or device)
 
 
 def resolve_device(device: str | None) -> str:
     """``--device`` as torch names it (default: the first GPU, else the CPU); InputError
     when that GPU is not here."""
-    from shapewise.kernels.timing import gpu_available, gpu_count, is_gpu, parse_device
-
     dev = parse_device(device) if device is not None else (
         "cuda:0" if gpu_available() else "cpu")
     if is_gpu(dev):
@@ -127,8 +128,6 @@ class Worker:
     @classmethod
     def on(cls, device: str, *, study_dtype: str, repeats: int | None, heartbeat_s: float,
            say: Callable[[str], None]) -> Worker:
-        from shapewise.kernels.timing import is_gpu
-
         gpu = is_gpu(device)
         dtype = study_dtype if gpu and study_dtype != "tf32" else "fp32"
         return cls(device, _device_name(device), dtype,
