@@ -528,6 +528,16 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     return gpus, index
 
 
+#: Parts that software never sees as one device, with what to name instead. An MI250X is
+#: two GCDs, each its own 64 GB GPU to ROCm and torch (the OLCF Frontier User Guide: "8
+#: separate GPUs" per node of 4 MI250X), so a 128 GB 'mi250x' would fit models that do not.
+_NOT_ONE_DEVICE = {
+    _norm(n): ("is two GPUs (GCDs) of 64 GB each, never one 128 GB device: use "
+               "'mi250x-gcd' for the GPU one process sees (or the system 'frontier')")
+    for n in ("mi250x", "amd instinct mi250x", "mi250x-oam", "mi250x module")
+}
+
+
 def list_gpus() -> list[GPU]:
     """Every GPU in the catalog (built-in and ``SHAPEWISE_PROFILES``), sorted by id."""
     gpus, _ = _catalog(os.environ.get("SHAPEWISE_PROFILES", ""))
@@ -550,6 +560,8 @@ def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
     gid = index.get(_norm(name))
     if gid is not None:
         return gpus[gid]
+    if _norm(name) in _NOT_ONE_DEVICE:
+        raise InputError(f"{field_name}: {name!r:.60} {_NOT_ONE_DEVICE[_norm(name)]}")
     close = difflib.get_close_matches(_norm(name), list(index), n=5, cutoff=0.5)
     names = sorted({index[c] for c in close}) or sorted(gpus)[:8]
     raise InputError(
