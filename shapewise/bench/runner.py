@@ -60,10 +60,9 @@ from shapewise.kernels.timing import (
     METHOD_VERSION,
     TimingConfig,
     device_info,
-    gpu_available,
-    gpu_count,
     parse_device,  # re-exported: the bench CLI's devices
     release_memory,
+    resolve_device,
 )
 from shapewise.progress import Progress
 
@@ -173,12 +172,12 @@ def _format_result(rec: dict[str, Any]) -> str:
 def _resolve(device: str | None, dtype: str | None, mode: str,
              budget_seconds: float | None) -> tuple[str, str]:
     """Check the arguments (the cheap checks before importing torch); fill the defaults."""
-
     if mode not in MODES:
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if budget_seconds is not None and not budget_seconds > 0:
         raise InputError(f"--budget-seconds: must be positive, got {budget_seconds}")
-    dev = None if device is None else parse_device(device)
+    if device is not None:
+        parse_device(device)  # a typo is named before torch is asked for
     dt = None
     if dtype is not None:
         dt = canonical_dtype(dtype, field_name="--dtype")
@@ -188,19 +187,9 @@ def _resolve(device: str | None, dtype: str | None, mode: str,
         import torch  # noqa: F401
     except ImportError:
         raise InputError("bench needs torch: pip install 'shapewise[bench]'") from None
-
-    if dev is None:
-        dev = "cuda:0" if gpu_available() else "cpu"
+    dev = resolve_device(device)
     if dt is None:
         dt = "fp32" if dev == "cpu" else "bf16"
-    if dev != "cpu":
-
-        if not gpu_available():
-            raise InputError(f"--device {device}: torch sees no CUDA or ROCm GPU here "
-                             "(use --device cpu)")
-        index = int(dev.split(":")[1])
-        if index >= gpu_count():
-            raise InputError(f"--device {device}: only {gpu_count()} GPU(s) visible")
     return dev, dt
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import optuna
 
 from shapewise.errors import InputError
+from shapewise.kernels.timing import resolve_device
 from shapewise.tuning.liveness import StudyContext, claims
 from shapewise.tuning.report import TuneReport, make_report, write_record
 from shapewise.tuning.storage import DEFAULT_STORAGE, HEARTBEAT_S, journal_path, open_storage
@@ -26,7 +27,7 @@ from shapewise.tuning.study import (
     open_or_create,
     positive_int,
 )
-from shapewise.tuning.trial import PRUNE_MARGIN, HopelessPruner, Worker, resolve_device, run_trial
+from shapewise.tuning.trial import PRUNE_MARGIN, HopelessPruner, Worker, run_trial
 
 if TYPE_CHECKING:  # pragma: no cover
     from shapewise.hardware.catalog import GPU

@@ -31,10 +31,7 @@ from shapewise.errors import InputError
 from shapewise.kernels.timing import (
     TimingConfig,
     device_info,
-    gpu_available,
-    gpu_count,
     is_gpu,
-    parse_device,
     release_memory,
 )
 from shapewise.model.shape import ModelShape
@@ -98,18 +95,6 @@ def _device_name(device: str) -> str:
     if device == "cpu":
         return str(cpu_info().get("model") or "CPU")
     return str(device_info(device).get("name") or device)
-
-
-def resolve_device(device: str | None) -> str:
-    """``--device`` as torch names it (default: the first GPU, else the CPU); InputError
-    when that GPU is not here."""
-    dev = parse_device(device) if device is not None else (
-        "cuda:0" if gpu_available() else "cpu")
-    if is_gpu(dev):
-        count = gpu_count() if gpu_available() else 0
-        if int(dev.split(":")[1]) >= count:
-            raise InputError(f"device: {dev} asked, but torch sees {count} GPU(s) here")
-    return dev
 
 
 @dataclass(frozen=True, slots=True)
