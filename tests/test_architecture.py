@@ -185,3 +185,17 @@ def test_no_python_file_is_over_600_lines() -> None:
             if lines > MAX_LINES:
                 long[str(path.relative_to(REPO))] = lines
     assert long == {}
+
+
+def test_every_package_of_the_tree_ships_in_the_wheel() -> None:
+    """pyproject lists the packages one by one: a new sub-package left off that list would
+    work in an editable install and be missing from ``pip install .``."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))[
+        "tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {name for name, path in _modules().items() if path.name == "__init__.py"}
+    assert found - listed == set(), "add these to [tool.setuptools] packages"
+    assert setuptools["package-dir"] == {"shapewise.kernels": "kernels",
+                                         "shapewise.profiles": "profiles"}
