@@ -79,13 +79,7 @@ def tune(
     beat_s = _seconds("heartbeat_s", heartbeat_s)
     pruner = HopelessPruner(prune_margin)
     say = _say if progress else _quiet
-    if importlib.util.find_spec("torch") is None:  # (importing it would cost seconds here)
-        raise InputError("tune measures its finalists with torch: pip install "
-                         "'shapewise[bench]'")
-    path = journal_path(DEFAULT_STORAGE if storage is None else storage) if isinstance(
-        storage, str | None) else None
-    if path is not None and not Path(path).expanduser().exists():
-        request.require_creatable(study)  # a new journal holds no study: fail before making it
+    _before_storage(study, storage, request)
     dev = resolve_device(device)
     if record is not None and not Path(record).expanduser().resolve().parent.is_dir():
         raise InputError(f"record: folder of {record!r} does not exist")
@@ -108,6 +102,17 @@ def tune(
     if record is not None:
         write_record(report, record)
     return report
+
+
+def _before_storage(study: str, storage: str | None, request: StudyRequest) -> None:
+    """What must fail before the storage is touched (a failed start leaves no file)."""
+    if importlib.util.find_spec("torch") is None:  # (importing it would cost seconds here)
+        raise InputError("tune measures its finalists with torch: pip install "
+                         "'shapewise[bench]'")
+    path = journal_path(DEFAULT_STORAGE if storage is None else storage) if isinstance(
+        storage, str | None) else None
+    if path is not None and not Path(path).expanduser().exists():
+        request.require_creatable(study)  # a new journal holds no study to join
 
 
 def _seconds(name: str, value: object) -> float:
