@@ -309,7 +309,9 @@ def check_triton_blocks(p: Attention, *, block_m: int, block_n: int, dtype: str 
     ref = reference(inp.q, inp.k, inp.v, causal=p.causal)
     tol = TOLERANCE["tf32" if dtype == "fp32" and is_gpu(device) else dtype]
     return CheckResult(
-        name=f"triton attention {p} blocks={block_m}x{block_n} {dtype} {device}",
+        name=f"triton attention b={p.batch} h={p.heads} kvh={p.groups} s={p.seq_len} "
+             f"skv={kv_len(p)} d={p.head_dim} causal={p.causal} blocks={block_m}x{block_n} "
+             f"{dtype} {device}",
         rel_error=relative_error(out, ref), tolerance=tol)
 
 
