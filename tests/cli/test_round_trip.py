@@ -77,11 +77,19 @@ ROUND_TRIPS = [
     ("1.3B", "h100", "llama", ()),
     ("7B", "h100", "llama", ("--tp", "2")),
     ("300M", "mi250x-gcd", "vit", ("--micro-batch", "64")),
+    # strict: when the search's head-dim choices (#12 item 1) land, this passes and the mark
+    # must go
+    pytest.param("125M", "h100", "llama", (), marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError, reason=(
+            "the current search picks hidden 800 (10 heads of 80) within the 125M budget; "
+            "SW002 prices 800 -> 960 at +14.9% per FLOP on H100 (the search's objective is "
+            "equal parameters, the rule's is per FLOP, and the search steps hidden by 32)"))),
 ]
 
 
 @pytest.mark.parametrize(("budget", "gpu", "arch", "extra"), ROUND_TRIPS,
-                         ids=[f"{b}-{a}-{g}" for b, g, a, _ in ROUND_TRIPS])
+                         ids=["125M-gpt-a100", "1.3B-llama-h100", "7B-llama-h100-tp2",
+                              "300M-vit-mi250x-gcd", "125M-llama-h100"])
 def test_check_of_a_recommended_shape_at_its_settings_has_no_warning(
         tmp_path: Path, budget: str, gpu: str, arch: str, extra: tuple[str, ...]) -> None:
     rec_path, rec = recommend(tmp_path, "--params", budget, "--gpu", gpu, "--arch", arch,
