@@ -177,6 +177,9 @@ def analyze(
     b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
+    for what, stated, used in (("GPU", cfg.gpu, g.id), ("dtype", cfg.dtype, dt)):
+        if stated is not None and stated != used:  # a shapewise document names its own
+            notes.append(f"{what}: the document was computed for {stated}; checked on {used}")
     shape = cfg.shape
     if s is None and shape.arch != "vit":
         context = shape.max_position_embeddings

@@ -66,7 +66,10 @@ def test_every_shape_document_goes_to_estimate_and_check(tmp_path: Path) -> None
         assert (rep["seq_len"], rep["micro_batch"], rep["tp"]) == (1024, 2, 1), name
     # text output names the kind of document
     r = run("check", str(rec_path), "--gpu", "a100")
-    assert "(shapewise recommend JSON)" in r.stdout
+    assert "(shapewise recommend JSON)" in r.stdout and "computed for" not in r.stdout
+    # checked on another GPU than it was recommended for: the report says so
+    r = run("check", str(rec_path), "--gpu", "h100")
+    assert f"GPU: the document was computed for {rec['gpu']}; checked on h100-sxm" in r.stdout
 
 
 # (budget, GPU, arch, extra recommend settings): a spread of sizes, families and GPUs; the
