@@ -3,10 +3,13 @@ writes (recommend --json, estimate --json, ModelShape.to_dict), with typo hints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shapewise import ModelShape, estimate
 from shapewise.errors import InputError
@@ -166,3 +169,34 @@ def test_register_model_type_adds_a_family() -> None:
     finally:
         hf._READERS.pop("toy_moe")
     assert "toy_moe" not in hf.supported_model_types()
+
+
+# ---------------------------------------------------------------------- fuzzing
+_FIELDS = [f.name for f in dataclasses.fields(ModelShape)]
+_VALUES = st.one_of(st.integers(min_value=-(2**40), max_value=2**40), st.booleans(), st.none(),
+                    st.floats(), st.text(max_size=8), st.sampled_from(["gpt", "llama", "vit"]),
+                    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2),
+                                                                         st.integers(),
+                                                                         max_size=2))
+_SHAPES = st.dictionaries(st.sampled_from([*_FIELDS, "typo_field"]), _VALUES, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(shape=_SHAPES, wrap=st.sampled_from(["", "shape", "best", "best.shape"]),
+       settings_=st.dictionaries(st.sampled_from(["tp", "seq_len", "micro_batch", "gpu"]),
+                                 _VALUES, max_size=3))
+def test_any_shape_document_loads_or_names_the_problem(shape: dict, wrap: str,
+                                                       settings_: dict) -> None:
+    doc: dict = {"arch": "gpt", **shape} if "arch" not in shape and wrap == "" else shape
+    if wrap == "shape":
+        doc = {"shape": doc, **settings_}
+    elif wrap == "best":
+        doc = {"best": doc, "inputs": settings_}
+    elif wrap == "best.shape":
+        doc = {"best": {"shape": doc}, "inputs": settings_, "gpu": settings_.get("gpu")}
+    try:
+        loaded = load_shape(doc)
+    except InputError as exc:
+        assert str(exc)  # every refusal says what and where
+    else:
+        assert isinstance(loaded.shape, ModelShape)
