@@ -88,7 +88,7 @@ def _is_name(text: str) -> bool:
 
 def _preset(name: str) -> LoadedShape:
     try:
-        return LoadedShape(shape=get_preset(name), source="preset")
+        return LoadedShape(shape=get_preset(name), source="preset", path=name)
     except InputError:
         close = did_you_mean(name.strip().lower(), PRESETS, cutoff=0.6)
         hint = f" (did you mean {close!r}?)" if close else ""

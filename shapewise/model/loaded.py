@@ -38,7 +38,7 @@ class LoadedShape:
     """'hf', 'megatron', 'nanogpt', 'preset', 'shape' (a ModelShape or its to_dict),
     'recommend' or 'estimate' (the JSON those commands write)"""
     path: str = ""
-    """the file read ('' for a dict, a ModelShape or a preset)"""
+    """the file read, or the preset name as given ('' for a dict or a ModelShape)"""
     tp: int | None = None
     """tensor-parallel size the input states (Megatron, a shapewise document)"""
     pipeline_stages: int | None = None

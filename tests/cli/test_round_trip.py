@@ -123,6 +123,6 @@ def test_a_mistyped_field_says_did_you_mean(tmp_path: Path) -> None:
 
 def test_presets_are_shapes_for_check_too() -> None:
     r = run("check", "gpt2", "--gpu", "a100")
-    assert r.returncode == 1 and "SW001" in r.stdout and "(preset)" in r.stdout
+    assert r.returncode == 1 and "SW001" in r.stdout and "gpt2: gpt2 (preset)" in r.stdout
     r = run("check", "gpt-2", "--gpu", "a100")
     assert r.returncode == 2 and "did you mean 'gpt2'" in r.stderr
