@@ -438,6 +438,35 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+DOC_BEGIN = ("<!-- collectives:begin (scripts/fit_collectives.py --doc writes between these "
+             "marks) -->")
+DOC_END = "<!-- collectives:end -->"
+
+
+def doc_block(result: dict) -> str:
+    """The validation section: fitted numbers, error per block, rows not used."""
+    lines = [DOC_BEGIN, "",
+             f"Generated {date.today().isoformat()} by `python scripts/fit_collectives.py "
+             f"--doc docs/validation.md` from `{FILE}` (ramp exponent "
+             f"{result['exponent']}).", "",
+             "Fitted parameters per fabric (α per algorithm step, η the share of the wire "
+             "rate a large collective reaches, s½ the message size at half of it):", ""]
+    for fabric, cal in result["up"].items():
+        name = f"scale-up `{fabric}` ({result['rows_up'][fabric]} rows)"
+        lines.append(f"* {_describe(name, cal)}")
+    for network, cal in result["out"].items():
+        name = f"scale-out `{network}` ({result['rows_out'][network]} rows)"
+        lines.append(f"* {_describe(name, cal)}")
+    lines += ["", "Error of the model on time, per block. `scale-up` and `scale-out` blocks are "
+              "the rows the fit used (in-sample); `held-out` blocks were not fitted.", "",
+              markdown(result), ""]
+    for reason, count in result["skipped"].items():
+        lines.append(f"* {count} rows not used: {reason}.")
+    notes = [f"* {t['block']}: {t['note']}." for t in result["table"] if t.get("note")]
+    lines += [*notes, "", DOC_END]
+    return "\n".join(lines)
+
+
 def _describe(name: str, cal: FabricCalibration) -> str:
     nv = (f", NVLS η {cal.nvls_peak_fraction:.3f} latency {cal.nvls_latency_us:.1f} us"
           if cal.nvls_peak_fraction is not None else "")
@@ -452,6 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--systems", type=Path, default=DEFAULT_SYSTEMS,
                     help="folder of system JSONs to update (default: profiles/systems)")
     ap.add_argument("--markdown", action="store_true", help="print the error table as markdown")
+    ap.add_argument("--doc", type=Path, metavar="MD",
+                    help="replace the marked collectives block in this file (validation.md)")
     ap.add_argument("--exponent", type=float, default=None,
                     help="ramp exponent to try instead of the model's (comparison only)")
     args = ap.parse_args(argv)
@@ -473,6 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{t['block']:<58} {t['role']:<9} rows {t['rows']:>3}  "
         + (f"median {t['median_abs_pct']:>5}%  p90 {t['p90_abs_pct']:>5}%"
            if "median_abs_pct" in t else t["note"]) for t in result["table"]))
+    if args.doc:
+        old = args.doc.read_text(encoding="utf-8") if args.doc.is_file() else ""
+        text = doc_block(result)
+        if DOC_BEGIN in old and DOC_END in old:
+            head, rest = old.split(DOC_BEGIN, 1)
+            new = head + text + rest.split(DOC_END, 1)[1]
+        else:
+            new = old + ("\n" if old else "") + text + "\n"
+        args.doc.write_text(new, encoding="utf-8")
+        print(f"wrote the collectives section of {args.doc}")
     if args.write:
         changed = write(result, args.systems)
         print(f"wrote {len(changed)} system files: {', '.join(changed) or 'none changed'}")

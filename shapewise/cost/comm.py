@@ -71,9 +71,12 @@ ALGORITHMS: tuple[str, ...] = ("ring", "tree", "hierarchical", "nvls", "pairwise
 #: (PCI-SIG PCIe 4.0 specification); the link of a GPU with no scale-up link and no system.
 PCIE4_X16_GBS = 31.5
 
-# Kept for callers of the old ring model (seconds per step); the model now takes α from
-# each system's fitted calibration.
+#: Per-step latency, seconds, of the stand-in for a GPU that has no shipped system (NCCL's
+#: small-message latency is a few µs per hop); systems carry their own fitted α.
 ALPHA_S = 5e-6
+#: Share of the link the stand-in achieves: a labelled default, about what the fitted
+#: scale-up fabrics reach (η 0.71–0.83, docs/validation.md), never the whole link.
+STANDALONE_PEAK_FRACTION = 0.8
 
 
 def efficiency(cal: FabricCalibration, size: float) -> float:
@@ -272,8 +275,9 @@ def system_for(gpu_or_system: str | System | GPU) -> System:
 
     The stand-in keeps :func:`allreduce_time` and ``price(op, gpu)`` working for every
     catalog GPU: its scale-up link is the profile's (``link_bandwidth_gbs``; PCIe 4.0 x16
-    when it has none), its domain as large as any group asked of it, and it has no
-    scale-out network (a group that needs one is refused).
+    when it has none) at ``STANDALONE_PEAK_FRACTION`` of its rate and ``ALPHA_S`` per step,
+    its domain as large as any group asked of it, and it has no scale-out network (a group
+    that needs one is refused).
     """
     from shapewise.hardware.system import System, default_system, get_system
 
@@ -299,10 +303,10 @@ def _standalone(gpu: GPU) -> System:
 
     link = gpu.link_bandwidth_gbs if gpu.link_bandwidth_gbs > 0 else PCIE4_X16_GBS
     big = 1 << 20
-    default = FabricCalibration(alpha_us=ALPHA_S * 1e6, peak_fraction=1.0, half_size_bytes=0.0,
-                                status="default",
-                                provenance={"method": "stand-in for a GPU with no system: the "
-                                            "old ring model (5 us per step, the full link)"})
+    default = FabricCalibration(alpha_us=ALPHA_S * 1e6, peak_fraction=STANDALONE_PEAK_FRACTION,
+                                half_size_bytes=0.0, status="default",
+                                provenance={"method": "stand-in for a GPU with no system: 5 us "
+                                            "per step, 80% of its link, no size ramp"})
     return System(
         id=f"{gpu.id}-standalone", name=f"{gpu.name} (no system: its own link only)", gpu=gpu,
         gpus_per_node=big,
