@@ -100,8 +100,8 @@ BLOCKS: tuple[BlockSpec, ...] = (
               _all(_has("gpu", "MI300X"), _has("source", "stas00"), _is("n_nodes", "1")),
               "mi300x-8", "scale_up"),
     BlockSpec("MI325X 1 node (forced ring)",
-              _all(_has("gpu", "MI325X"), _is("n_nodes", "1")), "mi300x-8", "scale_up",
-              why="MI325X has MI300X's xGMI (7 links x 64 GB/s)"),
+              _all(_has("gpu", "MI325X"), _is("n_nodes", "1")), "mi325x-8", "scale_up",
+              why="MI325X has MI300X's xGMI (7 links x 64 GB/s), fitted together"),
     BlockSpec("A100 1 node (stas00)", _all(_has("gpu", "A100 (SXM"), _is("n_nodes", "1")),
               "hgx-a100", "scale_up"),
     BlockSpec("H200 1 node (stas00 sweep, NVLS from 2 MiB)",
@@ -137,7 +137,7 @@ BLOCKS: tuple[BlockSpec, ...] = (
               _all(_has("gpu", "MI300X"), _is("n_nodes", "2")), "mi300x-8", "held_out",
               nic_gbs=50.0, why="8 mlx5 NICs, rate not stated: 400 Gb/s assumed"),
     BlockSpec("MI325X 2-8 nodes (RoCE, forced ring, rate not stated)",
-              _all(_has("gpu", "MI325X"), lambda r: r["n_nodes"] != "1"), "mi300x-8",
+              _all(_has("gpu", "MI325X"), lambda r: r["n_nodes"] != "1"), "mi325x-8",
               "held_out", nic_gbs=50.0,
               why="8 Broadcom NICs, rate not stated: 400 Gb/s assumed"),
     BlockSpec("A100 4 nodes (Jean Zay, Omni-Path, torch benchmark)",
@@ -302,9 +302,11 @@ def errors(spec: BlockSpec, rows: list[Row], up: FabricCalibration,
             "median_signed_pct": round(float(np.median(signed)), 1)}
 
 
-# Which systems each fitted fabric calibrates; a fabric with no rows borrows (status default)
-UP_FABRIC_OF_BLOCK_SYSTEM = {"mi300x-8": "xgmi-mi300", "hgx-a100": "nvlink3",
-                             "hgx-h200": "nvlink4", "hgx-b200": "nvlink5"}
+def _fabric(system_id: str) -> str:
+    return get_system(system_id).scale_up.fabric
+
+
+#: a scale-up fabric with no rows borrows the fit of this one (status default)
 BORROW = {"xgmi-mi250": "xgmi-mi300"}
 #: the measured network whose fit every shipped system's scale-out borrows: no row in the
 #: data is InfiniBand, RoCE at a stated rate or Slingshot; EFA is RDMA-like (SRD) at a
@@ -321,18 +323,18 @@ def run(folder: Path, *, exponent: float | None = None) -> dict:
     rows_up: dict[str, int] = {}
     fit_sources: dict[str, list[str]] = {}
     placeholder = FabricCalibration(alpha_us=10.0, peak_fraction=0.7, half_size_bytes=4e6)
-    for sysid, fabric in UP_FABRIC_OF_BLOCK_SYSTEM.items():
-        specs = [b for b in BLOCKS if b.role == "scale_up" and b.system == sysid]
+    up_specs = [b for b in BLOCKS if b.role == "scale_up"]
+    for fabric in sorted({_fabric(b.system) for b in up_specs}):
+        specs = [b for b in up_specs if _fabric(b.system) == fabric]
         if not any(blocks[s.name] for s in specs):
             continue
-        nvls = get_system(sysid).scale_up.in_network_reduction
+        nvls = all(get_system(b.system).scale_up.in_network_reduction for b in specs)
         up_fits[fabric], rows_up[fabric] = fit_fabric(specs, blocks, role="scale_up",
                                                       nvls=nvls, out=placeholder)
         fit_sources[fabric] = sorted({r.source for b in specs for r in blocks[b.name]})
-    up_by_system = {sid: up_fits[f] for sid, f in UP_FABRIC_OF_BLOCK_SYSTEM.items()
-                    if f in up_fits}
-    if "nvlink4" in up_fits:  # H100's NVLink4/NVSwitch board is H200's
-        up_by_system["hgx-h100"] = up_fits["nvlink4"]
+    # every system whose link was measured, on its own or on a sibling of the same fabric
+    up_by_system = {b.system: up_fits[_fabric(b.system)] for b in BLOCKS
+                    if _fabric(b.system) in up_fits}
     out_fits: dict[str, FabricCalibration] = {}
     rows_out: dict[str, int] = {}
     for network in sorted({b.network for b in BLOCKS if b.role == "scale_out"}):
@@ -373,6 +375,7 @@ def _cal_dict(cal: FabricCalibration, status: str, provenance: dict) -> dict:
 def write(result: dict, systems_dir: Path) -> list[str]:
     """Put the fits into each system JSON of ``systems_dir``; returns the files changed."""
     table = {t["block"]: t for t in result["table"]}
+    blocks_rows = {t["block"]: t["rows"] for t in result["table"]}
     common = {"file": FILE, "script": "scripts/fit_collectives.py",
               "date": date.today().isoformat(), "ramp_exponent": result["exponent"],
               "objective": "least squares on log time"}
@@ -383,9 +386,9 @@ def write(result: dict, systems_dir: Path) -> list[str]:
         src = fabric if fabric in result["up"] else BORROW.get(fabric)
         if src in result["up"]:
             blocks = [b.name for b in BLOCKS if b.role == "scale_up"
-                      and UP_FABRIC_OF_BLOCK_SYSTEM.get(b.system) == src]
+                      and _fabric(b.system) == src]
             measured = sorted({b.system for b in BLOCKS if b.role == "scale_up"
-                               and UP_FABRIC_OF_BLOCK_SYSTEM.get(b.system) == src})
+                               and _fabric(b.system) == src and blocks_rows[b.name]})
             prov = {**common, "source_commits": result["fit_sources"][src],
                     "fabric_fitted": src, "systems_measured": measured,
                     "rows_used": result["rows_up"][src],

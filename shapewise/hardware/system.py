@@ -25,6 +25,7 @@ h200                               ``hgx-h200`` (DGX/HGX H200, 8 GPUs, NVSwitch)
 b200                               ``hgx-b200`` (DGX/HGX B200, 8 GPUs, NVSwitch)
 gb200                              ``gb200-nvl72`` (72 GPUs in one NVLink domain)
 mi300x                             ``mi300x-8`` (8 OAM, xGMI full mesh)
+mi325x                             ``mi325x-8`` (the same platform with MI325X)
 mi250x-gcd, and the name mi250x    ``frontier`` (4 MI250X = 8 GCDs per node)
 =================================  ==============================================
 """

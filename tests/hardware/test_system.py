@@ -49,7 +49,7 @@ def test_the_issue_list_ships() -> None:
     ids = {s.id for s in list_systems()}
     assert {"hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "gb200-nvl72", "mi300x-8",
             "frontier"} <= ids
-    for sid in ("hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "mi300x-8"):
+    for sid in ("hgx-a100", "hgx-h100", "hgx-h200", "hgx-b200", "mi300x-8", "mi325x-8"):
         assert get_system(sid).gpus_per_node == 8 == get_system(sid).domain_size
     nvl = get_system("gb200-nvl72")
     assert nvl.domain_size == 72 and nvl.scale_up.bandwidth_gbs == 900
@@ -70,8 +70,8 @@ def test_frontier_is_eight_gcds_and_four_slingshot_nics() -> None:
     ("h100", "hgx-h100"), ("H100-SXM5-80GB", "hgx-h100"), ("dgx-h100", "hgx-h100"),
     ("a100", "hgx-a100"), ("a100-sxm4-40gb", "hgx-a100"), ("h200", "hgx-h200"),
     ("b200", "hgx-b200"), ("gb200", "gb200-nvl72"), ("NVL72", "gb200-nvl72"),
-    ("mi300x", "mi300x-8"), ("mi250x-gcd", "frontier"), ("mi250x", "frontier"),
-    ("Frontier", "frontier"),
+    ("mi300x", "mi300x-8"), ("mi325x", "mi325x-8"), ("mi250x-gcd", "frontier"),
+    ("mi250x", "frontier"), ("Frontier", "frontier"),
 ])
 def test_names_and_gpus_find_their_usual_node(name: str, sid: str) -> None:
     assert get_system(name).id == sid
