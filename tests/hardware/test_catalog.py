@@ -523,3 +523,39 @@ def test_shapewise_profiles_must_name_folders(
     monkeypatch.setenv("SHAPEWISE_PROFILES", str(tmp_path / "nowhere"))
     with pytest.raises(InputError, match="SHAPEWISE_PROFILES"):
         get_gpu("h100")
+
+
+# ------------------------------------------------------------------- the schema as data
+def test_known_keys_parsing_and_to_dict_come_from_one_field_list() -> None:
+    """The profile keys are the GPU fields declared with ``schema``; nothing else lists them."""
+    import dataclasses
+
+    declared = [f.name for f in dataclasses.fields(GPU) if "schema" in f.metadata]
+    raw = _h100_raw()
+    assert set(raw) <= set(declared)
+    assert list(gpu_to_dict(parse_profile(raw, where="x.json"))) == [
+        k for k in declared if k in raw or k in ("aliases", "link_name", "ctas_per_sm")
+    ]
+    sourced = [f.name for f in dataclasses.fields(GPU)
+               if "schema" in f.metadata and f.metadata["schema"].sourced]
+    assert list(catalog._SOURCED_FIELDS) == sourced
+
+
+def test_a_field_declared_with_schema_is_parsed_checked_and_written_back() -> None:
+    """Adding a profile field is one declaration: this dataclass stands in for GPU."""
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Part:
+        required_count: int = catalog.schema(catalog._integer)
+        factor: float = catalog.schema(catalog._number(at_most=1.0), default=1.0)
+        optional: float | None = catalog.schema(catalog._number(), default=None)
+
+    check = catalog._Checker("p.json")
+    part = Part(**catalog._parse_fields(Part, {"required_count": 3, "optional": None}, check))
+    assert part == Part(required_count=3)
+    assert catalog._to_dict(part) == {"required_count": 3, "factor": 1.0}
+    for bad, name in (({}, "required_count"), ({"required_count": 1, "factor": 2}, "factor"),
+                      ({"required_count": 1, "typo": 0}, "typo")):
+        with pytest.raises(InputError, match=f"p.json: field '{name}'"):
+            catalog._parse_fields(Part, bad, check)
