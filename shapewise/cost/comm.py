@@ -321,6 +321,8 @@ def _standalone(gpu: GPU) -> System:
         scale_out=ScaleOut(nic="none", fabric="none", nics_per_gpu=1.0, bandwidth_gbs=link,
                            latency_us=ALPHA_S * 1e6),
         calibration={"scale_up": default, "scale_out": default},
+        sources={"scale_up.bandwidth_gbs": f"the {gpu.id} profile's link_bandwidth_gbs, or "
+                                           "PCIe 4.0 x16 (PCI-SIG) without one"},
         notes="synthesised by shapewise.cost.comm.system_for",
     )
 
