@@ -136,15 +136,12 @@ def _check(kind: object, nbytes: object, group_size: object, ranks_per_node: obj
                 or ranks_per_node < 1:
             raise InputError(f"ranks_per_node: must be a positive integer, got "
                              f"{ranks_per_node!r}")
-        per_node = int(ranks_per_node)
-        if per_node > n:
-            raise InputError(f"ranks_per_node: {per_node} exceeds group_size ({n})")
-        if per_node > system.gpus_per_node:
-            raise InputError(f"ranks_per_node: {per_node} exceeds the {system.gpus_per_node} "
-                             f"GPUs of one {system.id} node")
-        # a scale-up domain may span several nodes (GB200 NVL72: 18 trays of 4); with the
-        # group on contiguous nodes, one domain holds the group's ranks of all its nodes
-        p = min(n, per_node * max(1, system.domain_size // system.gpus_per_node))
+        p = int(ranks_per_node)
+        if p > n:
+            raise InputError(f"ranks_per_node: {p} exceeds group_size ({n})")
+        if p > system.domain_size:
+            raise InputError(f"ranks_per_node: {p} exceeds the {system.domain_size} GPUs of "
+                             f"one {system.id} scale-up domain")
     if kind == "send_recv" and n != 2:
         raise InputError(f"group_size: send/recv is between 2 ranks, got {n}")
     return str(kind), float(nbytes), n, p
@@ -241,10 +238,9 @@ def collective_time(kind: str, nbytes: float, *, system: str | System | GPU, gro
     as :mod:`shapewise.ops` sizes it (all-reduce: the buffer; all-gather: the gathered
     output; reduce-scatter: the input; all-to-all: what each rank sends; send/recv: one
     message). ``system``: a system or GPU name (a GPU means its usual node).
-    ``ranks_per_node``: ranks of the group on one node (None: the group packed onto as few
-    nodes as possible). Ranks on the nodes of one scale-up domain talk over its link: on
-    HGX a domain is a node; on GB200 NVL72 it is the rack of 18 trays (nodes) of 4 GPUs,
-    and the group is taken to sit on contiguous nodes.
+    ``ranks_per_node``: ranks of the group in one scale-up domain, the "node" of the
+    collective: a node on HGX and MI300X, the whole rack of 72 on GB200 NVL72 (None: as
+    many as fit, ``min(group_size, domain_size)``).
     ``algorithm``: ring, tree, hierarchical, nvls (all-reduce in one NVSwitch domain),
     pairwise (all-to-all) or p2p (send/recv); None picks what NCCL/RCCL would, the fastest
     of its choices.
