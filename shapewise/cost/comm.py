@@ -323,12 +323,6 @@ def _standalone(gpu: GPU) -> System:
     )
 
 
-def link_bandwidth(gpu: GPU) -> float:
-    """Bytes/s per direction of the GPU's own scale-up link (PCIe 4.0 x16 without one)."""
-    gbs = gpu.link_bandwidth_gbs if gpu.link_bandwidth_gbs > 0 else PCIE4_X16_GBS
-    return gbs * 1e9
-
-
 def allreduce_time(nbytes: float, *, gpu: str | GPU, tp: int) -> float:
     """Seconds for a tensor-parallel all-reduce of ``nbytes`` among ``tp`` GPUs of one node.
 
