@@ -544,12 +544,35 @@ def list_gpus() -> list[GPU]:
     return [gpus[k] for k in sorted(gpus)]
 
 
-def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
+def get_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
     """Look a GPU up by id, name or alias, case-insensitively (``'h100'``, ``'A100-80GB'``).
 
     A :class:`GPU` passes through unchanged; a path to a ``.json`` file is loaded as a
-    profile. An unknown name raises :class:`InputError` listing the closest names.
+    profile; a system (a :class:`~shapewise.hardware.system.System` or a system name such
+    as ``'dgx-h100'``) means its GPU. An unknown name raises :class:`InputError` listing the
+    closest names.
     """
+    if isinstance(name, GPU):
+        return name
+    if not isinstance(name, str):
+        from shapewise.hardware.system import System  # lazy: system.py imports this module
+
+        if isinstance(name, System):
+            return name.gpu
+    try:
+        return _catalog_gpu(name, field_name=field_name)
+    except InputError:
+        if isinstance(name, str) and name.strip() and _norm(name) not in _NOT_ONE_DEVICE:
+            from shapewise.hardware.system import find_system
+
+            found = find_system(name)
+            if found is not None:
+                return found.gpu
+        raise
+
+
+def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
+    """A catalog GPU by id, name, alias or profile path (no system names)."""
     if isinstance(name, GPU):
         return name
     if not isinstance(name, str) or not name.strip():

@@ -46,6 +46,7 @@ from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
     GPU,
     _aliases,
+    _catalog_gpu,
     _Checker,
     _citations,
     _integer,
@@ -94,8 +95,8 @@ def _schema_version(value: Any, check: _Checker, name: str) -> int:
 
 
 def _gpu(value: Any, check: _Checker, name: str) -> GPU:
-    try:
-        return get_gpu(_name(value, check, name))
+    try:  # a catalog GPU only: a system name here would recurse into this catalog
+        return _catalog_gpu(_name(value, check, name))
     except InputError as exc:
         raise check.fail(name, str(exc)) from None
 
@@ -337,6 +338,13 @@ def default_system(gpu: str | GPU, *, field_name: str = "gpu") -> System | None:
     g = get_gpu(gpu, field_name=field_name)
     systems, _, by_gpu = _catalog(_env())
     sid = by_gpu.get(g.id)
+    return None if sid is None else systems[sid]
+
+
+def find_system(name: str) -> System | None:
+    """The system whose id, name or alias is ``name`` (not a GPU name), or None."""
+    systems, index, _ = _catalog(_env())
+    sid = index.get(_norm(name))
     return None if sid is None else systems[sid]
 
 

@@ -190,3 +190,26 @@ def test_cli_refuses_mi250x_in_one_line() -> None:
     assert ok.returncode == 0, ok.stderr
     # Llama-2-7B's unsharded training state does not fit one 64 GB GCD: it says so
     assert "exceeds the 64 GB" in ok.stdout
+
+
+# ------------------------------------------------------------------ gpu= takes a system
+def test_gpu_arguments_also_take_a_system() -> None:
+    assert sw.get_gpu("dgx-h100").id == "h100-sxm"
+    assert sw.get_gpu(get_system("frontier")).id == "mi250x-gcd"
+    assert sw.get_gpu("NVL72").id == "gb200"
+    with pytest.raises(InputError, match="gpu: 'mi250x' is two GPUs"):
+        sw.get_gpu("mi250x")  # as a GPU it is refused; get_system('mi250x') is Frontier
+    with pytest.raises(InputError, match="gpu: unknown GPU 'dgx-h1000'"):
+        sw.get_gpu("dgx-h1000")
+    shape = sw.ModelShape(arch="llama", hidden_size=1024, num_attention_heads=16,
+                          num_hidden_layers=4, vocab_size=32000)
+    assert sw.estimate(shape, gpu="dgx-h100", seq_len=1024).tokens_per_s == \
+        sw.estimate(shape, gpu="h100", seq_len=1024).tokens_per_s
+
+
+def test_cli_gpu_takes_a_system_name() -> None:
+    r = subprocess.run([sys.executable, "-m", "shapewise", "estimate", "gpt2", "--gpu",
+                        "dgx-h100", "--seq-len", "1024"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "on h100-sxm" in r.stdout
