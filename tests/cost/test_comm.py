@@ -195,6 +195,9 @@ def test_price_takes_a_system_or_a_gpu() -> None:
     assert price(gemm, h) == price(gemm, "h100") == price(gemm, "dgx-h100")
     fr = Collective(kind="all_reduce", nbytes=1e8, group="dp", group_size=64, ranks_per_node=8)
     assert price(fr, "mi250x-gcd") == price(fr, "frontier") > price(fr, "mi300x")
+    for op in (fr, gemm):  # as everywhere a GPU is named, 'mi250x' is not one device
+        with pytest.raises(InputError, match="mi250x-gcd"):
+            price(op, "mi250x")
 
 
 def test_allreduce_time_is_a_thin_call() -> None:
