@@ -473,8 +473,9 @@ def doc_block(result: dict) -> str:
 def _describe(name: str, cal: FabricCalibration) -> str:
     nv = (f", NVLS η {cal.nvls_peak_fraction:.3f} latency {cal.nvls_latency_us:.1f} us"
           if cal.nvls_peak_fraction is not None else "")
+    bound = " (η at the fit's upper bound)" if cal.peak_fraction >= _HIGH[1] - 1e-3 else ""
     return (f"{name}: α {cal.alpha_us:.2f} us/step, η {cal.peak_fraction:.3f}, "
-            f"s½ {cal.half_size_bytes / 2**20:.2f} MiB{nv}")
+            f"s½ {cal.half_size_bytes / 2**20:.2f} MiB{nv}{bound}")
 
 
 def main(argv: list[str] | None = None) -> int:
