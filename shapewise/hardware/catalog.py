@@ -554,21 +554,18 @@ def get_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
     """
     if isinstance(name, GPU):
         return name
-    if not isinstance(name, str):
-        from shapewise.hardware.system import System  # lazy: system.py imports this module
+    from shapewise.hardware import system  # lazy: system.py imports this module
 
-        if isinstance(name, System):
-            return name.gpu
+    if isinstance(name, system.System):
+        return name.gpu
     try:
         return _catalog_gpu(name, field_name=field_name)
     except InputError:
-        if isinstance(name, str) and name.strip() and _norm(name) not in _NOT_ONE_DEVICE:
-            from shapewise.hardware.system import find_system
-
-            found = find_system(name)
-            if found is not None:
-                return found.gpu
-        raise
+        found = (system.find_system(name) if isinstance(name, str) and name.strip()
+                 and _norm(name) not in _NOT_ONE_DEVICE else None)
+        if found is None:
+            raise
+        return found.gpu
 
 
 def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
