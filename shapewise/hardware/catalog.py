@@ -528,14 +528,17 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     return gpus, index
 
 
-#: Parts that software never sees as one device, with what to name instead. An MI250X is
-#: two GCDs, each its own 64 GB GPU to ROCm and torch (the OLCF Frontier User Guide: "8
-#: separate GPUs" per node of 4 MI250X), so a 128 GB 'mi250x' would fit models that do not.
+#: Parts software never sees as one device. An MI250X is two GCDs, each its own 64 GB GPU
+#: (OLCF Frontier User Guide: "8 separate GPUs" per node of 4 MI250X): a 128 GB one misleads.
 _NOT_ONE_DEVICE = {
     _norm(n): ("is two GPUs (GCDs) of 64 GB each, never one 128 GB device: use "
                "'mi250x-gcd' for the GPU one process sees (or the system 'frontier')")
     for n in ("mi250x", "amd instinct mi250x", "mi250x-oam", "mi250x module")
 }
+
+
+#: Asked when no GPU matches; hardware.system registers "a system (name) means its GPU".
+GPU_RESOLVERS: list[Callable[[Any], GPU | None]] = []
 
 
 def list_gpus() -> list[GPU]:
@@ -554,18 +557,15 @@ def get_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
     """
     if isinstance(name, GPU):
         return name
-    from shapewise.hardware import system  # lazy: system.py imports this module
-
-    if isinstance(name, system.System):
-        return name.gpu
     try:
         return _catalog_gpu(name, field_name=field_name)
     except InputError:
-        found = (system.find_system(name) if isinstance(name, str) and name.strip()
-                 and _norm(name) not in _NOT_ONE_DEVICE else None)
-        if found is None:
+        if isinstance(name, str) and _norm(name) in _NOT_ONE_DEVICE:
             raise
-        return found.gpu
+        for resolve in GPU_RESOLVERS:  # the system catalog: a system means its GPU
+            if (found := resolve(name)) is not None:
+                return found
+        raise
 
 
 def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:

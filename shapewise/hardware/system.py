@@ -45,6 +45,7 @@ from shapewise._io import read_json
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
     GPU,
+    GPU_RESOLVERS,
     _aliases,
     _catalog_gpu,
     _Checker,
@@ -346,6 +347,17 @@ def find_system(name: str) -> System | None:
     systems, index, _ = _catalog(_env())
     sid = index.get(_norm(name))
     return None if sid is None else systems[sid]
+
+
+def _gpu_of(name: Any) -> GPU | None:
+    """A system (object or name) as a GPU argument: its GPU (registered in the catalog)."""
+    if isinstance(name, System):
+        return name.gpu
+    found = find_system(name) if isinstance(name, str) and name.strip() else None
+    return None if found is None else found.gpu
+
+
+GPU_RESOLVERS.append(_gpu_of)
 
 
 def get_system(name: str | System | GPU, *, field_name: str = "system") -> System:
