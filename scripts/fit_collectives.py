@@ -2,6 +2,7 @@
 """Fit the collective model's fabric parameters on public nccl-tests/rccl-tests sweeps.
 
     python scripts/fit_collectives.py [DATA_DIR] [--write] [--systems DIR] [--markdown]
+                                      [--doc docs/validation.md] [--exponent X]
 
 DATA_DIR holds ``collectives_bw.csv`` (default: ``../shared/data`` next to the repository;
 when it is absent the script says so and exits 0). The rows are grouped in blocks (one
