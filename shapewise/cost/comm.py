@@ -63,9 +63,9 @@ if TYPE_CHECKING:
 #: How the achieved bandwidth ramps with message size, e ∝ 1/(1 + (s½/s)^x). A structural
 #: constant, not fitted per fabric: x = 1 would be the same as a larger α (the ramp term
 #: becomes a constant time), so it could not describe the measured ramp, which spreads over
-#: two decades of size. Median errors per block with x = 0.35 and 0.5 are within about
-#: 1–2 points of each other (0.35 a little better on MI300X, worse on TCPXO); 0.7 and 1 are
-#: worse on the MI300X and A100 sweeps (scripts/fit_collectives.py --exponent X).
+#: two decades of size. With x = 0.35 the single-node medians move by under 2 points
+#: (better on MI300X, worse on A100) and TCPXO's worsens by 5; 0.7 is 4 points worse on
+#: the MI300X sweeps, 1 worse everywhere (scripts/fit_collectives.py --exponent X).
 RAMP_EXPONENT = 0.5
 ALGORITHMS: tuple[str, ...] = ("ring", "tree", "hierarchical", "nvls", "pairwise", "p2p")
 #: PCIe 4.0 x16: 16 GT/s × 16 lanes with 128b/130b coding ≈ 31.5 GB/s per direction
