@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 #: becomes a constant time), so it could not describe the measured ramp, which spreads over
 #: two decades of size. With x = 0.35 the single-node medians move by under 2 points
 #: (better on MI300X, worse on A100) and TCPXO's worsens by 5; 0.7 is 4 points worse on
-#: the MI300X sweeps, 1 worse everywhere (scripts/fit_collectives.py --exponent X).
+#: the MI300X sweeps, 1 worse on every single-node block (fit_collectives.py --exponent X).
 RAMP_EXPONENT = 0.5
 ALGORITHMS: tuple[str, ...] = ("ring", "tree", "hierarchical", "nvls", "pairwise", "p2p")
 #: PCIe 4.0 x16: 16 GT/s × 16 lanes with 128b/130b coding ≈ 31.5 GB/s per direction
