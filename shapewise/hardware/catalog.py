@@ -542,14 +542,17 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     return gpus, index
 
 
-#: Parts that software never sees as one device, with what to name instead. An MI250X is
-#: two GCDs, each its own 64 GB GPU to ROCm and torch (the OLCF Frontier User Guide: "8
-#: separate GPUs" per node of 4 MI250X), so a 128 GB 'mi250x' would fit models that do not.
+#: Parts software never sees as one device. An MI250X is two GCDs, each its own 64 GB GPU
+#: (OLCF Frontier User Guide: "8 separate GPUs" per node of 4 MI250X): a 128 GB one misleads.
 _NOT_ONE_DEVICE = {
     _norm(n): ("is two GPUs (GCDs) of 64 GB each, never one 128 GB device: use "
                "'mi250x-gcd' for the GPU one process sees (or the system 'frontier')")
     for n in ("mi250x", "amd instinct mi250x", "mi250x-oam", "mi250x module")
 }
+
+
+#: Asked when no GPU matches; hardware.system registers "a system (name) means its GPU".
+GPU_RESOLVERS: list[Callable[[Any], GPU | None]] = []
 
 
 def list_gpus() -> list[GPU]:
@@ -558,12 +561,29 @@ def list_gpus() -> list[GPU]:
     return [gpus[k] for k in sorted(gpus)]
 
 
-def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
+def get_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
     """Look a GPU up by id, name or alias, case-insensitively (``'h100'``, ``'A100-80GB'``).
 
     A :class:`GPU` passes through unchanged; a path to a ``.json`` file is loaded as a
-    profile. An unknown name raises :class:`InputError` listing the closest names.
+    profile; a system (a :class:`~shapewise.hardware.system.System` or a system name such
+    as ``'dgx-h100'``) means its GPU. An unknown name raises :class:`InputError` listing the
+    closest names.
     """
+    if isinstance(name, GPU):
+        return name
+    try:
+        return _catalog_gpu(name, field_name=field_name)
+    except InputError:
+        if isinstance(name, str) and _norm(name) in _NOT_ONE_DEVICE:
+            raise
+        for resolve in GPU_RESOLVERS:  # the system catalog: a system means its GPU
+            if (found := resolve(name)) is not None:
+                return found
+        raise
+
+
+def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
+    """A catalog GPU by id, name, alias or profile path (no system names)."""
     if isinstance(name, GPU):
         return name
     if not isinstance(name, str) or not name.strip():
