@@ -48,11 +48,17 @@ SOURCE = "mosaicml/llm-foundry@8c8dd48f:scripts/train/benchmarking/README.md"
 
 
 def data_dir(explicit: str | None = None) -> Path | None:
-    for cand in ([explicit] if explicit else []) + [os.environ.get("SHAPEWISE_PUBLIC_DATA"),
-                                                    str(Path(__file__).resolve().parents[1]
-                                                        / ".." / "shared" / "data")]:
-        if cand and (Path(cand) / RUNS).is_file():
-            return Path(cand)
+    """``explicit`` (``--data``: it must hold the runs, else one line and exit 2), else
+    $SHAPEWISE_DATA or ../shared/data; None when neither has them (as scripts/public_data.py)."""
+    if explicit is not None:
+        if (Path(explicit) / RUNS).is_file():
+            return Path(explicit)
+        print(f"validate_steps.py: --data {explicit}: no {RUNS} there", file=sys.stderr)
+        raise SystemExit(2)
+    for c in (os.environ.get("SHAPEWISE_DATA"),
+              Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if c and (Path(c) / RUNS).is_file():
+            return Path(c)
     return None
 
 
