@@ -182,8 +182,7 @@ class Setup:
     gpu: Any
     """the GPU profile (``shapewise.hardware.catalog.GPU``)"""
     system: Any
-    """the node around it (``shapewise.hardware.system.System``), or None when the system
-    catalog is not available: then collectives use the GPU's own scale-up link"""
+    """the node around it (``shapewise.hardware.system.System``): the collectives' fabrics"""
     dtype: str
     """canonical training dtype (weights, activations, GEMMs)"""
     seq_len: int
@@ -195,6 +194,8 @@ class Setup:
     """dtype of the weights ZeRO-3/FSDP all-gathers (fp32 under FSDP mixed precision that
     keeps fp32 parameters, as Composer's 'DEFAULT' did in 2023)"""
     gpus_per_node: int = 8
+    """GPUs in one scale-up domain (a node of 8 on HGX; the NVL72 rack): where TP and the
+    innermost ranks of every group talk over NVLink/xGMI"""
     fused_loss: bool = False
     """the loss is one fused kernel over the bf16 logits that writes their gradient in place
     (flash-attn's CrossEntropyLoss, llm-foundry's default); False: PyTorch's cross_entropy,
@@ -210,47 +211,28 @@ class Setup:
 
 
 def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
-    """(GPU, System or None, GPUs per node) from a GPU/system name or object."""
-    from shapewise.hardware.catalog import GPU, get_gpu
+    """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object.
 
-    if isinstance(gpu, GPU):
-        g = gpu
-        return g, _system_for(g), _gpn(_system_for(g))
-    try:
-        from shapewise.hardware import system as sysmod  # the comm branch's catalog
-    except ImportError:
-        sysmod = None
-    if sysmod is not None and isinstance(gpu, sysmod.System):
-        return gpu.gpu, gpu, _gpn(gpu)
-    if sysmod is not None and isinstance(gpu, str):
+    A GPU means its usual node (``get_system('h100')`` is the HGX H100); a GPU with no
+    system ships gets a one-node stand-in (:func:`shapewise.cost.comm.system_for`)."""
+    from shapewise.cost.comm import system_for
+    from shapewise.hardware.catalog import GPU
+    from shapewise.hardware.system import System, get_system
+
+    if isinstance(gpu, System):
+        system = gpu
+    elif isinstance(gpu, GPU):
+        system = system_for(gpu)
+    else:
+        if not isinstance(gpu, str):
+            raise InputError(f"gpu: expected a GPU or system name, got {gpu!r:.60}")
         try:
-            s = sysmod.get_system(gpu)
-        except (InputError, KeyError, ValueError):
-            s = None
-        if s is not None:
-            return s.gpu, s, _gpn(s)
-    g = get_gpu(gpu)
-    s = _system_for(g)
-    return g, s, _gpn(s)
+            system = get_system(gpu, field_name="gpu")
+        except InputError:
+            from shapewise.hardware.catalog import get_gpu
 
-
-def _system_for(g: Any) -> Any:
-    """The default system of a GPU (its usual 8-GPU node), when the catalog has one."""
-    try:
-        from shapewise.hardware import system as sysmod
-    except ImportError:
-        return None
-    finder = getattr(sysmod, "system_for_gpu", None) or getattr(sysmod, "default_system", None)
-    if finder is None:
-        return None
-    try:
-        return finder(g)
-    except (InputError, KeyError, ValueError):
-        return None
-
-
-def _gpn(system: Any) -> int:
-    return int(getattr(system, "gpus_per_node", 8) or 8) if system is not None else 8
+            system = system_for(get_gpu(gpu))  # names the field when the GPU is unknown
+    return system.gpu, system, int(system.domain_size)
 
 
 def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: str = "bf16",
@@ -269,8 +251,7 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
     if not isinstance(plan, Plan):
         raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")
     if profile is not None:
-        g = load_profile(profile)
-        system, gpn = _system_for(g), _gpn(_system_for(g))
+        g, system, gpn = _resolve_hardware(load_profile(profile))
     elif gpu is None:
         raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
     else:

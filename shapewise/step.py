@@ -46,7 +46,7 @@ from shapewise.cost.price import price
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
-from shapewise.ops import Attention, Collective, Gemm, MemoryBound
+from shapewise.ops import Attention, Gemm, MemoryBound
 from shapewise.plan import Plan, Setup, make_setup, ranks_per_node
 from shapewise.step_params import OPTIMIZER_STEP_BYTES, StepParams, step_params
 
@@ -206,8 +206,9 @@ class _Pricer:
         n = getattr(plan, dim) if size is None else size
         if n <= 1 and kind != "send_recv":
             return 0.0
-        rpn = ranks_per_node(plan, dim, self.setup.gpus_per_node)
-        rpn = min(rpn, n)
+        rpn = min(ranks_per_node(plan, dim, self.setup.gpus_per_node), n)
+        if kind == "send_recv":  # one hop between neighbouring stages
+            n, rpn = 2, min(rpn, 2)
         key = ("comm", kind, float(nbytes), n, rpn)
         hit = self.cache.get(key)
         if hit is None:
@@ -217,20 +218,11 @@ class _Pricer:
 
 
 def _collective_time(kind: str, nbytes: float, n: int, rpn: int, setup: Setup) -> float:
-    """The system's collective model when the catalog has it, else ``price()`` over the
-    GPU's own link."""
-    system = setup.system
-    if system is not None:
-        try:
-            from shapewise.cost.comm import collective_time  # type: ignore[attr-defined]
-        except ImportError:
-            collective_time = None
-        if collective_time is not None:
-            return float(collective_time(kind, nbytes, system=system, group_size=n,
-                                         ranks_per_node=rpn))
-    group = "pp" if kind == "send_recv" else "dp"
-    return price(Collective(kind=kind, nbytes=nbytes, group=group, group_size=max(n, 1),
-                            ranks_per_node=rpn), setup.gpu)
+    """The system's collective model (:func:`shapewise.cost.comm.collective_time`)."""
+    from shapewise.cost.comm import collective_time
+
+    return float(collective_time(kind, nbytes, system=setup.system, group_size=n,
+                                 ranks_per_node=rpn))
 
 
 @dataclass(slots=True)
