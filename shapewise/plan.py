@@ -221,16 +221,19 @@ def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
 
     if isinstance(gpu, System):
         system = gpu
-    elif isinstance(gpu, GPU):
+    elif isinstance(gpu, GPU):  # this profile (it may differ from the catalog's), its node
         system = system_for(gpu)
+        return gpu, system, int(system.domain_size)
     else:
+        from shapewise.hardware.catalog import _NOT_ONE_DEVICE, _norm, get_gpu
+
         if not isinstance(gpu, str):
             raise InputError(f"gpu: expected a GPU or system name, got {gpu!r:.60}")
+        if _norm(gpu) in _NOT_ONE_DEVICE:
+            get_gpu(gpu)  # 'mi250x' is two GPUs: refused, naming 'mi250x-gcd'
         try:
             system = get_system(gpu, field_name="gpu")
         except InputError:
-            from shapewise.hardware.catalog import get_gpu
-
             system = system_for(get_gpu(gpu))  # names the field when the GPU is unknown
     return system.gpu, system, int(system.domain_size)
 

@@ -54,25 +54,15 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 
 
 def resolve_hardware(args: argparse.Namespace) -> Any:
-    """--profile, else --gpu as a system (e.g. 'frontier') or a GPU name."""
+    """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
     from shapewise.hardware.catalog import load_profile
+    from shapewise.plan import _resolve_hardware
 
     if getattr(args, "profile", None):
         return load_profile(args.profile)
     if not getattr(args, "gpu", None):
         raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
-    try:
-        from shapewise.hardware.system import get_system  # type: ignore[import-not-found]
-    except ImportError:
-        get_system = None
-    if get_system is not None:
-        try:
-            return get_system(args.gpu)
-        except (InputError, KeyError, ValueError):
-            pass
-    from shapewise.hardware.catalog import get_gpu
-
-    return get_gpu(args.gpu)
+    return _resolve_hardware(args.gpu)[1]
 
 
 def gpu_of(hw: Any) -> Any:
