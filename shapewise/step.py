@@ -50,8 +50,8 @@ from shapewise.ops import Attention, Gemm, MemoryBound
 from shapewise.plan import Plan, Setup, make_setup, ranks_per_node
 from shapewise.step_params import OPTIMIZER_STEP_BYTES, StepParams, step_params
 
-Kind = Literal["gemm", "attention", "memory", "comm", "optimizer", "overhead"]
-Phase = Literal["forward", "backward", "recompute", "step"]
+Kind = Literal["gemm", "attention", "memory", "comm"]
+Phase = Literal["forward", "backward", "recompute"]
 GIB = 2**30
 
 
@@ -101,7 +101,8 @@ class Estimate:
     memory: dict[str, int]
     """the peak stage's memory by part (weights, gradients, ..., allocator, total)"""
     breakdown: tuple[OpCost, ...]
-    """the slowest stage's kernels, with the optimizer and overheads"""
+    """the kernels of the slowest stage (serial TP collectives included); the optimizer,
+    overheads, exposed DP/CP/PP communication and the bubble are in ``categories``"""
     flops_per_step: float
     """model FLOPs of one optimizer step of one data-parallel replica"""
     calibration: str
@@ -111,7 +112,7 @@ class Estimate:
     """seconds per step: compute, comm (exposed, serial TP included), bubble, imbalance,
     optimizer, overhead; they sum to step_time_s"""
     exposed_comm: dict[str, float] = field(default_factory=dict)
-    """exposed communication seconds per step by group and kind ('tp_all_reduce', ...)"""
+    """exposed communication seconds per step by group and kind ('tp_allreduce', 'dp_all_gather', ...)"""
     stage_memory: tuple[int, ...] = field(default=())
     """peak bytes per GPU of each pipeline stage"""
     fits: bool = True
@@ -318,7 +319,7 @@ def _layer(shape: ModelShape, setup: Setup, pr: _Pricer) -> _Part:
         else:
             ar = pr.comm("all_reduce", nbytes, "tp", plan=plan)
             for phase in ("forward", "backward") + (("recompute",) if full else ()):
-                p.add("tp_all_reduce", "comm", phase, (nbytes,), 2, ar, 0.0)
+                p.add("tp_allreduce", "comm", phase, (nbytes,), 2, ar, 0.0)
     return p
 
 
@@ -363,13 +364,14 @@ def _last_stage(shape: ModelShape, setup: Setup, pr: _Pricer) -> _Part:
     if setup.fused_loss:  # one kernel over the bf16 logits, gradient written in place
         _mem(p, pr, "cross_entropy", "cross_entropy", T * v // t, 1, nb, False)
     else:  # PyTorch: cast the logits to fp32, log-softmax, NLL; and back in the backward
-        _mem(p, pr, "logits_cast", "residual_add", T * v // t, 1, nb, False)
+        # (the cast is priced as a copy pass and listed with the loss it feeds)
+        _mem(p, pr, "cross_entropy", "residual_add", T * v // t, 1, nb, False)
         _mem(p, pr, "cross_entropy", "cross_entropy", T * v // t, 1, 4, False)
     if t > 1:
         nbytes = T * h * nb
         ar = pr.comm("all_reduce", nbytes, "tp", plan=plan)
-        p.add("tp_all_reduce", "comm", "forward", (nbytes,), 1, ar, 0.0)
-        p.add("tp_all_reduce", "comm", "backward", (nbytes,), 1, ar, 0.0)
+        p.add("tp_allreduce", "comm", "forward", (nbytes,), 1, ar, 0.0)
+        p.add("tp_allreduce", "comm", "backward", (nbytes,), 1, ar, 0.0)
     return p
 
 
@@ -505,12 +507,6 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
         for o in pt.ops:
             breakdown.append(OpCost(o.name, o.kind, o.phase, o.shape, o.count * n * m,
                                     o.time_s, o.flops))
-    breakdown.append(OpCost("optimizer", "optimizer", "step", (int(opt_bytes),), 1, t_opt, 0.0))
-    breakdown.append(OpCost("host_overhead", "overhead", "step", (launches * m,), 1, t_over,
-                            0.0))
-    for k in sorted(exposed):
-        if k not in tp_kinds:
-            breakdown.append(OpCost(k, "comm", "step", (), 1, exposed[k], 0.0))
 
     fl = step_flops(shape, micro_batch=plan.micro_batch, seq_len=setup.seq_len)["total"]
     replica_flops = float(fl) * m

@@ -93,7 +93,9 @@ def test_sw001_gpt2_vocab_padded_to_50304_with_cost_model_speedups() -> None:
 
     assert f.gemm_speedup == pytest.approx(logits(old) / logits(new))
     assert f.step_speedup == pytest.approx(old.step_time_s / new.step_time_s)
-    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.02
+    # the step also holds the optimizer and a fixed host overhead per step (#10): 2.2 ms
+    # saved of a ~130 ms step at micro-batch 4
+    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.01
     assert f.severity == "warning"  # 50257 is not even 16-byte aligned
 
 
