@@ -112,7 +112,7 @@ class Estimate:
     """seconds per step: compute, comm (exposed, serial TP included), bubble, imbalance,
     optimizer, overhead; they sum to step_time_s"""
     exposed_comm: dict[str, float] = field(default_factory=dict)
-    """exposed communication seconds per step by group and kind ('tp_allreduce', 'dp_all_gather', ...)"""
+    """exposed communication seconds per step by group and kind ('tp_allreduce', ...)"""
     stage_memory: tuple[int, ...] = field(default=())
     """peak bytes per GPU of each pipeline stage"""
     fits: bool = True
