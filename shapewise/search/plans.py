@@ -1,18 +1,13 @@
 """The smallest training plan a recommended shape fits in, in one sentence.
 
 A shape that needs 118 GiB per GPU at tp 1 is still the right recommendation for an 80 GB
-GPU if FSDP or tensor parallelism brings it under; the user needs to know which. This is
-the seam between the shape search and the training-plan model: it asks
-:func:`shapewise.model.memory.memory_per_gpu` for the memory per GPU at each
-tensor-parallel degree, then shards the model states (weights, gradients, fp32 master
-weights, Adam moments) over N data-parallel ranks as FSDP / ZeRO-3 does, keeping activations
-and the output layer whole per rank, plus one layer's gathered weights (FSDP all-gathers a
-layer before using it; the prefetch of the next doubles it):
-
-    memory(t, N) = states(t) / N + activations(t) + logits(t) + 2 · e · layer_params / t
-
-A plan fits when that is at most the GPU's memory (the datasheet GB compared as GiB, as
-``shapewise.step.memory_note`` does; no allocator or workspace headroom is modelled).
+GPU if FSDP or tensor parallelism brings it under; the user needs to know which. For each
+tensor-parallel degree up to the planned one, this asks the plan model's memory
+(:func:`shapewise.model.memory.plan_memory`: states sharded by FSDP over the data-parallel
+ranks, two gathered layers, activations, logits, the allocator allowance) for the fewest
+FSDP ranks that fit, trying full activation recompute only when nothing fits without it.
+A plan fits when its peak is at most the GPU's memory (the datasheet GB compared as GiB,
+as ``plan_training`` does).
 """
 
 from __future__ import annotations
@@ -22,15 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import DTYPE_BYTES, GPU
-from shapewise.model.memory import memory_per_gpu
-from shapewise.model.params import check_tp, count_params
+from shapewise.hardware.catalog import GPU
+from shapewise.model.memory import plan_memory
+from shapewise.model.params import check_tp
 from shapewise.model.shape import ModelShape
+from shapewise.plan import Plan, make_setup
 
 GIB = 2**30
 #: FSDP degrees considered (a plan needing more GPUs than this is called infeasible)
 MAX_GPUS = 16384
-_STATES = ("weights", "gradients", "master_weights", "optimizer_states")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,27 +102,40 @@ def _tp_degrees(shape: ModelShape, max_tp: int) -> list[int]:
     return out
 
 
+def _memory(shape: ModelShape, gpu: GPU, *, t: int, n: int, micro_batch: int,
+            seq_len: int, dtype: str, recompute: bool) -> int:
+    """Peak bytes per GPU at tp t with the model states sharded over n ranks (FSDP full
+    shard when n > 1), from the plan model's memory (shapewise.model.memory.plan_memory)."""
+    plan = Plan(dp=n, tp=t, fsdp="full" if n > 1 else None, micro_batch=micro_batch,
+                recompute="full" if recompute else "none")
+    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype)
+    return int(plan_memory(shape, setup)["total"])
+
+
 def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len: int,
               dtype: str, recompute: bool) -> PlanOption | None:
-    mem = memory_per_gpu(shape, micro_batch=micro_batch, seq_len=seq_len, tp=t, dtype=dtype,
-                         recompute=recompute)
+    """The fewest FSDP ranks at tp t that fit, or None. Past n = 2 the memory is
+    rest + sharded / n, so two evaluations give n; a third checks
+    it (integer division can leave it one short)."""
+    kw = dict(t=t, micro_batch=micro_batch, seq_len=seq_len, dtype=dtype, recompute=recompute)
     cap = gpu.memory_gb * GIB
-    states = sum(mem[k] for k in _STATES)
-    rest = mem["total"] - states
-    if states + rest <= cap:
-        return PlanOption(t, 1, recompute, int(mem["total"]))
-    e = DTYPE_BYTES.get(dtype, 2)
-    L = shape.num_hidden_layers
-    per_layer = (count_params(shape) - count_params(shape.replace(num_hidden_layers=1))) / max(
-        L - 1, 1) if L > 1 else count_params(shape)
-    gathered = 2 * e * per_layer / t
-    room = cap - rest - gathered
-    if room <= 0:
+    one = _memory(shape, gpu, n=1, **kw)  # type: ignore[arg-type]
+    if one <= cap:
+        return PlanOption(t, 1, recompute, one)
+    m2, m4 = (_memory(shape, gpu, n=k, **kw) for k in (2, 4))  # type: ignore[arg-type]
+    if m2 <= cap:
+        return PlanOption(t, 2, recompute, m2)
+    sharded = 4 * (m2 - m4)
+    rest = m2 - sharded / 2
+    if rest >= cap or sharded <= 0:
         return None
-    n = max(2, math.ceil(states / room))
-    if n * t > MAX_GPUS:
-        return None
-    return PlanOption(t, n, recompute, int(states / n + rest + gathered))
+    n = max(3, math.ceil(sharded / (cap - rest)))
+    while n * t <= MAX_GPUS:
+        m = _memory(shape, gpu, n=n, **kw)  # type: ignore[arg-type]
+        if m <= cap:
+            return PlanOption(t, n, recompute, m)
+        n += 1
+    return None
 
 
 def smallest_plan(shape: ModelShape, *, gpu: GPU, micro_batch: int, seq_len: int,

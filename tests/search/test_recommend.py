@@ -390,3 +390,18 @@ def test_published_baselines_are_priced_at_the_asked_tp() -> None:
     rec = sw.recommend_shape(params=1.3e9, gpu="h100", tp=4)
     xl = next(b for b in rec.baselines if "GPT-3 XL" in b.label)
     assert xl.candidate.estimate.tp == 4 and xl.candidate.shape.vocab_size == 50260
+
+
+def test_with_a_cluster_shapes_are_ranked_under_their_fastest_plan() -> None:
+    rec = sw.recommend_shape(params=1.3e9, gpu="h100", arch="llama", n_gpus=8,
+                             global_batch=64, top_k=2)
+    assert rec.inputs["n_gpus"] == 8 and rec.inputs["global_batch"] == 64
+    for c in rec.candidates:
+        assert c.plan is not None and c.plan.plan.n_gpus == 8
+        assert c.estimate.plan.n_gpus == 8 and c.estimate.fits
+        assert c.plan.text.startswith("fastest plan on 8 GPUs")
+        assert c.plan.to_dict()["plan"]["n_gpus"] == 8
+    scores = [c.score for c in rec.candidates]
+    assert scores == sorted(scores, reverse=True)
+    for b in rec.baselines:  # priced the same way: plan against plan
+        assert b.candidate.estimate.plan.n_gpus == 8
