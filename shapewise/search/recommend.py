@@ -18,8 +18,9 @@ coordinate polish around the best shapes (``method='optuna'``).
 
 **Ranking**: candidates within 0.5% of the best score are a tie at the model's resolution;
 among them the shape that keeps more of the alignment rules (multiples of 64) ranks first.
-The top-k are distinct decisions: one per (hidden, head dim, KV heads), with the best depth
-and vocabulary padding of each (a layer more or less, or a padding, is not an alternative).
+The top-k are distinct decisions: one per (hidden, head dim, KV heads) at its best depth and
+vocabulary padding first; only when the space holds fewer such decisions than top_k, other
+depths of them follow (a vocabulary padding of the same shape is never an alternative).
 Candidates that fit no training plan (:mod:`.plans`) are dropped.
 
 **Baselines**: the user's own shape (``baseline=``) and the nearest published shapes for the
@@ -79,6 +80,9 @@ class Candidate:
     reason: str
     plan: PlanFit | None = None
     """the smallest training plan it fits (None: not assessed)"""
+    tokens_per_s: float = 0.0
+    """the objective's tokens/s per GPU (:func:`shape_tokens_per_s`, or the whole step
+    under a plan); ``estimate.tokens_per_s`` is the whole step of one micro-batch"""
 
     def to_dict(self) -> dict[str, Any]:
         s, e = self.shape, self.estimate
@@ -88,7 +92,8 @@ class Candidate:
             "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
             "vocab_size": s.vocab_size, "params": self.params,
             "aspect_ratio": s.hidden_size / s.num_hidden_layers,
-            "tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
+            "tokens_per_s": self.tokens_per_s,
+            "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
             "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
             "score": self.score, "reason": self.reason,
             "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
@@ -256,8 +261,30 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     return int(kept)
 
 
-def _score(est: Estimate, n: int, budget: float) -> float:
-    return est.tokens_per_s * n / budget
+def _key3(c: Candidate) -> tuple[int, int, int]:
+    s = c.shape
+    return (s.hidden_size, s.head_dim, s.kv_heads)
+
+
+def shape_tokens_per_s(est: Estimate) -> float:
+    """Tokens/s per GPU of the part of a step the shape decides: the step without the
+    optimizer update and the fixed host time per optimizer step. Both are paid once per
+    optimizer step and amortized over the global batch, which the shape does not set;
+    priced per micro-batch (estimate's default, no gradient accumulation), a fixed 0.1 s
+    would swamp a small model's kernels and tie every shape. With a cluster
+    (:mod:`.planned`), the whole step under its plan is used instead."""
+    from shapewise.step_params import step_params
+
+    fixed = 0.0
+    if est.categories:  # (the host terms are shared by every GPU: step_params(None))
+        fixed = est.categories.get("optimizer", 0.0) + step_params(None).step_overhead_s
+    t = est.step_time_s - fixed
+    return est.tokens_per_s * est.step_time_s / t if t > 0 else est.tokens_per_s
+
+
+def _score(est: Estimate, n: int, budget: float, *, full_step: bool = False) -> float:
+    tps = est.tokens_per_s if full_step else shape_tokens_per_s(est)
+    return tps * n / budget
 
 
 def recommend_shape(
@@ -355,7 +382,8 @@ def recommend_shape(
                 cache[key] = None
             else:
                 n = count_params(shape)
-                cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "")
+                cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "",
+                                       tokens_per_s=shape_tokens_per_s(est))
         return cache[key]
 
     points = []
@@ -393,13 +421,18 @@ def recommend_shape(
     rest = ranked[len(near):]
     near.sort(key=lambda x: (-_rules_kept(x.shape, tp), -x.score))
     ranked = near + rest
-    # One candidate per real decision (width, head dim, KV heads): a layer more or less at
-    # the same width only moves the size within the tolerance, and vocabulary paddings of
-    # the same shape are not alternatives; each decision shows its best depth and padding.
-    distinct: dict[tuple[int, ...], Candidate] = {}
+    # Distinct decisions: first one candidate per (width, head dim, KV heads), each at its
+    # best depth and padding; then, if the space has fewer such decisions than top_k, the
+    # next best depths of them. Vocabulary paddings of the same shape are never alternatives.
+    by_shape: dict[tuple[int, ...], Candidate] = {}
     for x in ranked:
         s = x.shape
-        distinct.setdefault((s.hidden_size, s.head_dim, s.kv_heads), x)
+        by_shape.setdefault((s.hidden_size, s.head_dim, s.kv_heads, s.num_hidden_layers), x)
+    firsts: dict[tuple[int, ...], Candidate] = {}
+    for k, x in by_shape.items():
+        firsts.setdefault(k[:3], x)
+    rest_depths = [x for x in by_shape.values() if firsts[_key3(x)] is not x]
+    distinct = {id(x): x for x in [*firsts.values(), *rest_depths]}
     top: list[Candidate] = []
     dropped = 0
     max_tp = space.heads_multiple if space.heads_multiple % tp == 0 else math.lcm(
@@ -455,7 +488,8 @@ def recommend_shape(
                         seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
                         recompute=recompute)
 
-    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes)
+    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes,
+                           full_step=cluster is not None)
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
                               "micro_batch": micro_batch, "tolerance": float(tolerance),
                               "recompute": recompute}
@@ -475,7 +509,7 @@ def recommend_shape(
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
                own: ModelShape | None, best: Candidate, err: ModelError,
-               notes: list[str]) -> list[Baseline]:
+               notes: list[str], *, full_step: bool) -> list[Baseline]:
     """The user's shape (if any), then the nearest published shapes, each priced."""
     rows: list[tuple[str, str, ModelShape]] = []
     if own is not None:
@@ -501,8 +535,10 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
             notes.append(f"baseline {label}: not estimable at these settings ({exc})")
             continue
         n = count_params(shape)
-        cand = Candidate(shape, est, n, _score(est, n, pb.params),
-                         explain_shape(shape, est, est.tp, g))
+        cand = Candidate(shape, est, n, _score(est, n, pb.params, full_step=full_step),
+                         explain_shape(shape, est, est.tp, g),
+                         tokens_per_s=est.tokens_per_s if full_step else
+                         shape_tokens_per_s(est))
         gain = best.score / cand.score - 1
         caveats = []
         aspect = shape.hidden_size / shape.num_hidden_layers
