@@ -4,7 +4,8 @@ within the constraints a practitioner trains under.
 **Objective**: predicted training tokens/s per GPU normalised to the budget,
 ``tokens_per_s · params / budget``, with the tokens/s of the part of the step the shape
 decides (:func:`shape_tokens_per_s`: no optimizer update or fixed per-step host time, which
-the global batch amortizes; the whole step under a plan when a cluster is given). Shapes inside the ±tolerance band are compared at equal
+the global batch amortizes; the whole step under a plan when a cluster is given).
+Shapes inside the ±tolerance band are compared at equal
 model size (training cost is proportional to params × tokens), so the search cannot win by
 picking the smallest model the tolerance allows. This objective always prefers wider and
 shallower shapes; depth is a quality decision, so the shape is bounded by
