@@ -551,6 +551,10 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
                            f"{space.max_aspect:g} band (depth is a quality choice)")
         if abs(n / pb.params - 1) > pb.tolerance:
             caveats.append(f"{n / pb.params:.2f}× the budget, compared per parameter")
+        rule = space.ffn_for(shape.hidden_size) / shape.hidden_size
+        if abs(shape.ffn_size / shape.hidden_size / rule - 1) > 0.1:
+            caveats.append(f"its FFN is {shape.ffn_size / shape.hidden_size:.2f}·h (the rule "
+                           f"here: {rule:.2f}·h)")
         out.append(Baseline(label, source, cand, gain, abs(gain) < err.fraction,
                             tuple(caveats)))
     return out

@@ -415,3 +415,9 @@ def test_with_a_cluster_shapes_are_ranked_under_their_fastest_plan() -> None:
     assert scores == sorted(scores, reverse=True)
     for b in rec.baselines:  # priced the same way: plan against plan
         assert b.candidate.estimate.plan.n_gpus == 8
+
+
+def test_a_baseline_with_another_ffn_ratio_says_so() -> None:
+    rec = sw.recommend_shape(params=1.3e9, gpu="h100", arch="llama")
+    olmo = next(b for b in rec.baselines if b.label == "OLMo-1B")
+    assert any(c.startswith("its FFN is 4.00·h") for c in olmo.caveats)
