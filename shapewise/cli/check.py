@@ -18,7 +18,6 @@ import sys
 from typing import Any
 
 from shapewise.cli._common import (
-    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
@@ -41,7 +40,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help=SHAPE_INPUT_HELP)
+                   help="config.json, model folder, Megatron args .json, or nanoGPT .py")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")
