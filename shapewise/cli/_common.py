@@ -59,6 +59,12 @@ def _positive(field: str, parse: type, what: str):
     return convert
 
 
+#: what a command that takes a shape accepts (every input of shapewise.model.load.load_shape)
+SHAPE_INPUT_HELP = ("a Hugging Face config.json or model folder, Megatron-LM arguments "
+                    "(.json), a nanoGPT .py config, the JSON of 'shapewise recommend --json' "
+                    "(its best shape) or 'shapewise estimate --json', a ModelShape JSON, or a "
+                    "preset name (e.g. llama-2-7b)")
+
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
 TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "
                        "and GEMMs; fp8 GEMMs are not modelled in a step); default bf16, or "

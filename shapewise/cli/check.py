@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="config.json, model folder, Megatron args .json, or nanoGPT .py")
+                   help=SHAPE_INPUT_HELP)
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")

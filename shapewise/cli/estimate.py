@@ -8,6 +8,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
@@ -21,12 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "estimate",
         help="predict one training step of a model config, with a per-op breakdown",
-        description="CONFIG is a Hugging Face config.json or model folder, Megatron-LM "
-        "arguments (.json), a nanoGPT .py config, the JSON of 'shapewise recommend --json' "
-        "(its best shape) or 'shapewise estimate --json', a ModelShape JSON, or a preset name "
-        "(e.g. llama-2-7b, gpt2).",
+        description=f"CONFIG is {SHAPE_INPUT_HELP}.",
     )
-    p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
+    p.add_argument("config", metavar="CONFIG", help="config file or folder, shapewise JSON, "
+                   "or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
