@@ -48,6 +48,10 @@ _API: dict[str, str] = {
     # whole-step estimate and search
     "estimate": "shapewise.step",
     "Estimate": "shapewise.step",
+    "Plan": "shapewise.plan",
+    "Setup": "shapewise.plan",
+    "make_setup": "shapewise.plan",
+    "plan_training": "shapewise.planner",
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",
     "exhaustive_search": "shapewise.search.exhaustive",

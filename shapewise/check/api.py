@@ -152,7 +152,7 @@ def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
-    rules: Iterable[str] | None = None, detect: bool = True,
+    rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
 ) -> CheckReport:
     """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
@@ -188,8 +188,10 @@ def analyze(
                      + (f", capped at {DEFAULT_MAX_SEQ_LEN}" if s != context else "")
                      + "; pass seq_len=/--seq-len)")
     try:
+        if plan is not None:  # the plan's tp, micro-batch and stages are the settings
+            t, b, pp = plan.tp, plan.micro_batch, plan.pp
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
-                            pipeline_stages=pp, note=gpu_note)
+                            pipeline_stages=pp, note=gpu_note, plan=plan)
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -231,7 +233,7 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
-    profile: str | None = None,
+    profile: str | None = None, plan: Any = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -239,7 +241,9 @@ def check_shape(
     states (Megatron arguments, a nanoGPT file), else 1, 1, 1 and the model's context
     (``max_position_embeddings``). ``example_input`` (modules only): what the module is
     called with, see :func:`shapewise.check.trace.trace_module`. ``rules``: ids to run
-    (default: all of :data:`shapewise.check.rules.RULES`).
+    (default: all of :data:`shapewise.check.rules.RULES`). ``plan`` (a
+    :class:`shapewise.Plan`): the parallel plan the step runs under, which the plan rules
+    (SW016-SW019) judge; its tp, micro-batch and stages replace those settings.
 
     >>> from shapewise import ModelShape
     >>> fs = check_shape(ModelShape.gpt(hidden_size=768, num_attention_heads=12,
@@ -251,7 +255,7 @@ def check_shape(
         gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
-                   example_input=example_input, rules=rules).findings
+                   example_input=example_input, rules=rules, plan=plan).findings
 
 
 def check_before_training(

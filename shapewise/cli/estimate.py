@@ -14,8 +14,8 @@ from shapewise.cli._common import (
     dtype_for,
     positive_int,
     print_json,
-    resolve_gpu,
 )
+from shapewise.cli.plan import add_plan_options, gpu_of, plan_from_args, resolve_hardware
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence (default: the config's max positions)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+    p.add_argument("--recompute", nargs="?", const="full", default="none",
+                   choices=("none", "selective", "full"),
+                   help="activation recompute: none, selective or full (bare --recompute: "
+                        "full)")
+    add_plan_options(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
 
@@ -48,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.step import estimate
 
     shape = load_shape(args.config)
-    gpu = resolve_gpu(args)
-    args.dtype = dtype_for(args, gpu)
-    est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
-                   tp=args.tp, dtype=args.dtype, recompute=args.recompute)
+    hw = resolve_hardware(args)
+    args.dtype = dtype_for(args, gpu_of(hw))
+    est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype,
+                   plan=plan_from_args(args))
     if args.json:
         print_json(est.to_dict())
         return 0
@@ -61,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
-    print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
-          f"tp {est.tp}{', recompute' if est.recompute else ''}\n")
+    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+          f"{est.plan.label()}\n")
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
             for r in est.by_op()]
@@ -73,7 +77,14 @@ def run(args: argparse.Namespace) -> int:
           f"{est.model_tflops:.0f} model TFLOP/s/GPU | MFU {est.mfu:.1%} | "
           f"memory {est.memory_bytes / 2**30:.1f} GiB/GPU "
           f"(weights {mem.get('weights', 0) / 2**30:.1f}, "
-          f"activations {mem.get('activations', 0) / 2**30:.1f})")
+          f"activations {mem.get('activations', 0) / 2**30:.1f})"
+          + ("" if est.fits else " DOES NOT FIT"))
+    parts = ", ".join(f"{k} {v / est.step_time_s:.1%}" for k, v in est.categories.items()
+                      if v > 0)
+    print(f"step time: {parts}")
+    if est.exposed_comm:
+        print("exposed communication: " + ", ".join(
+            f"{k} {v / est.step_time_s:.1%}" for k, v in est.exposed_comm.items()))
     for note in est.notes:
         print(f"note: {note}")
     return 0

@@ -411,6 +411,11 @@ class GPU:
     link_bandwidth_gbs: float = schema(_number(allow_zero=True), sourced=True)
     """scale-up link bandwidth per GPU per direction, GB/s (0: no scale-up link)"""
     tdp_w: float | None = schema(_number(), sourced=True, default=None)
+    sustained_clock: float | None = schema(_number(at_most=1.0), default=None)
+    """share of its microbenchmarked math rate the GPU sustains through a long training
+    run (power and thermal limits); None: not known (1.0 is used). Fitted, not a datasheet
+    fact: ``sustained_clock_source`` says on what"""
+    sustained_clock_source: str = schema(_string(), default="", repr=False)
     ctas_per_sm: int = schema(_integer, default=1)
     sources: Mapping[str, str] = schema(_citations, dump=dict, repr=False)
     """spec field -> key of ``references`` (or a citation of its own when there are none)"""

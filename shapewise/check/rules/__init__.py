@@ -15,6 +15,9 @@ module                                      rules
 :mod:`~shapewise.check.rules.parallel`      SW005 heads per rank, SW006 tp splits,
                                             SW007 pipeline layers, SW010 tp oversized
 :mod:`~shapewise.check.rules.waves`         SW009 wave quantization
+:mod:`~shapewise.check.rules.schedule`      SW016 layers per virtual stage, SW017
+                                            micro-batches per stage, SW018 pipeline bubble,
+                                            SW019 plan memory (with ``plan=``)
 ==========================================  =================================================
 
 How to add a rule
@@ -73,7 +76,7 @@ A rule about speed says what its fix changes, and the machinery prices it::
 from __future__ import annotations
 
 # the rule modules register their rules on import (RULES is kept in id order)
-from shapewise.check.rules import alignment, heads, parallel, waves  # noqa: F401
+from shapewise.check.rules import alignment, heads, parallel, schedule, waves  # noqa: F401
 from shapewise.check.rules.alignment import (
     ffn_size,
     gemm_alignment,
