@@ -192,6 +192,7 @@ class _Pricer:
         self.gpu = setup.gpu
         self.clock = params.sustained_clock
         self.cache: dict[Any, float] = {}
+        self.parts: dict[Any, tuple[_Part, _Part, _Part]] = {}
 
     def __call__(self, op: Any) -> float:
         hit = self.cache.get(op)
@@ -395,8 +396,15 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     nb = DTYPE_BYTES[setup.dtype]
     m, P, v = plan.grad_accum, plan.pp, plan.virtual_stages
     L = shape.num_hidden_layers
-    layer = _layer(shape, setup, pr)
-    first, last = _first_stage(shape, setup, pr), _last_stage(shape, setup, pr)
+    # the parts depend on the shape and on these plan fields only (plan_training reuses them)
+    key = (shape, setup.seq_len, setup.dtype, setup.fused_loss, setup.attention_backend,
+           plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
+    parts = pr.parts.get(key)
+    if parts is None:
+        parts = (_layer(shape, setup, pr), _first_stage(shape, setup, pr),
+                 _last_stage(shape, setup, pr))
+        pr.parts[key] = parts
+    layer, first, last = parts
     per_stage = [L // P + (1 if i < L % P else 0) for i in range(P)]
 
     def stage_parts(i: int) -> list[tuple[_Part, int]]:
