@@ -47,7 +47,7 @@ from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
 from shapewise.ops import Attention, Gemm, MemoryBound
-from shapewise.plan import Plan, Setup, make_setup, ranks_per_node
+from shapewise.plan import Plan, Setup, make_setup, ranks_per_node, shard_size
 from shapewise.step_params import OPTIMIZER_STEP_BYTES, StepParams, step_params
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
@@ -447,13 +447,8 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
             exposed[key] = exposed.get(key, 0.0) + value
 
     if dpg > 1:
-        if plan.fsdp == "hybrid":
-            shard = max(1, min(dpg, setup.gpus_per_node // (plan.tp * plan.cp)))
-            while dpg % shard:
-                shard -= 1
-            rep = dpg // shard
-        else:
-            shard, rep = dpg, 1
+        shard = shard_size(plan, setup.gpus_per_node)
+        rep = dpg // shard
         if stage == 3:
             ag = pr.comm("all_gather", sp_params * gather_b, "dp", plan=plan, size=shard)
             rs = pr.comm("reduce_scatter", sp_params * grad_b, "dp", plan=plan, size=shard)
@@ -494,7 +489,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
         add("pp_send_recv", 2 * m * v * pr.comm("send_recv", act, "pp", plan=plan))
 
     # ---- optimizer: Adam over this GPU's shard of fp32 master weights and states
-    opt_params = sp_params / (dpg if stage >= 1 else 1)
+    opt_params = sp_params / (shard_size(plan, setup.gpus_per_node) if stage >= 1 else 1)
     opt_bytes = OPTIMIZER_STEP_BYTES * opt_params
     t_opt = opt_bytes / (g.bandwidth * calibration_of(g).bandwidth_efficiency)
 

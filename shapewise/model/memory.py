@@ -226,16 +226,17 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
     none.
     """
     from shapewise.hardware.catalog import DTYPE_BYTES
+    from shapewise.plan import shard_size
 
     plan = setup.plan
     e = DTYPE_BYTES[setup.dtype]
     gb = DTYPE_BYTES[setup.grad_reduce_dtype]
     t, P, L = plan.tp, plan.pp, shape.num_hidden_layers
-    dpg, zero = plan.shard_group, plan.shard_stage
+    zero = plan.shard_stage
     n = stage_params(shape, plan, stage)
     layers = L // P + (1 if stage < L % P else 0)
     layer_params = _layer_params(shape, t)
-    shard = dpg if dpg > 1 else 1
+    shard = shard_size(plan, setup.gpus_per_node)
     out: dict[str, int] = {
         "weights": e * n // (shard if zero >= 3 else 1),
         "gradients": gb * n // (shard if zero >= 2 else 1),
