@@ -39,6 +39,8 @@ _API: dict[str, str] = {
     # model shapes
     "ModelShape": "shapewise.model.shape",
     "from_hf_config": "shapewise.model.hf",
+    "load_shape": "shapewise.model.load",
+    "LoadedShape": "shapewise.model.loaded",
     "count_params": "shapewise.model.params",
     "flops_per_token": "shapewise.model.flops",
     "step_flops": "shapewise.model.flops",

@@ -5,9 +5,12 @@
 >>> print(findings[0].summary())  # doctest: +SKIP
 vocab_size 50257 → 50304: logits GEMM 1.46× faster, step 8.7% faster
 
-Inputs: a :class:`ModelShape`; a Hugging Face ``config.json`` (path, folder or dict); a dict
-of Megatron-LM arguments; a nanoGPT config file (read, never executed); or a live
-``torch.nn.Module``, traced on the meta device (no weights allocated, no GPU needed).
+Inputs: anything :func:`shapewise.model.load.load_shape` reads (a :class:`ModelShape`; a
+Hugging Face ``config.json``, path, folder or dict; Megatron-LM arguments; a nanoGPT config
+file, read, never executed; a preset name; the JSON of ``recommend --json`` or ``estimate
+--json``), or a live ``torch.nn.Module``, traced on the meta device (no weights allocated,
+no GPU needed). A shapewise document's settings (sequence length, micro-batch, tp) are the
+check's defaults, as a Megatron config's are.
 
 The GPU: the one given; else, when torch is already imported (a training script),
 ``shapewise.hardware.detect.detect_gpu()``; else :data:`DEFAULT_GPU`, and every finding's
@@ -24,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shapewise.check.readers import ConfigInput, read_config
 from shapewise.check.rules import (
     SEVERITIES,
     CheckContext,
@@ -35,6 +37,7 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.load import load_shape
 from shapewise.model.shape import ModelShape, check_limit
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
@@ -161,10 +164,8 @@ def analyze(
                                micro_batch=micro_batch, seq_len=seq_len,
                                example_input=example_input, rules=rules)
 
-    if isinstance(model_or_config, ModelShape):
-        cfg = ConfigInput(shape=model_or_config, source="shape")
-    elif isinstance(model_or_config, Mapping | str | os.PathLike):
-        cfg = read_config(model_or_config)
+    if isinstance(model_or_config, ModelShape | Mapping | str | os.PathLike):
+        cfg = load_shape(model_or_config)
     else:
         raise InputError(
             "model_or_config: expected a ModelShape, a config path or dict, or a "
@@ -176,6 +177,9 @@ def analyze(
     b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
+    for what, stated, used in (("GPU", cfg.gpu, g.id), ("dtype", cfg.dtype, dt)):
+        if stated is not None and stated != used:  # a shapewise document names its own
+            notes.append(f"{what}: the document was computed for {stated}; checked on {used}")
     shape = cfg.shape
     if s is None and shape.arch != "vit":
         context = shape.max_position_embeddings

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from shapewise._io import read_json
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
@@ -16,17 +16,16 @@ from shapewise.cli._common import (
     print_json,
 )
 from shapewise.cli._plan_args import add_plan_options, gpu_of, plan_from_args, resolve_hardware
-from shapewise.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "estimate",
         help="predict one training step of a model config, with a per-op breakdown",
-        description="CONFIG is a Hugging Face config.json, a ModelShape JSON (as written by "
-        "'shapewise recommend --json'), or a preset name (e.g. llama-2-7b, gpt2).",
+        description=f"CONFIG is {SHAPE_INPUT_HELP}.",
     )
-    p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
+    p.add_argument("config", metavar="CONFIG", help="config file or folder, shapewise JSON, "
+                   "or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
@@ -42,23 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_shape(spec: str):
-    """A ModelShape from a config path (HF or ModelShape JSON) or a preset name."""
-    from shapewise.model.hf import from_hf_config
-    from shapewise.model.presets import get_preset, list_presets
-    from shapewise.model.shape import ModelShape
+    """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
+    from shapewise.model.load import load_shape as load
 
-    path = Path(spec)
-    if not path.exists():
-        if spec in list_presets():
-            return get_preset(spec)
-        raise InputError(f"{spec}: no such file, and not a preset "
-                         f"({', '.join(list_presets())})")
-    if path.suffix == ".json":
-        raw = read_json(path, limit=16 * 1024 * 1024, what="a model config")
-        if isinstance(raw, dict) and "arch" in raw and "model_type" not in raw:
-            data = raw.get("shape", raw)
-            return ModelShape.from_dict(data)
-    return from_hf_config(path)
+    return load(spec).shape
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,10 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from shapewise.cli.estimate import load_shape
+    from shapewise.model.load import load_shape
     from shapewise.planner import plan_training
 
-    shape = load_shape(args.config)
+    shape = load_shape(args.config).shape
     hw = resolve_hardware(args)
     g = gpu_of(hw)
     dtype = args.dtype or ("bf16" if "bf16" in g.peak_tflops else "fp16")
