@@ -11,6 +11,7 @@ Calibration files only: ``xla_matmul_perf_table.csv`` is the validation set and 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from collections import Counter
@@ -172,3 +173,144 @@ def read_validation(folder: Path) -> Iterator[tuple[str, str, GemmObservation]]:
             continue
         if (o := _obs(gid, dt, r["m"], r["n"], r["k"], r["b"], r["time_us"], src)):
             yield gid, r["dtype"], o[1]
+
+
+# --------------------------------------------------------------------------- attention
+
+ATTENTION_FILES = ("cudnn_frontend_sdpa.csv", "attention_issue_threads.csv",
+                   "vidur_a100_attention.csv")
+SOURCE_COMMITS.update({
+    "cudnn_frontend_sdpa.csv": "NVIDIA/cudnn-frontend (per-row source commit)",
+    "attention_issue_threads.csv": "public issue/PR threads (per-row source URL)",
+    "vidur_a100_attention.csv": "microsoft/vidur@e2d00e9",
+})
+
+#: implementation names in cudnn_frontend_sdpa.csv -> backend ids
+_SDPA_IMPL = {
+    "cudnn": "cudnn", "cudnn_fe": "cudnn", "cudnn_sdpa": "cudnn", "pyt_cudnn": "cudnn",
+    "cudnn_fe_fp8": "cudnn", "pyt_flash_attention": "sdpa-flash",
+    "pytorch_sdpa(flash2 backend)": "sdpa-flash", "flash_attention": "fa2",
+    "pyt_math": "sdpa-math",
+}
+_THREAD_IMPL = {
+    "ROCm flash-attention (CK) batched API": ("ck", "mi250x-gcd"),
+    "PyTorch SDPA FLASH_ATTENTION (packed layout)": ("sdpa-flash", "h100-sxm"),
+    "PyTorch SDPA CUDNN_ATTENTION (packed layout)": ("cudnn", "h100-sxm"),
+    "Triton tutorial 06-fused-attention": ("triton", "h100-sxm"),
+    "FlashAttention-2 (as run by Triton tutorial)": ("fa2", "h100-sxm"),
+    "FA4 CuTe-DSL (hdim_qk 192 / hdim_v 128)": ("fa4", "b200"),
+}
+
+
+def _sdpa_gpu(name: str) -> str | None:
+    from shapewise.hardware.catalog import get_gpu
+
+    head = name.split(" ")[0].lower()
+    try:
+        return get_gpu(head).id
+    except ValueError:
+        return None
+
+
+def _window(notes: str) -> int | None:
+    for part in notes.split(";"):
+        part = part.strip()
+        if part.startswith("sliding_window="):
+            return int(part.split("=", 1)[1])
+    return None
+
+
+def _fa_style_time(r: dict[str, str], d: int, dv: int) -> float:
+    """Seconds from a TFLOP/s figure in the FlashAttention benchmark convention.
+
+    fwd = 4·b·s_q·s_k·h·d (halved when causal); bwd = 2.5 × fwd (the data README).
+    """
+    b, h = int(r["batch"]), int(r["n_heads"])
+    sq, sk = int(r["seqlen_q"]), int(r["seqlen_k"])
+    f = 2.0 * b * sq * sk * h * (d + dv) * (0.5 if r["causal"] == "True" else 1.0)
+    if r["mode"] == "bwd":
+        f *= 2.5
+    return f / (float(r["tflops"]) * 1e12)
+
+
+def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
+    """Every usable forward or backward row of the attention calibration files.
+
+    Skipped (and counted in SKIPPED): fwd_bwd rows (a sum of both passes), deterministic
+    backward rows (not PyTorch's default), mxfp8, PyTorch math OOM rows (``inf``), rows with
+    dropout, GPUs without a profile, and the MI300X SDPA regression baseline (launch-bound
+    tiny shapes, "a warning more than a calibration": the data README).
+    vidur_a100_attention.csv is read by :func:`read_vidur_attention` (system-level op time).
+    """
+    from shapewise.cost.fit import AttentionObservation
+
+    src = "cudnn_frontend_sdpa.csv"
+    for r in _rows(folder, src):
+        backend = _SDPA_IMPL.get(r["impl"])
+        gid = _sdpa_gpu(r["gpu"])
+        if r["mode"] not in ("fwd", "bwd"):
+            SKIPPED[f"{src}: {r['mode']} (both passes in one figure)"] += 1
+            continue
+        if "deterministic_bwd=True" in r["notes"] and r["mode"] == "bwd":
+            SKIPPED[f"{src}: deterministic backward"] += 1
+            continue
+        if r["dtype"] not in ("bf16", "fp16", "fp8"):
+            SKIPPED[f"{src}: {r['dtype']}"] += 1
+            continue
+        if gid is None or backend is None:
+            SKIPPED[f"{src}: no profile or backend for {r['gpu'][:20]} {r['impl']}"] += 1
+            continue
+        d, dv = int(r["head_dim"]), int(r["head_dim_v"] or r["head_dim"])
+        try:
+            t = float(r["time_us"]) * 1e-6 if r["time_us"] else _fa_style_time(r, d, dv)
+        except (ValueError, ZeroDivisionError):
+            t = math.nan
+        if not (t > 0 and math.isfinite(t)):
+            SKIPPED[f"{src}: no finite time (OOM)"] += 1
+            continue
+        yield AttentionObservation(
+            gid, backend, r["dtype"], int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
+            int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True",
+            _window(r["notes"]), r["mode"] == "bwd", t, src)
+    src = "attention_issue_threads.csv"
+    for r in _rows(folder, src):
+        hit = _THREAD_IMPL.get(r["impl"])
+        if hit is None:
+            SKIPPED[f"{src}: {r['impl'][:40]} (regression baseline, launch-bound)"] += 1
+            continue
+        if "dropout=0.17" in r["notes"]:
+            SKIPPED[f"{src}: dropout"] += 1
+            continue
+        backend, gid = hit
+        d = int(r["head_dim"])
+        dv = 128 if "head_dim_v=128" in r["notes"] else d
+        dtype = r["dtype"] if r["dtype"] in ("fp16", "bf16") else "bf16"
+        if r["time_us"]:
+            t = float(r["time_us"]) * 1e-6
+        else:
+            t = _fa_style_time({**r, "seqlen_q": r["seqlen_q"], "seqlen_k": r["seqlen_k"]},
+                               d, dv)
+        yield AttentionObservation(
+            gid, backend, dtype, int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
+            int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True", None,
+            r["mode"] == "bwd", t, src)
+
+
+def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]
+    """Prefill rows of vidur_a100_attention.csv (A100, vLLM/Sarathi FLASH_ATTENTION op).
+
+    The README: Kineto time of the whole attention op, ~2.6× a standalone FA2 kernel at
+    q = kv = 4096; for shape trends, not FA2-kernel calibration. Decode rows (q = 1) are a
+    different kernel (paged decode) and are not read.
+    """
+    from shapewise.cost.fit import AttentionObservation
+
+    src = "vidur_a100_attention.csv"
+    for r in _rows(folder, src):
+        if r["phase"] != "prefill":
+            continue
+        yield AttentionObservation(
+            "a100-sxm-80gb", "fa2", r["dtype"], int(r["batch"]), int(r["n_q_heads"]),
+            int(r["n_kv_heads"]), int(r["q_len"]), int(r["kv_len"]), int(r["head_dim"]),
+            int(r["head_dim"]), r["causal"] == "True", None, False,
+            float(r["time_us_median"]) * 1e-6, src)

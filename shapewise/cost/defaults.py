@@ -8,6 +8,9 @@ that have public measurements and prints how far these defaults sit from those f
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from shapewise.hardware.catalog import GPU, Calibration
 
 #: Main-loop efficiency of a large tensor-core GEMM, as a fraction of the dense peak.
@@ -82,5 +85,92 @@ def default_calibration(gpu: GPU) -> Calibration:
 
 
 def calibration_of(gpu: GPU) -> Calibration:
-    """The GPU's fitted calibration, or the defaults when it has none."""
-    return gpu.calibration if gpu.calibration is not None else default_calibration(gpu)
+    """The GPU's fitted calibration, or the defaults when it has none.
+
+    A profile whose block says ``status: default`` but carries fitted attention backends
+    (a GPU with public attention timings and no GEMM timings) gets today's GEMM defaults
+    with those attention fits.
+    """
+    cal = gpu.calibration
+    if cal is None:
+        return default_calibration(gpu)
+    if cal.status == "default":
+        base = default_calibration(gpu)
+        return dataclasses.replace(base, attention_backends=cal.attention_backends,
+                                   provenance={**base.provenance, **cal.provenance})
+    return cal
+
+
+#: Attention priors: what a (GPU, backend) without a fit of its own is priced with.
+#: Fitted on the public attention timings by ``scripts/fit_public.py`` (it prints these
+#: cross-GPU figures); each is a physical quantity, not a per-file factor.
+ATTENTION_PRIORS = {
+    # FlashAttention-2-class kernels (mma.sync, written for Ampere) sustain about the same
+    # MMA work per SM per clock on A100, H200 and B200, however fast the newer tensor cores
+    # are: fitted FLOP/clock/SM, forward and backward (fit_public.py prints the per-GPU values)
+    "legacy_fwd_flop_per_clock": 1500.0,
+    "legacy_bwd_flop_per_clock": 1250.0,
+    # share of the softmax exponentials not hidden behind the MMAs, and the fixed work per
+    # CTA in block pairs, shared by the backends without their own fit
+    "softmax_exposed": 0.5,
+    "cta_overhead": 1.0,
+    # PyTorch's EFFICIENT_ATTENTION (xformers' CUTLASS kernel) against FlashAttention-2: the
+    # FlashAttention-2 paper (Dao 2023, arXiv 2307.08691) reports about 2x over
+    # FlashAttention-1, whose speed xformers' kernel matches in its figures
+    "efficient_vs_fa2": 0.5,
+}
+
+#: backend-wide fitted values (softmax_exposed, cta_overhead per backend), written by
+#: scripts/fit_public.py from the fits of all GPUs
+ATTENTION_BACKEND_SHARED: dict[str, dict[str, float]] = {}
+
+
+def _sibling_fit(gpu: GPU, backend: str) -> tuple[Mapping[str, float], str] | None:
+    """A fit of ``backend`` on another profile with the same SM (arch_code), if any.
+
+    Efficiency as a fraction of peak carries over between SKUs of one chip (H100 and H200
+    share the GH100 SM; B200 and GB200 the GB100 SM): the kernel and its tiles are the same.
+    """
+    from shapewise.hardware.catalog import list_gpus
+
+    for other in sorted(list_gpus(), key=lambda g: g.id):
+        if other.id == gpu.id or other.arch_code != gpu.arch_code or other.calibration is None:
+            continue
+        fit = other.calibration.attention_backends.get(backend)
+        if fit:
+            return fit, f"fitted on {other.id} (same {gpu.arch_code} SM)"
+    return None
+
+
+def attention_backend_params(gpu: GPU, backend: str, dtype: str
+                             ) -> tuple[dict[str, float], str]:
+    """Parameters of ``backend`` on ``gpu`` for the fused-attention formula, and their origin.
+
+    Keys: fwd_efficiency, bwd_efficiency (and _fp8 variants when fitted), softmax_exposed,
+    cta_overhead. Order: this GPU's fit; a fit on a GPU with the same SM; the priors.
+    """
+    from shapewise.cost.attention import BACKENDS
+
+    cal = calibration_of(gpu)
+    be = BACKENDS[backend]
+    shared = {"softmax_exposed": ATTENTION_PRIORS["softmax_exposed"],
+              "cta_overhead": ATTENTION_PRIORS["cta_overhead"],
+              **ATTENTION_BACKEND_SHARED.get(backend, {})}
+    own = cal.attention_backends.get(backend)
+    if own:
+        return {**shared, **own}, f"fitted on {gpu.id}"
+    sib = _sibling_fit(gpu, backend)
+    if sib is not None:
+        return {**shared, **sib[0]}, sib[1]
+    fwd, bwd = cal.attention_fwd_efficiency, cal.attention_bwd_efficiency
+    origin = "spec-derived prior (no fit of this backend on this SM)"
+    if be.mma == "legacy" and gpu.vendor == "nvidia":
+        peak = gpu.peak_flops(dtype if dtype in gpu.peak_tflops else "fp16")
+        per_clock = gpu.sm_count * gpu.boost_clock_mhz * 1e6
+        fwd = min(fwd, ATTENTION_PRIORS["legacy_fwd_flop_per_clock"] * per_clock / peak)
+        bwd = min(bwd, ATTENTION_PRIORS["legacy_bwd_flop_per_clock"] * per_clock / peak)
+        if backend == "sdpa-efficient":
+            fwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
+            bwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
+        origin = "prior: FlashAttention-2-class rate per SM per clock (no fit on this SM)"
+    return {**shared, "fwd_efficiency": fwd, "bwd_efficiency": bwd}, origin

@@ -290,3 +290,163 @@ def fit_gemm(gpu: GPU, observations: Sequence[GemmObservation], *, fix: Iterable
     eff = {d: v for d, v in eff.items() if d in gpu.peak_tflops}
     final = dataclasses.replace(cal, status="fitted", gemm_efficiency=eff, provenance=prov)
     return FitResult(final, in_sample, cross, len(obs), tuple(names))
+
+
+# --------------------------------------------------------------------------- attention
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionObservation:
+    """One measured fused-attention call (forward or backward) of one backend."""
+
+    gpu: str
+    """profile id"""
+    backend: str
+    dtype: str
+    batch: int
+    heads: int
+    kv_heads: int
+    seq_len: int
+    seq_len_kv: int
+    head_dim: int
+    head_dim_v: int
+    causal: bool
+    window: int | None
+    backward: bool
+    time_s: float
+    source: str = ""
+
+
+def predict_attention(o: AttentionObservation, params: Mapping[str, float],
+                      gpu: GPU | None = None) -> float:
+    """Model time of ``o`` with the backend parameters ``params`` (no calibration lookup)."""
+    from shapewise.cost.attention import BACKENDS, FusedParams, _kernel_dim, fused_time
+    from shapewise.cost.attention import kernel_tiles, masked_block_skipping
+    from shapewise.hardware.catalog import get_gpu
+
+    g = get_gpu(o.gpu) if gpu is None else gpu
+    cal = calibration_of(g)
+    be = BACKENDS[o.backend]
+    key = ("bwd" if o.backward else "fwd") + "_efficiency"
+    eff = params.get(key + "_fp8", params[key]) if o.dtype == "fp8" else params[key]
+    p = FusedParams(efficiency=min(1.0, eff), softmax_exposed=params["softmax_exposed"],
+                    cta_overhead=params["cta_overhead"], launch_s=cal.launch_us * 1e-6,
+                    stream_bw=g.bandwidth * cal.bandwidth_efficiency)
+    kd, kdv = _kernel_dim(be, o.head_dim), _kernel_dim(be, o.head_dim_v)
+    tiles = kernel_tiles(be, g, max(kd, kdv), o.backward)
+    return fused_time(g, o.dtype, p, batch=o.batch, heads=o.heads, kv_heads=o.kv_heads,
+                      seq_len=o.seq_len, seq_len_kv=o.seq_len_kv, head_dim_k=kd,
+                      head_dim_vk=kdv, head_dim=o.head_dim, head_dim_v=o.head_dim_v,
+                      causal=o.causal, window=o.window, tiles=tiles, backward=o.backward,
+                      skip=masked_block_skipping(o.backend, g, o.dtype, o.backward))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionFit:
+    """Fitted parameters of one backend: per GPU its efficiencies, shared κ and c₀."""
+
+    backend: str
+    per_gpu: dict[str, dict[str, float]]
+    shared: dict[str, float]
+    n_points: int
+    cross_validated: dict[str, Any]
+
+
+ATTENTION_SHARED_BOUNDS = {"softmax_exposed": (0.0, 4.0), "cta_overhead": (0.0, 16.0)}
+
+
+def _attention_names(obs: Sequence[AttentionObservation], fit_shared: bool) -> list[str]:
+    names = []
+    for gid in sorted({o.gpu for o in obs}):
+        for bw in (False, True):
+            for fp8 in (False, True):
+                if any(o.gpu == gid and o.backward == bw and (o.dtype == "fp8") == fp8
+                       for o in obs):
+                    names.append(f"{gid}:{'bwd' if bw else 'fwd'}_efficiency"
+                                 + ("_fp8" if fp8 else ""))
+    if fit_shared:
+        names += list(ATTENTION_SHARED_BOUNDS)
+    return names
+
+
+def _attention_params(names: Sequence[str], x: Sequence[float], shared0: Mapping[str, float]
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    per: dict[str, dict[str, float]] = defaultdict_dict()
+    shared = dict(shared0)
+    for n, v in zip(names, x, strict=True):
+        if ":" in n:
+            gid, key = n.split(":")
+            per.setdefault(gid, {})[key] = float(v)
+        else:
+            shared[n] = float(v)
+    for gid, prm in per.items():  # a direction measured only in fp8 still needs its 16-bit
+        for d in ("fwd", "bwd"):
+            if f"{d}_efficiency" not in prm and f"{d}_efficiency_fp8" in prm:
+                prm[f"{d}_efficiency"] = prm[f"{d}_efficiency_fp8"]
+        prm.setdefault("fwd_efficiency", prm.get("bwd_efficiency", 0.5))
+        prm.setdefault("bwd_efficiency", prm.get("fwd_efficiency", 0.5))
+    return per, shared
+
+
+def defaultdict_dict() -> dict[str, dict[str, float]]:
+    return {}
+
+
+def _attention_solve(obs: Sequence[AttentionObservation], names: list[str],
+                     shared0: Mapping[str, float]) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    from shapewise.hardware.catalog import get_gpu
+
+    gpus = {gid: get_gpu(gid) for gid in {o.gpu for o in obs}}
+    log_meas = np.log([o.time_s for o in obs])
+    lo = [ATTENTION_SHARED_BOUNDS[n][0] if ":" not in n else EFFICIENCY_BOUNDS[0]
+          for n in names]
+    hi = [ATTENTION_SHARED_BOUNDS[n][1] if ":" not in n else EFFICIENCY_BOUNDS[1]
+          for n in names]
+    x0 = np.array([shared0.get(n, 0.5) if ":" not in n else 0.5 for n in names])
+    x0 = np.clip(x0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        per, shared = _attention_params(names, x, shared0)
+        pred = [predict_attention(o, {**shared, **per[o.gpu]}, gpus[o.gpu]) for o in obs]
+        return np.log(pred) - log_meas
+
+    res = least_squares(residuals, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
+                        diff_step=1e-3, max_nfev=200)
+    return res.x
+
+
+def fit_attention(backend: str, observations: Sequence[AttentionObservation], *,
+                  shared: Mapping[str, float], fit_shared: bool = True, folds: int = 5,
+                  seed: int = 0) -> AttentionFit:
+    """Fit ``backend``'s per-GPU efficiencies (and, with ``fit_shared``, its κ and c₀).
+
+    Least squares on log(predicted/measured) with a soft-L1 loss, as the GEMM fit; k-fold
+    cross-validation refits on the other folds and predicts each held-out point.
+    """
+    obs = [o for o in observations if o.backend == backend and o.time_s > 0
+           and math.isfinite(o.time_s)]
+    if len(obs) < 2:
+        raise InputError(f"measurements: {len(obs)} usable {backend} timings; a fit needs 2")
+    fit_shared = fit_shared and len(obs) >= 20
+    names = _attention_names(obs, fit_shared)
+    x = _attention_solve(obs, names, shared)
+    per, sh = _attention_params(names, x, shared)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(obs))
+    k = max(2, min(folds, len(obs) // 4)) if len(obs) >= 8 else 0
+    cv_pred = np.full(len(obs), np.nan)
+    for f in range(k):
+        test = set(order[f::k].tolist())
+        train = [o for i, o in enumerate(obs) if i not in test]
+        tn = _attention_names(train, fit_shared)
+        per_f, sh_f = _attention_params(tn, _attention_solve(train, tn, shared), shared)
+        for i in test:
+            o = obs[i]
+            if o.gpu in per_f:
+                cv_pred[i] = predict_attention(o, {**sh_f, **per_f[o.gpu]})
+    meas = np.array([o.time_s for o in obs])
+    ok = np.isfinite(cv_pred)
+    cross = {"all": error_stats(cv_pred[ok], meas[ok]), "folds": k}
+    return AttentionFit(backend, per, sh, len(obs), cross)

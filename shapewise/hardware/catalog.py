@@ -122,6 +122,10 @@ class Calibration:
     #: (0: perfect overlap, as GPU kernels stream operands under the math; ~1 on CPUs,
     #: where BLAS packs operands before computing)
     overlap_penalty: float = 0.0
+    #: per attention backend (``shapewise.cost.attention.BACKENDS``): its fitted parameters,
+    #: e.g. {"cudnn": {"fwd_efficiency": 0.7, "bwd_efficiency": 0.55}}; a backend absent
+    #: here uses the spec-derived defaults of ``shapewise.cost.defaults``
+    attention_backends: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def efficiency(self, dtype: str) -> float:
         """Main-loop efficiency for ``dtype``; types without their own fit share bf16's."""
@@ -320,6 +324,7 @@ _CALIBRATION_FIELDS = {
     "status", "gemm_efficiency", "launch_us", "k_fill", "bandwidth_efficiency",
     "misalign_16b_factor", "misalign_coarse_factor", "tile_reuse_cost",
     "attention_fwd_efficiency", "attention_bwd_efficiency", "provenance", "overlap_penalty",
+    "attention_backends",
 }
 
 
@@ -349,6 +354,16 @@ def _parse_calibration(raw: Any, check: _Checker) -> Calibration:
     def frac(key: str) -> float:
         return check.number(raw, key, prefix=p, at_most=1.0)
 
+    backends: dict[str, dict[str, float]] = {}
+    for name, params in check.mapping(raw, "attention_backends", prefix=p,
+                                      required=False).items():
+        where = f"{p}attention_backends.{_short(name)}"
+        if not isinstance(params, dict):
+            raise check.fail(where, f"must be an object, got {type(params).__name__}")
+        backends[str(name)] = {
+            str(k): check.number(params, k, prefix=where + ".", at_most=1e4, allow_zero=True)
+            for k in params}
+
     return Calibration(
         status=check.string(raw, "status", prefix=p, choices=("fitted", "default")),  # type: ignore[arg-type]
         gemm_efficiency=eff,
@@ -364,6 +379,7 @@ def _parse_calibration(raw: Any, check: _Checker) -> Calibration:
         provenance=provenance,
         overlap_penalty=check.number(raw, "overlap_penalty", prefix=p, allow_zero=True,
                                      at_most=1.0, required=False, default=0.0),
+        attention_backends=backends,
     )
 
 
@@ -600,5 +616,7 @@ def calibration_to_dict(cal: Calibration) -> dict[str, Any]:
         "attention_fwd_efficiency": cal.attention_fwd_efficiency,
         "attention_bwd_efficiency": cal.attention_bwd_efficiency,
         "overlap_penalty": cal.overlap_penalty,
+        **({"attention_backends": {k: dict(v) for k, v in cal.attention_backends.items()}}
+           if cal.attention_backends else {}),
         "provenance": dict(cal.provenance),
     }
