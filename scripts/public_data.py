@@ -271,7 +271,7 @@ def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
         yield AttentionObservation(
             gid, backend, r["dtype"], int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
             int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True",
-            _window(r["notes"]), r["mode"] == "bwd", t, src)
+            _window(r["notes"]), r["mode"] == "bwd", t, f"{src} {r['source']}")
     src = "attention_issue_threads.csv"
     for r in _rows(folder, src):
         hit = _THREAD_IMPL.get(r["impl"])
@@ -293,7 +293,7 @@ def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
         yield AttentionObservation(
             gid, backend, dtype, int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
             int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True", None,
-            r["mode"] == "bwd", t, src)
+            r["mode"] == "bwd", t, f"{src} {r['source']}")
 
 
 def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]

@@ -71,6 +71,9 @@ EXP_PER_CLOCK_PER_SM = 16.0
 #: kernel launches of a backward pass: dO·O row sums, the main kernel, the dQ conversion
 #: (FlashAttention-2/3 ``flash_bwd_launch_template.h``; cuDNN's backward graph is similar)
 BACKWARD_LAUNCHES = 3
+#: head-dim elements per K step of QKᵀ in the fused kernels' main loop (one 128-byte
+#: shared-memory row of bf16; FA2/FA3 kBlockKSmem = 64)
+QK_STEP = 64
 
 Direction = Literal["fwd", "bwd"]
 
@@ -110,14 +113,13 @@ class AttentionBackend:
     source: str = ""
 
     def runs_on(self, gpu: GPU) -> bool:
-        if self.vendor == "any":
-            return True
-        if gpu.vendor != self.vendor:
+        if self.vendor != "any" and gpu.vendor != self.vendor:
             return False
-        if self.vendor == "amd":
+        if gpu.vendor == "amd":
             return not self.archs or gpu.arch.lower() in self.archs
-        sm = sm_version(gpu)
-        return self.min_sm <= sm <= self.max_sm
+        if gpu.vendor == "nvidia":
+            return self.min_sm <= sm_version(gpu) <= self.max_sm
+        return self.vendor == "any" and self.min_sm == 0
 
 
 _FA2_BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256)
@@ -170,7 +172,7 @@ BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (
         "takes every shape and dtype"),
     AttentionBackend(
         "triton", "Triton fused attention (tutorial 06 and its descendants)", "any",
-        min_sm=80, head_dim_buckets=(16, 32, 64, 128, 256), head_dim_multiple=16,
+        min_sm=80, archs=("cdna2", "cdna3"), head_dim_buckets=(16, 32, 64, 128, 256), head_dim_multiple=16,
         tiles="fa2",
         source="triton-lang/triton python/tutorials/06-fused-attention.py: "
         "HEAD_DIM in {16, 32, 64, 128, 256}, fp16 (fp8 on Hopper); NVIDIA sm80+ and AMD CDNA"),
@@ -334,7 +336,7 @@ def default_backend(gpu: str | GPU, *, dtype: str = "bf16", head_dim: int = 128,
     g, dt = _resolve(gpu, dtype)
     order = dispatch_order(g)
     if dt == "fp8":
-        order = ("cudnn",) + order
+        order = ("cudnn", *order)
     for name in order:
         b = BACKENDS[name]
         if not any(unsupported_reason(b, g, dtype=dt, head_dim=head_dim,
@@ -543,12 +545,13 @@ def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
     ctas1, visited1, longest = block_schedule(seq_len, seq_len_kv, c_sched, w_sched, bm, bn,
                                               backward)
     bh = batch * heads
-    align = gpu.alignment_elements(dtype)
-    dqk = align * math.ceil(head_dim_k / align) if head_dim_k >= align else head_dim_k
-    if backward:  # S, dP, dV, dQ, dK: 3 products over d_qk and 2 over d_v
-        mma = 2.0 * (3 * dqk + 2 * head_dim_vk)
-    else:  # S = QKᵀ over d_qk, O = P·V over d_v
-        mma = 2.0 * (dqk + head_dim_vk)
+    # QKᵀ reduces over the head dim in K steps of 64 elements (the kernels' smem K tile),
+    # so 80 or 160 pay for 128 or 192; P·V has the head dim as its N, paid at the kernel's
+    # compiled size
+    dqk = QK_STEP * math.ceil(head_dim_k / QK_STEP) if head_dim_k >= QK_STEP else head_dim_k
+    # forward: S = QKᵀ over d_qk, O = P·V over d_v; backward: S, dP, dV, dQ, dK, i.e. three
+    # products over d_qk and two over d_v
+    mma = 2.0 * (3 * dqk + 2 * head_dim_vk) if backward else 2.0 * (dqk + head_dim_vk)
     sm_rate = gpu.peak_flops(dtype) * p.efficiency / gpu.sm_count
     clock = gpu.boost_clock_mhz * 1e6
     t_pair = bm * bn * (mma / sm_rate + p.softmax_exposed / (EXP_PER_CLOCK_PER_SM * clock))
@@ -580,7 +583,7 @@ def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[Fu
     eff = prm.get(key + "_fp8" if dtype == "fp8" else key, prm[key])
     return FusedParams(
         efficiency=min(1.0, eff), softmax_exposed=prm["softmax_exposed"],
-        cta_overhead=prm["cta_overhead"], launch_s=cal.launch_us * 1e-6,
+        cta_overhead=prm["cta_overhead"], launch_s=prm.get("launch_us", cal.launch_us) * 1e-6,
         stream_bw=gpu.bandwidth * cal.bandwidth_efficiency,
     ), origin
 
@@ -667,27 +670,51 @@ def _fallback_reason(gpu: GPU, dt: str, d: int, dv: int) -> str:
     return f"no fused {dt} kernel on {gpu.name} for this shape"
 
 
+#: elementwise passes over the materialised scores in PyTorch's math path
+#: (aten/src/ATen/native/transformers/attention.cpp _scaled_dot_product_attention_math):
+#: softmax reads and writes them, ``_safe_softmax``'s guard against fully masked rows reads
+#: them and the result and writes once more; a causal mask is added in place (read, write)
+MATH_FWD_PASSES = 5
+MATH_CAUSAL_PASSES = 2
+#: backward: softmax backward reads P and dP and writes dS; the guard's backward reads the
+#: gradient and writes it
+MATH_BWD_PASSES = 5
+
+
 def _materialized(b: int, a: int, s: int, d: int, dv: int, skv: int, causal: bool,
                   backward: bool, gpu: GPU, dt: str, flops: float, launch: float,
                   stream_bw: float, reason: str, choice: str) -> AttentionExplanation:
-    """No fused kernel: S = QKᵀ and O = P·V as batched GEMMs plus a softmax pass over S."""
-    qk = gemm_time(s, skv, d, gpu=gpu, dtype=dt, batch=b * a)
-    pv = gemm_time(s, dv, skv, gpu=gpu, dtype=dt, batch=b * a)
-    score_bytes = b * a * s * skv * DTYPE_BYTES[dt]
-    softmax = 2 * score_bytes / stream_bw + launch  # read S, write P
-    t = qk + pv + softmax
+    """No fused kernel: PyTorch's math path, as ``_scaled_dot_product_attention_math`` runs.
+
+    fp16/bf16 inputs are upcast to fp32 first (``allow_fp16_bf16_reduction_math_sdp`` is
+    False by default), so S = QKᵀ and O = P·V are fp32 batched GEMMs (TF32 off, PyTorch's
+    default matmul precision) over every head (GQA's K/V are repeated to all query heads),
+    and the s×s fp32 scores take the elementwise passes above. The causal mask is applied
+    after the full product: no work is skipped.
+    """
+    mdt = "fp32" if dt in ("fp16", "bf16", "fp8") and "fp32" in gpu.peak_tflops else dt
+    qk = gemm_time(s, skv, d, gpu=gpu, dtype=mdt, batch=b * a)
+    pv = gemm_time(s, dv, skv, gpu=gpu, dtype=mdt, batch=b * a)
+    score_bytes = b * a * s * skv * DTYPE_BYTES[mdt]
+    passes = MATH_FWD_PASSES + (MATH_CAUSAL_PASSES if causal else 0)
+    elementwise = passes * score_bytes / stream_bw
+    t = qk + pv + elementwise + passes * launch
     if backward:  # dV = Pᵀ·dO, dP = dO·Vᵀ, dS (softmax backward), dQ = dS·K, dK = dSᵀ·Q
-        dvt = gemm_time(skv, dv, s, gpu=gpu, dtype=dt, batch=b * a)
-        dp = gemm_time(s, skv, dv, gpu=gpu, dtype=dt, batch=b * a)
-        dq = gemm_time(s, d, skv, gpu=gpu, dtype=dt, batch=b * a)
-        dk = gemm_time(skv, d, s, gpu=gpu, dtype=dt, batch=b * a)
-        t = dvt + dp + dq + dk + 3 * score_bytes / stream_bw + launch
+        dvt = gemm_time(skv, dv, s, gpu=gpu, dtype=mdt, batch=b * a)
+        dp = gemm_time(s, skv, dv, gpu=gpu, dtype=mdt, batch=b * a)
+        dq = gemm_time(s, d, skv, gpu=gpu, dtype=mdt, batch=b * a)
+        dk = gemm_time(skv, d, s, gpu=gpu, dtype=mdt, batch=b * a)
+        # autograd runs one backward kernel per forward elementwise op. Its four products
+        # carry twice the FLOPs and launches of the forward's two: at degenerate sizes
+        # (s = 1) the GEMM model's tile rounding can price them below that, no kernel does
+        elementwise = max(MATH_BWD_PASSES * score_bytes / stream_bw, elementwise)
+        t = max(dvt + dp + dq + dk, 2 * (qk + pv)) + elementwise + passes * launch
     return AttentionExplanation(
         time_s=t, flops=flops, tflops=flops / t / 1e12, path="materialized",
-        kernel_head_dim=d, block=(0, 0), ctas=0, waves=0, compute_s=t - launch,
-        memory_s=2 * score_bytes / stream_bw, launch_s=launch,
-        calibration="GEMM model (materialised path)",
-        note=f"{reason}: no FlashAttention kernel, the s×s scores are materialised"
+        kernel_head_dim=d, block=(0, 0), ctas=0, waves=0, compute_s=t - elementwise,
+        memory_s=elementwise, launch_s=launch,
+        calibration=f"GEMM model ({mdt} materialised path)",
+        note=f"{reason}: no fused kernel, the s×s scores are materialised in {mdt}"
         + (" (causal mask applied after the full product)" if causal else ""),
         backend="sdpa-math", backend_choice=choice,
     )
