@@ -172,8 +172,8 @@ BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (
         "takes every shape and dtype"),
     AttentionBackend(
         "triton", "Triton fused attention (tutorial 06 and its descendants)", "any",
-        min_sm=80, archs=("cdna2", "cdna3"), head_dim_buckets=(16, 32, 64, 128, 256), head_dim_multiple=16,
-        tiles="fa2",
+        min_sm=80, archs=("cdna2", "cdna3"), head_dim_buckets=(16, 32, 64, 128, 256),
+        head_dim_multiple=16, tiles="fa2",
         source="triton-lang/triton python/tutorials/06-fused-attention.py: "
         "HEAD_DIM in {16, 32, 64, 128, 256}, fp16 (fp8 on Hopper); NVIDIA sm80+ and AMD CDNA"),
     AttentionBackend(

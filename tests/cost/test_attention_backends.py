@@ -81,7 +81,7 @@ def test_an_explicit_backend_that_cannot_run_is_an_error_naming_it(
 
 
 def test_unknown_backend_names_it_and_lists_the_known() -> None:
-    with pytest.raises(ValueError, match="unknown attention backend 'flashier'.*fa2"):
+    with pytest.raises(ValueError, match=r"unknown attention backend 'flashier'.*fa2"):
         sw.attention_time(gpu="h100", backend="flashier", **KW)
     assert resolve_backend("flash_attention_2").name == "fa2"
     assert resolve_backend("FA3").name == "fa3"
