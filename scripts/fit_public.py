@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Terms a file's timing method cannot pin down. TunableOp reports the mean host-visible
 #: time per call (launch gaps included; data README §6), not a kernel timer's duration, so
 #: the fixed per-launch term keeps its kernel-timer default when only such data exist.
-METHOD_FIXED = {"tunableop_mi300x_fp16_gemm.csv": ("launch_us",)}
+METHOD_FIXED = {"tunableop_mi300x_fp16_gemm.csv": ("launch_us",),
+                "aiter_tuned_gemm_gfx942_bf16.csv": ("launch_us",)}
 
 
 def _subsample(obs: list, limit: int, seed: int) -> list:
@@ -103,6 +104,13 @@ def fit_one(gid: str, obs: list, *, seed: int, date: str) -> dict:
     cal = gpu.calibration
     assert cal is not None
     prov = dict(cal.provenance)
+    merged = sorted(f for f in files if f in public_data.AS_16BIT)
+    if merged:
+        origin = dict(prov.get("efficiency_origin", {}))
+        for d in ("fp16", "bf16"):
+            origin[d] = (f"fitted: one 16-bit efficiency over the fp16 rows and the bf16 rows "
+                         f"of {', '.join(merged)} (same matrix-core rate)")
+        prov["efficiency_origin"] = origin
     prov["stages"] = {name: {"n_points": r.n_points,
                              "fitted_parameters": list(r.fitted),
                              "in_sample": r.in_sample,

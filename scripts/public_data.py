@@ -28,6 +28,8 @@ CALIBRATION_FILES = (
     "kernelbench_fp32_matmul.csv",
     "tunableop_mi300x_fp16_gemm.csv",
     "deepgemm_h800_fp8.csv",
+    "aiter_tuned_gemm_gfx942_bf16.csv",
+    "h100_tf32_gemm_squares.csv",
     # llmcompass_fp16_matmul.csv: host wall-clock with ~20 us of launch+sync per call
     # (its README); not a kernel time, so not fitted.
     # vidur_a100_attention.csv: system-level attention op time (2.6x a standalone kernel,
@@ -41,6 +43,8 @@ SOURCE_COMMITS = {
     "kernelbench_fp32_matmul.csv": "ScalingIntelligence/KernelBench@21fbe5a64289/423217d9fda9",
     "tunableop_mi300x_fp16_gemm.csv": "vllm-project/vllm@ce164b70",
     "deepgemm_h800_fp8.csv": "deepseek-ai/DeepGEMM@a6d97a1/55ab91f",
+    "aiter_tuned_gemm_gfx942_bf16.csv": "ROCm/aiter@e4048607/9ba74fe",
+    "h100_tf32_gemm_squares.csv": "waynehacking8/blackwell-tensorcore-kernels@fd74d2ac68cf",
     "xla_matmul_perf_table.csv": "ROCm/xla@d02afb4fc18a",
 }
 
@@ -161,6 +165,38 @@ def read_calibration(folder: Path) -> Iterator[tuple[str, GemmObservation]]:
         if (o := _obs("h100-sxm", "fp8", r["m_per_group"], r["n"], r["k"], "1",
                       r["time_us_derived"], src)):
             yield o
+    yield from read_calibration_new(folder)
+
+
+#: files whose bf16 rows are read as 16-bit rows of the shared fp16/bf16 efficiency
+AS_16BIT = ("aiter_tuned_gemm_gfx942_bf16.csv",)
+_SQUARES_DTYPE = {"cublas_tf32": "tf32", "cublas": "fp32", "cublas_tc": "fp16"}
+
+
+def read_calibration_new(folder: Path) -> Iterator[tuple[str, GemmObservation]]:
+    """The two GEMM calibration files added for issue #11 (item 6)."""
+    src = "aiter_tuned_gemm_gfx942_bf16.csv"
+    if (folder / src).is_file():
+        for r in _rows(folder, src):
+            if r["cu_num"] != "304":  # MI308X (80 CUs) has no profile
+                SKIPPED[f"{src}: {r['cu_num']} CUs (no profile)"] += 1
+                continue
+            # MI300X or MI325X (the file cannot tell; same 304 CUs and clock): MI300X profile.
+            # bf16 and fp16 run the same MFMA instructions at the same peak, and the fit keeps
+            # one 16-bit efficiency (fit.SHARED_EFFICIENCY): these rows join TunableOp's fp16
+            if (o := _obs("mi300x", "fp16", r["m"], r["n"], r["k"], r["batch"], r["time_us"],
+                          src)):
+                yield o
+    src = "h100_tf32_gemm_squares.csv"
+    if (folder / src).is_file():
+        for r in _rows(folder, src):
+            dt = _SQUARES_DTYPE.get(r["kernel_label"])
+            if dt is None:
+                SKIPPED[f"{src}: {r['kernel_label']}"] += 1
+                continue
+            if (o := _obs("h100-sxm", dt, r["m"], r["n"], r["k"], r["batch"], r["time_us"],
+                          src)):
+                yield o
 
 
 def read_validation(folder: Path) -> Iterator[tuple[str, str, GemmObservation]]:
