@@ -281,7 +281,7 @@ def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
     from shapewise.cost.fit import AttentionObservation
 
     src = "cudnn_frontend_sdpa.csv"
-    for r in _rows(folder, src):
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
         backend = _SDPA_IMPL.get(r["impl"])
         gid = _sdpa_gpu(r["gpu"])
         if r["mode"] not in ("fwd", "bwd"):
@@ -309,7 +309,7 @@ def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
             int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True",
             _window(r["notes"]), r["mode"] == "bwd", t, f"{src} {r['source']}")
     src = "attention_issue_threads.csv"
-    for r in _rows(folder, src):
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
         hit = _THREAD_IMPL.get(r["impl"])
         if hit is None:
             SKIPPED[f"{src}: {r['impl'][:40]} (regression baseline, launch-bound)"] += 1
@@ -342,7 +342,7 @@ def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]
     from shapewise.cost.fit import AttentionObservation
 
     src = "vidur_a100_attention.csv"
-    for r in _rows(folder, src):
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
         if r["phase"] != "prefill":
             continue
         yield AttentionObservation(

@@ -278,7 +278,7 @@ def render_attention(folder: Path) -> str:
         f"Target: median absolute error ≤ {ATTENTION_MEDIAN_TARGET:.0f}% for every group "
         f"of ≥ {ATTENTION_MIN_ROWS} timings (GPU × backend × direction; dtypes listed apart).",
         "",
-        "| GPU | backend | dtype | pass | timings | median abs err % | p90 % "
+        "| GPU | backend | dtype | direction | timings | median abs err % | p90 % "
         "| held-out median % | held-out p90 % | target |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.write)
         old = path.read_text() if path.exists() else ""
         new = _replace_block(old, BEGIN, END, text)
-        path.write_text(_replace_block(new, ABEGIN, AEND, attention))
+        if (ABEGIN in new and AEND in new) or not old:  # a page without its marks keeps
+            new = _replace_block(new, ABEGIN, AEND, attention)  # its text as it is
+        path.write_text(new)
     return 0
 
 
