@@ -29,12 +29,15 @@ Never change clocks or other device settings here: the card is measured as found
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from shapewise.errors import InputError
 
 #: Version of the measurement method; goes into every profile's provenance. Bump it when a
 #: change here (or in what a measurement counts) could move the numbers.
@@ -47,6 +50,18 @@ WARMUP_MAX_CALLS = 20_000
 #: Bytes zeroed between timed GPU calls to evict the caches: larger than any L2 we know
 #: (H100 50 MB, B200 126 MB, MI300X 256 MB Infinity Cache), twice the largest.
 FLUSH_BYTES = 512 * 1024 * 1024
+
+
+def parse_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' (ROCm too: its torch calls AMD GPUs 'cuda'), 'gpu' -> 'cuda'."""
+    d = device.strip().lower()
+    if d in ("gpu", "cuda", "rocm", "hip"):
+        return "cuda:0"
+    if d == "cpu":
+        return "cpu"
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return d
+    raise InputError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,6 +299,21 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def resolve_device(device: str | None) -> str:
+    """The device to measure on: ``device`` as :func:`parse_device` reads it, by default the
+    first GPU when torch sees one, else the CPU. InputError naming --device when the GPU
+    asked for is not here."""
+    dev = parse_device(device) if device is not None else (
+        "cuda:0" if gpu_available() else "cpu")
+    if is_gpu(dev):
+        if not gpu_available():
+            raise InputError(f"--device {dev}: torch sees no CUDA or ROCm GPU here "
+                             "(use --device cpu)")
+        if int(dev.split(":")[1]) >= gpu_count():
+            raise InputError(f"--device {dev}: only {gpu_count()} GPU(s) visible")
+    return dev
+
+
 def synchronize(device: str) -> None:
     if is_gpu(device):
         import torch
@@ -293,8 +323,6 @@ def synchronize(device: str) -> None:
 
 def release_memory(device: str) -> None:
     """Return cached blocks to the driver (after an out-of-memory error)."""
-    import gc
-
     gc.collect()
     if is_gpu(device):
         import torch

@@ -193,6 +193,8 @@ def fit_attention_public(folder: Path, *, write: bool, seed: int, date: str,
                 not only or path.stem in only):
             cal.pop("attention_backends")
             cal.get("provenance", {}).pop("attention", None)
+            if cal.get("status") == "default":  # the block only held attention fits
+                doc.pop("calibration")
             path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     for gid, backends in sorted(by_gpu.items()):
         if only and gid not in only:

@@ -23,6 +23,9 @@ _API: dict[str, str] = {
     "list_gpus": "shapewise.hardware.catalog",
     "load_profile": "shapewise.hardware.catalog",
     "detect_gpu": "shapewise.hardware.detect",
+    "System": "shapewise.hardware.system",
+    "get_system": "shapewise.hardware.system",
+    "list_systems": "shapewise.hardware.system",
     # cost model
     "gemm_time": "shapewise.cost.gemm",
     "explain_gemm": "shapewise.cost.gemm",
@@ -32,9 +35,12 @@ _API: dict[str, str] = {
     "attention_flops": "shapewise.cost.attention",
     "memory_bound_time": "shapewise.cost.elementwise",
     "allreduce_time": "shapewise.cost.comm",
+    "collective_time": "shapewise.cost.comm",
     # model shapes
     "ModelShape": "shapewise.model.shape",
     "from_hf_config": "shapewise.model.hf",
+    "load_shape": "shapewise.model.load",
+    "LoadedShape": "shapewise.model.loaded",
     "count_params": "shapewise.model.params",
     "flops_per_token": "shapewise.model.flops",
     "step_flops": "shapewise.model.flops",
@@ -42,6 +48,10 @@ _API: dict[str, str] = {
     # whole-step estimate and search
     "estimate": "shapewise.step",
     "Estimate": "shapewise.step",
+    "Plan": "shapewise.plan",
+    "Setup": "shapewise.plan",
+    "make_setup": "shapewise.plan",
+    "plan_training": "shapewise.planner",
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",
     "exhaustive_search": "shapewise.search.exhaustive",

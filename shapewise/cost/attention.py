@@ -166,8 +166,8 @@ BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (
         "no upper limit, V's head dim may differ"),
     AttentionBackend(
         "sdpa-math", "PyTorch SDPA MATH (materialised scores)", "any",
-        dtypes=("fp16", "bf16", "fp32", "tf32", "fp8"), max_head_dim=1 << 20,
-        head_dim_multiple=1, separate_v_dim=True, fused=False,
+        dtypes=("fp16", "bf16", "fp32", "tf32", "fp8"), fp8_backward=True,
+        max_head_dim=1 << 20, head_dim_multiple=1, separate_v_dim=True, fused=False,
         source="pytorch/pytorch@001f694 sdp_utils.cpp select_sdp_backend: the math path "
         "takes every shape and dtype"),
     AttentionBackend(
@@ -621,9 +621,9 @@ def explain_attention(
     shape = dict(dtype=dt, head_dim=d, head_dim_v=dv, causal=causal, seq_len=s,
                  seq_len_kv=skv)
     if backend is None:
+        # one backend for both passes: the dispatch picks it at the forward, for inputs
+        # that require grad, and its backward runs the same kernel family
         name = default_backend(gpu_, **shape, training=True)
-        if unsupported_reason(BACKENDS[name], gpu_, backward=backward, **shape):
-            name = default_backend(gpu_, **shape, training=False)
         choice = "PyTorch SDPA default dispatch"
         if dt == "fp8" and name != "cudnn":
             dt = "bf16" if "bf16" in gpu_.peak_tflops else "fp16"
