@@ -188,6 +188,13 @@ class Calibration:
     where BLAS packs operands before computing)"""
     provenance: Mapping[str, Any] = schema(plain_json, dump=dict, default_factory=dict)
     """where the numbers come from: data files, dates, method, errors"""
+    attention_backends: Mapping[str, Mapping[str, float]] = schema(
+        _named(_named(_number(allow_zero=True, at_most=1e4))),
+        dump=lambda v: {k: dict(p) for k, p in v.items()}, omit_empty=True,
+        default_factory=dict)
+    """per attention backend (``shapewise.cost.attention.BACKENDS``) its fitted parameters,
+    e.g. {"cudnn": {"fwd_efficiency": 0.8, "bwd_efficiency": 0.57}}; a backend absent here
+    is priced with the priors of ``shapewise.cost.defaults``"""
 
     def efficiency(self, dtype: str) -> float:
         """Main-loop efficiency for ``dtype``; types without their own fit share bf16's."""
