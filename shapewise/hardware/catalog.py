@@ -33,6 +33,7 @@ from shapewise.hardware.schema import (
     citations,
     integer,
     json_object,
+    named,
     nested,
     number,
     parse_fields,
@@ -189,7 +190,7 @@ class Calibration:
     provenance: Mapping[str, Any] = schema(plain_json, dump=dict, default_factory=dict)
     """where the numbers come from: data files, dates, method, errors"""
     attention_backends: Mapping[str, Mapping[str, float]] = schema(
-        _named(_named(_number(allow_zero=True, at_most=1e4))),
+        named(named(number(allow_zero=True, at_most=1e4))),
         dump=lambda v: {k: dict(p) for k, p in v.items()}, omit_empty=True,
         default_factory=dict)
     """per attention backend (``shapewise.cost.attention.BACKENDS``) its fitted parameters,
