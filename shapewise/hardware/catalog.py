@@ -356,17 +356,23 @@ def _norm(name: str) -> str:
     return key
 
 
-def _builtin_profile_paths() -> list[Path]:
+def _builtin_profile_paths(subfolder: str = "") -> list[Path]:
     folder = resources.files("shapewise.profiles")
+    if subfolder:
+        folder = folder / subfolder
+        if not folder.is_dir():
+            return []
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def _user_profile_paths() -> list[Path]:
-    paths: list[Path] = []
-    for folder in filter(None, os.environ.get("SHAPEWISE_PROFILES", "").split(os.pathsep)):
+def profile_paths(env_var: str, subfolder: str = "") -> list[Path]:
+    """The shipped profiles (``profiles/`` or its ``subfolder``), then the ``*.json`` of each
+    folder that ``env_var`` names (separated by ``os.pathsep``): later ones override."""
+    paths = _builtin_profile_paths(subfolder)
+    for folder in filter(None, os.environ.get(env_var, "").split(os.pathsep)):
         d = Path(folder)
         if not d.is_dir():
-            raise InputError(f"SHAPEWISE_PROFILES: {folder} is not a folder")
+            raise InputError(f"{env_var}: {folder} is not a folder")
         paths.extend(sorted(d.glob("*.json")))
     return paths
 
@@ -376,7 +382,7 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     """(id -> GPU, normalised alias -> id). User profiles override built-ins of the same id."""
     del user_dirs  # the cache key: SHAPEWISE_PROFILES as it was when loaded
     gpus: dict[str, GPU] = {}
-    for path in [*_builtin_profile_paths(), *_user_profile_paths()]:
+    for path in profile_paths("SHAPEWISE_PROFILES"):
         gpu = load_profile(path)
         gpus[gpu.id] = gpu
     index: dict[str, str] = {}

@@ -37,13 +37,20 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, GPU_RESOLVERS, _aliases, _catalog_gpu, _norm, get_gpu
+from shapewise.hardware.catalog import (
+    GPU,
+    GPU_RESOLVERS,
+    _aliases,
+    _catalog_gpu,
+    _norm,
+    get_gpu,
+    profile_paths,
+)
 from shapewise.hardware.schema import Checker as _Checker
 from shapewise.hardware.schema import citations as _citations
 from shapewise.hardware.schema import integer as _integer
@@ -279,29 +286,12 @@ def load_system(path: str | os.PathLike[str]) -> System:
 
 
 # ------------------------------------------------------------------------------- catalog
-def _builtin_paths() -> list[Path]:
-    folder = resources.files("shapewise.profiles") / "systems"
-    if not folder.is_dir():
-        return []
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
-
-
-def _user_paths() -> list[Path]:
-    paths: list[Path] = []
-    for folder in filter(None, os.environ.get("SHAPEWISE_SYSTEMS", "").split(os.pathsep)):
-        d = Path(folder)
-        if not d.is_dir():
-            raise InputError(f"SHAPEWISE_SYSTEMS: {folder} is not a folder")
-        paths.extend(sorted(d.glob("*.json")))
-    return paths
-
-
 @cache
 def _catalog(key: tuple[str, str]) -> tuple[dict[str, System], dict[str, str], dict[str, str]]:
     """(id -> System, normalised alias -> id, GPU id -> system id); cached per env."""
     del key
     systems: dict[str, System] = {}
-    for path in [*_builtin_paths(), *_user_paths()]:
+    for path in profile_paths("SHAPEWISE_SYSTEMS", "systems"):
         s = load_system(path)
         systems[s.id] = s
     index: dict[str, str] = {}
