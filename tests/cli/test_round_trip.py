@@ -80,13 +80,10 @@ ROUND_TRIPS = [
     ("1.3B", "h100", "llama", ()),
     ("7B", "h100", "llama", ("--tp", "2")),
     ("300M", "mi250x-gcd", "vit", ("--micro-batch", "64")),
-    # strict: when the search's head-dim choices (#12 item 1) land, this passes and the mark
-    # must go
-    pytest.param("125M", "h100", "llama", (), marks=pytest.mark.xfail(
-        strict=True, raises=AssertionError, reason=(
-            "the current search picks hidden 800 (10 heads of 80) within the 125M budget; "
-            "SW002 prices 800 -> 960 at +14.9% per FLOP on H100 (the search's objective is "
-            "equal parameters, the rule's is per FLOP, and the search steps hidden by 32)"))),
+    # (the search picks hidden 800 within the 125M budget; SW002 prices 800 -> 960, but a
+    # one-micro-batch step of a 125M model is now mostly optimizer and fixed host overhead
+    # (#10), so the finding stays below a warning)
+    ("125M", "h100", "llama", ()),
 ]
 
 
