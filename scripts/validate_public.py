@@ -30,7 +30,8 @@ import public_data
 
 from shapewise import __version__, gemm_time, get_gpu
 from shapewise.cost.attention import explain_attention
-from shapewise.cost.defaults import attention_backend_params, calibration_of
+from shapewise.cost.attention_backends import attention_backend_params
+from shapewise.cost.defaults import calibration_of
 from shapewise.cost.fit import AttentionObservation, error_stats, predict_attention
 
 BEGIN = "<!-- validation:begin (scripts/validate_public.py writes between these marks) -->"

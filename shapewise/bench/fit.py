@@ -24,7 +24,7 @@ from typing import Any
 
 from shapewise import __version__
 from shapewise._io import atomic_write_text, read_json
-from shapewise.cost.defaults import attention_backend_params
+from shapewise.cost.attention_backends import attention_backend_params
 from shapewise.cost.fit import (
     AttentionObservation,
     FitResult,

@@ -18,7 +18,7 @@ from shapewise.check.rules.base import (
 )
 from shapewise.check.rules.heads import kv_heads_for
 from shapewise.cost.attention import BACKENDS, available_backends, default_backend
-from shapewise.cost.defaults import attention_backend_params
+from shapewise.cost.attention_backends import attention_backend_params
 
 #: the kernel must be at least this much faster for SW020 to name it: the per-backend
 #: fits are within ~5-10% of their timings (docs/validation.md), so closer calls are noise
