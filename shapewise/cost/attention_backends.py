@@ -334,7 +334,8 @@ def attention_backend_params(gpu: GPU, backend: str, dtype: str
     # it did not measure keeps the prior
     own = cal.attention_backends.get(backend)
     if own:
-        return {**prm, **own}, f"fitted on {gpu.id}"
+        return {**prm, **own}, (f"fitted on {gpu.id}'s chip "
+                                "(calibration.provenance.attention)")
     sib = _sibling_fit(gpu, backend)
     if sib is not None:
         return {**prm, **sib[0]}, sib[1]
