@@ -236,20 +236,23 @@ def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: st
 #: ``math`` is priced by the GEMM model (nothing to fit)
 BENCH_ATTENTION_BACKENDS = {"flash": "sdpa-flash", "efficient": "sdpa-efficient",
                             "cudnn": "cudnn", "flash_attn": "fa2", "triton": "triton"}
+#: on ROCm, SDPA's flash and efficient rows run AOTriton and the flash_attn package is CK
+ROCM_ATTENTION_BACKENDS = {"flash": "aotriton", "efficient": "aotriton", "flash_attn": "ck",
+                           "triton": "triton"}
 
 
 def _attention_observations(gpu: GPU, doc: Mapping[str, Any]) -> list[AttentionObservation]:
     """The fused-attention timings of a bench file, as the attention fit reads them."""
+    names = ROCM_ATTENTION_BACKENDS if gpu.vendor == "amd" else BENCH_ATTENTION_BACKENDS
     out = []
     for rec in doc["measurements"]:
         if (not isinstance(rec, dict) or rec.get("kind") != "attention"
-                or rec.get("status", "ok") != "ok"
-                or rec.get("backend") not in BENCH_ATTENTION_BACKENDS):
+                or rec.get("status", "ok") != "ok" or rec.get("backend") not in names):
             continue
         try:
             heads, d = int(rec["heads"]), int(rec["head_dim"])
             o = AttentionObservation(
-                gpu.id, BENCH_ATTENTION_BACKENDS[rec["backend"]], str(rec["dtype"]),
+                gpu.id, names[rec["backend"]], str(rec["dtype"]),
                 int(rec["batch"]), heads, int(rec.get("kv_heads") or heads),
                 int(rec["seq_len"]), int(rec.get("seq_len_kv") or rec["seq_len"]), d, d,
                 bool(rec.get("causal", False)), None, bool(rec.get("backward")),
