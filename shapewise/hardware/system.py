@@ -63,8 +63,8 @@ from shapewise.hardware.schema import short as _short
 from shapewise.hardware.schema import string as _string
 from shapewise.hardware.schema import to_dict as _to_dict
 
-# The JSON schema of a system is the catalog's: each field below declares in its dataclass
-# metadata how it is read, validated and written back (shapewise.hardware.catalog.schema).
+# A system's JSON schema is declared like a GPU profile's: each field states in its
+# dataclass metadata how it is read, validated and written back (shapewise.hardware.schema).
 SCHEMA_VERSION = 1
 MAX_SYSTEM_BYTES = 1024 * 1024
 
