@@ -320,9 +320,11 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
                              f"{plan.n_gpus} GPUs, not n_gpus = {n}")
     if not isinstance(fused_loss, bool):
         raise InputError(f"fused_loss: must be True or False, got {fused_loss!r}")
-    if attention_backend is not None and not isinstance(attention_backend, str):
-        raise InputError(f"attention_backend: must be a backend name, got "
-                         f"{attention_backend!r}")
+    if attention_backend is not None:  # an id or alias; unknown names are refused here
+        from shapewise.cost.attention import resolve_backend
+
+        attention_backend = resolve_backend(attention_backend,
+                                            field_name="attention_backend").name
     return Setup(gpu=g, system=system, dtype=dt, seq_len=s, plan=plan,
                  grad_reduce_dtype=rd, param_gather_dtype=pg, gpus_per_node=gpn,
                  fused_loss=fused_loss, attention_backend=attention_backend)
