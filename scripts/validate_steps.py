@@ -265,7 +265,8 @@ def params_from(x: dict[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
     return prm, gpus
 
 
-def fit(folder: Path, *, fixed: dict[str, float] | None = None) -> dict[str, Any]:
+def fit(folder: Path, *, fixed: dict[str, float] | None = None,
+        keep: Any = None) -> dict[str, Any]:
     """Least squares on log(predicted/published) over every bf16 row (see the module doc);
     ``fixed`` holds some parameters at given values."""
     import numpy as np
@@ -283,7 +284,8 @@ def fit(folder: Path, *, fixed: dict[str, float] | None = None) -> dict[str, Any
 
     def resid(z: np.ndarray) -> np.ndarray:
         prm, gpus = params_from({**fixed, **dict(zip(names, lo + z * scale, strict=True))})
-        recs = [r for r in evaluate(folder, params=prm, gpus=gpus) if "error_pct" in r]
+        recs = [r for i, r in enumerate(evaluate(folder, params=prm, gpus=gpus))
+                if "error_pct" in r and (keep is None or keep(i))]
         return np.array([math.log(r["predicted"] / r["published"]) for r in recs])
 
     res = least_squares(resid, (x0 - lo) / scale, bounds=(0.0, 1.0), loss="soft_l1",
@@ -303,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", action="store_true", help="print every row's error")
     ap.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
                     help="with --fit: hold a parameter at a value")
+    ap.add_argument("--holdout", action="store_true",
+                    help="with --fit: fit on the even rows, report the errors of the odd rows")
     args = ap.parse_args(argv)
     folder = data_dir(args.data)
     if folder is None:
@@ -313,8 +317,18 @@ def main(argv: list[str] | None = None) -> int:
         for item in args.fix:
             name, _, value = item.partition("=")
             fixed[name] = float(value)
-        for k, v in fit(folder, fixed=fixed).items():
+        keep = (lambda i: i % 2 == 0) if args.holdout else None
+        found = fit(folder, fixed=fixed, keep=keep)
+        for k, v in found.items():
             print(f"{k}: {v}")
+        if args.holdout:  # the odd rows, which the fit never saw
+            prm, gpus = params_from(found)
+            held = [r for i, r in enumerate(evaluate(folder, params=prm, gpus=gpus))
+                    if i % 2 == 1]
+            for t in summarize(held):
+                print(f"held out: {t['family']:4} n={t['n']:3} median |err| "
+                      f"{t['median_abs_pct']:5.1f}%  median {t['median_signed_pct']:+5.1f}%  "
+                      f"p90 {t['p90_abs_pct']:5.1f}%")
         return 0
     records = evaluate(folder)
     table = summarize(records)
