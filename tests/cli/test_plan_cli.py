@@ -60,6 +60,8 @@ def test_estimate_takes_a_whole_plan(tmp_path: Path) -> None:
     # gpt2: 12 layers and an odd vocabulary leave dp ≥ 8 on 64 GPUs: 7 never divides
     (["plan", "gpt2", "--gpu", "h100", "--gpus", "64", "--global-batch", "7"],
      "global_batch"),
+    (["plan", "gpt2", "--gpu", "a100", "--gpus", "8", "--global-batch", "64",
+      "--attention-backend", "nope"], "attention_backend"),
 ])
 def test_bad_plans_are_one_line_and_exit_2(args: list[str], field: str,
                                            tmp_path: Path) -> None:
