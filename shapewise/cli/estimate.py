@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
-    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+    print(f"on {est.gpu} ({est.dtype}) x {est.n_gpus}, seq {est.seq_len}, plan "
           f"{est.plan.label()}\n")
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
