@@ -36,7 +36,7 @@ from shapewise.cost.gemm import check_dim, gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import check_tp
-from shapewise.model.shape import ModelShape, check_limit
+from shapewise.model.shape import ModelShape, check_limit, default_seq_len
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
 
@@ -171,8 +171,8 @@ def estimate(
 ) -> Estimate:
     """Predict one training step of ``shape`` on ``gpu`` (per tensor-parallel rank).
 
-    ``seq_len`` defaults to the shape's ``max_position_embeddings`` (decoders) and is fixed
-    by image and patch size for ViT. ``profile`` (a path) overrides ``gpu``.
+    ``seq_len`` defaults to :func:`shapewise.model.shape.default_seq_len` (the context capped
+    at 4096) and is fixed by image and patch size for ViT. ``profile`` (a path) overrides ``gpu``.
 
     >>> from shapewise import ModelShape
     >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,
@@ -205,7 +205,7 @@ def estimate(
         s = shape.seq_len
     else:
         s = check_limit("seq_len", check_dim(
-            seq_len if seq_len is not None else shape.max_position_embeddings, "seq_len"))
+            seq_len if seq_len is not None else default_seq_len(shape)[0], "seq_len"))
     check_tp(shape, t)
 
     nb = DTYPE_BYTES[dt]

@@ -35,15 +35,13 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
-from shapewise.model.shape import ModelShape, check_limit
+from shapewise.model.shape import DEFAULT_SEQ_LEN, ModelShape, check_limit, default_seq_len
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
 
-#: Default sequence length cap for text models: their context (max_position_embeddings) up
-#: to 4096, the usual pre-training length; longer contexts are mostly reached by a later
-#: extension phase (Qwen2's 131072, Mistral's 32768), which a shape check should not assume.
-DEFAULT_MAX_SEQ_LEN = 4096
+#: Default sequence length cap for text models (the shared rule: model.shape.default_seq_len)
+DEFAULT_MAX_SEQ_LEN = DEFAULT_SEQ_LEN
 
 OnFinding = Literal["warn", "raise", "ignore"]
 
@@ -178,11 +176,8 @@ def analyze(
     notes = list(cfg.notes)
     shape = cfg.shape
     if s is None and shape.arch != "vit":
-        context = shape.max_position_embeddings
-        s = min(context, DEFAULT_MAX_SEQ_LEN)  # type: ignore[type-var]
-        notes.append(f"seq_len: {s} (max_position_embeddings {context}"
-                     + (f", capped at {DEFAULT_MAX_SEQ_LEN}" if s != context else "")
-                     + "; pass seq_len=/--seq-len)")
+        s, why = default_seq_len(shape)  # the one rule every command uses
+        notes.append(why)
     try:
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
                             pipeline_stages=pp, note=gpu_note)

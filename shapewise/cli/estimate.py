@@ -28,11 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1,
+                   help="sequences (images for a ViT) per GPU per step (default 1)")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence (default: the config's max positions)")
-    p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+                   help="tokens per sequence; default: the model's context "
+                   "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+    p.add_argument("--tp", type=positive_int("--tp"), default=1,
+                   help="tensor-parallel size, GPUs per model replica (default 1)")
+    p.add_argument("--recompute", action="store_true",
+                   help="full activation recompute (default: off)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
 
@@ -59,9 +63,13 @@ def load_shape(spec: str):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
+    from shapewise.model.shape import default_seq_len
     from shapewise.step import estimate
 
     shape = load_shape(args.config)
+    seq_note = None
+    if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
+        args.seq_len, seq_note = default_seq_len(shape)
     gpu = resolve_gpu(args)
     args.dtype = dtype_for(args, gpu)
     est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
@@ -76,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
     print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
-          f"tp {est.tp}{', recompute' if est.recompute else ''}\n")
+          f"tp {est.tp}{', recompute' if est.recompute else ''}")
+    if seq_note:
+        print(f"note: {seq_note}")
+    print()
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
             for r in est.by_op()]

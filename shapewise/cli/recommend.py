@@ -28,23 +28,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cannot win by being small); scores within 0.5% rank the shape keeping more "
         "multiple-of-64 rules first.",
     )
-    p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
+    p.add_argument("--params", required=True,
+                   help="parameter budget, a count such as 2.7B, 350M or 7e9 (required)")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
-    p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257)
+    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt",
+                   help="model family: gpt (learned positions, GELU MLP), llama (rotary, "
+                   "SwiGLU, GQA) or vit (default gpt)")
+    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
+                   help="tokens per sequence; default 4096, the shared default sequence "
+                   "length (a ViT's follow from --image-size and --patch-size)")
+    p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257,
+                   help="tokenizer vocabulary in tokens, before padding (default 50257, GPT-2's)")
     p.add_argument("--image-size", type=positive_int("--image-size"), default=224,
                    help="ViT: image side in pixels (default 224)")
     p.add_argument("--patch-size", type=positive_int("--patch-size"), default=16,
                    help="ViT: patch side in pixels (default 16)")
-    p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
+    p.add_argument("--tp", type=positive_int("--tp"), default=1,
+                   help="tensor-parallel size, GPUs per model replica (default 1)")
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1,
+                   help="sequences (images for a ViT) per GPU per step (default 1)")
     p.add_argument("--tolerance", type=float, default=0.05,
-                   help="allowed deviation from the budget (default 0.05 = ±5%%)")
-    p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=positive_int("--top"), default=5, help="candidates shown")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+                   help="allowed deviation from the budget, a fraction (default 0.05 = ±5%%)")
+    p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None,
+                   help="Optuna trials of the search (default 200; the output states the "
+                   "count)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the search; the same seed repeats the result "
+                   "(default 0)")
+    p.add_argument("--top", type=positive_int("--top"), default=5,
+                   help="candidates shown (default 5)")
+    p.add_argument("--recompute", action="store_true",
+                   help="full activation recompute (default: off)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -58,9 +72,13 @@ def _row(label: str, c) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    from shapewise.model.shape import default_seq_len
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")
+    seq_note = None
+    if args.seq_len is None:  # the rule every command shares (no model yet: the default)
+        args.seq_len, seq_note = default_seq_len(None)
     if args.gpu or args.profile:
         args.dtype = dtype_for(args, resolve_gpu(args))
     rec = recommend_shape(
@@ -86,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         "params (B)", "tokens/s/GPU", "MFU", "memory/GPU (GiB)", "reason"]))
     if rec.gain is not None:
         print(f"\nbest vs baseline: {rec.gain:+.1%} throughput at equal parameter count")
+    if seq_note and args.arch != "vit":
+        print(f"note: {seq_note}")
     for note in rec.notes:
         print(f"note: {note}")
     return 0

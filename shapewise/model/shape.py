@@ -401,6 +401,39 @@ class ModelShape:
         return -(-self.vocab_size // m) * m
 
 
+#: The sequence length every command and API assumes for a text model when none is given:
+#: its context (max_position_embeddings) capped at this, the usual pre-training length;
+#: longer contexts (Mistral's 32768, Qwen2's 131072) come from a later extension phase.
+DEFAULT_SEQ_LEN = 4096
+
+
+def default_seq_len(shape: ModelShape | None = None) -> tuple[int, str]:
+    """The one default sequence length rule, and a sentence saying how it was reached.
+
+    A ViT: its tokens, fixed by image and patch size. A text model: its context
+    (``max_position_embeddings``) capped at :data:`DEFAULT_SEQ_LEN`. No model at all (a
+    shape search): :data:`DEFAULT_SEQ_LEN`.
+
+    >>> from shapewise.model.presets import get_preset
+    >>> default_seq_len(get_preset("mistral-7b"))[0]
+    4096
+    """
+    if shape is None:
+        return DEFAULT_SEQ_LEN, (f"seq_len {DEFAULT_SEQ_LEN}: the default "
+                                 "(pass --seq-len or seq_len= to change)")
+    if shape.arch == "vit":
+        return shape.seq_len, (f"seq_len {shape.seq_len}: the ViT's tokens "
+                               "((image_size/patch_size)^2 + class token)")
+    context = shape.max_position_embeddings
+    if context is None or context > DEFAULT_SEQ_LEN:
+        why = ("no max_position_embeddings" if context is None
+               else f"max_position_embeddings {context}")
+        return DEFAULT_SEQ_LEN, (f"seq_len {DEFAULT_SEQ_LEN}: the default ({why}, capped at "
+                                 f"{DEFAULT_SEQ_LEN}; pass --seq-len or seq_len= to change)")
+    return context, (f"seq_len {context}: the default (max_position_embeddings {context}; "
+                     f"pass --seq-len or seq_len= to change)")
+
+
 def resolve_seq_len(shape: ModelShape, seq_len: int | None) -> int:
     """The sequence length a run uses: required for text models, fixed for a ViT.
 
