@@ -39,7 +39,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="config.json, model folder, Megatron args .json, or nanoGPT .py")
-    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP,
+                    gpu_help="GPU name or alias (see 'shapewise gpus'); default: h100-sxm, "
+                    "named in the output (the command never detects: a pre-commit hook checks "
+                    "for the GPU you train on, not the machine it runs on)")
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")
     p.add_argument("--pp", "--pipeline-stages", dest="pipeline_stages",

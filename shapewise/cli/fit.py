@@ -22,10 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu", help="catalog GPU measured (default: from the file's provenance)")
     p.add_argument("--profile", metavar="FILE",
                    help="a profile file giving the measured GPU's datasheet facts "
-                   "(instead of --gpu)")
+                   "(instead of --gpu; default: none)")
     p.add_argument("--out", required=True, metavar="PROFILE.json", help="profile to write")
     p.add_argument("--id", dest="profile_id", help="id of the new profile (default: GPU-measured)")
-    p.add_argument("--seed", type=int, default=0, help="cross-validation fold seed")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split into "
+                   "cross-validation folds (default 0)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
 

@@ -39,9 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Spearman rank correlation. Options other than --device, --storage and --study are "
         "needed by the first worker only (later ones take the study's).",
     )
-    p.add_argument("--params", metavar="N", help="parameter budget, e.g. 7B or 350M")
-    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise gpus')")
-    p.add_argument("--profile", metavar="FILE", help="a fitted profile instead of --gpu")
+    p.add_argument("--params", metavar="N", help="parameter budget, a count such as 7B or 350M; "
+                   "no default: the first worker gives it, later ones take the study's")
+    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise "
+                   "gpus'); no default: the first worker gives --gpu or --profile")
+    p.add_argument("--profile", metavar="FILE",
+                   help="a fitted profile instead of --gpu (default: none)")
     p.add_argument("--dtype", help="math data type of the prediction and of GPU "
                    "measurements (default bf16; the CPU measures in fp32)")
     p.add_argument("--device", help="where to measure: cuda:N (ROCm too) or cpu "
@@ -55,8 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "shard is measured (default 1)")
     p.add_argument("--vocab-size", type=positive_int("--vocab-size"),
                    help="tokenizer vocabulary before padding (default 50257)")
-    p.add_argument("--image-size", type=positive_int("--image-size"), help="ViT: pixels (224)")
-    p.add_argument("--patch-size", type=positive_int("--patch-size"), help="ViT: pixels (16)")
+    p.add_argument("--image-size", type=positive_int("--image-size"),
+                   help="ViT: image side in pixels (default 224)")
+    p.add_argument("--patch-size", type=positive_int("--patch-size"),
+                   help="ViT: patch side in pixels (default 16)")
     p.add_argument("--storage", metavar="URL", help="where the study lives: a journal file "
                    "(*.log or journal:///PATH; one node), sqlite:///FILE (one node) or "
                    "postgresql://USER@HOST/DB (a cluster); default shapewise-tune.log")
@@ -80,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-wait", action="store_true", help="report as soon as this worker "
                    "has nothing left to claim, without waiting for the others")
     p.add_argument("--record", metavar="FILE", help="write the predicted and measured times "
-                   "with their provenance to this JSON file (calibration data)")
+                   "with their provenance to this JSON file (calibration data; default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)
