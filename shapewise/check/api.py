@@ -258,7 +258,9 @@ def check_before_training(
     (filter them with ``warnings.filterwarnings("ignore", category=ShapewiseWarning)``, or
     turn them into errors with ``-W error::shapewise.ShapewiseWarning``); ``"raise"`` raises
     :class:`ShapeCheckError` when a finding reaches ``fail_on`` (and warns the rest);
-    ``"ignore"`` only returns them. Returns the findings in every case.
+    ``"ignore"`` only returns them. Returns the findings in every case. ``stacklevel`` is
+    ``warnings.warn``'s, seen from this function: 2 (default) points the warnings at the
+    line that called it; a wrapper adds one per frame of its own.
     """
     if on_finding not in ("warn", "raise", "ignore"):
         raise InputError(f"on_finding: must be 'warn', 'raise' or 'ignore', got {on_finding!r}")
@@ -277,8 +279,9 @@ def check_before_training(
     for f in findings:
         if on_finding == "raise" and f in failing:
             continue
+        # stacklevel 2 (the default) is the line that called check_before_training
         warnings.warn(f"shapewise {format_finding(f)}{where}", ShapewiseWarning,
-                      stacklevel=stacklevel + 1)
+                      stacklevel=stacklevel)
     if on_finding == "raise" and failing:
         raise ShapeCheckError(failing)
     return findings

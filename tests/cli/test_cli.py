@@ -40,9 +40,6 @@ def test_report_table_json_and_plot(tmp_path: Path) -> None:
     r = run("report", "--gpu", "mi250x-gcd", "--json", "--n-step", "512", cwd=tmp_path)
     data = json.loads(r.stdout)
     assert data["gpu"] == "mi250x-gcd" and data["sweep"]["points"]
-    png = tmp_path / "sweep.png"
-    r = run("report", "--gpu", "a100", "--plot", str(png), cwd=tmp_path)
-    assert r.returncode == 0 and png.stat().st_size > 10_000
 
 
 def test_recommend_table_and_json(tmp_path: Path) -> None:
