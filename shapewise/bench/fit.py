@@ -44,7 +44,7 @@ MAX_BENCH_BYTES = 64 * 1024 * 1024
 #: are left out of the fit (the bench records ``cpu_contention`` per measurement)
 MAX_CPU_CONTENTION = 0.3
 
-# When a fit is bad (docs/tuning.md, "Is the fit good?"): `shapewise fit` warns, and with
+# When a fit is bad (docs/user-guide.md, section 6): `shapewise fit` warns, and with
 # --strict exits 1 without writing the profile, when the *cross-validated* error or the
 # share of timings left out passes these. The GPU fits of docs/validation.md stay well
 # inside them; a CPU fit on a quiet machine does too.
