@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
                    tp=args.tp, dtype=args.dtype, recompute=args.recompute)
     if args.json:
-        print_json(est.to_dict())
+        doc = est.to_dict()
+        doc["notes"] = [seq_note, *doc["notes"]] if seq_note else doc["notes"]
+        print_json(doc)
         return 0
     n = count_params(shape)
     name = shape.name or Path(args.config).stem

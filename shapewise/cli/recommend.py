@@ -89,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size, patch_size=args.patch_size,
     )
     if args.json:
-        print_json(rec.to_dict())
+        doc = rec.to_dict()
+        if seq_note and args.arch != "vit":
+            doc["notes"] = [seq_note, *doc.get("notes", [])]
+        print_json(doc)
         return 0
     rows = [_row("best" if i == 0 else f"#{i + 1}", c)
             for i, c in enumerate(rec.candidates[: args.top])]

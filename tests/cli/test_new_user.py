@@ -26,6 +26,7 @@ def test_estimate_and_check_take_the_same_default_seq_len_and_say_it() -> None:
     assert est.returncode == 0, est.stderr
     assert chk.returncode in (0, 1), chk.stderr
     assert json.loads(est.stdout)["seq_len"] == 4096  # was 32768: 432 GiB per GPU
+    assert json.loads(est.stdout)["notes"][0].startswith("seq_len 4096: the default")
     assert json.loads(chk.stdout)["reports"][0]["seq_len"] == 4096
     note = ("seq_len 4096: the default (max_position_embeddings 32768, capped at 4096; "
             "pass --seq-len or seq_len= to change)")
