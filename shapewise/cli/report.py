@@ -143,6 +143,14 @@ def _print(rep: dict[str, Any]) -> None:
     print(f"N sweep {sw['points'][0]['n']}..{sw['points'][-1]['n']} at M={sw['m']}, "
           f"K={sw['k']}: best N={sw['best']['n']} at {sw['best']['tflops']:.0f} TFLOP/s, "
           f"worst N={sw['worst']['n']} at {sw['worst']['tflops']:.0f} TFLOP/s")
+    medians = []
+    for cls, label in (("full", f"multiples of {rep['align_elements']}"),
+                       ("16B", f"multiples of {rep['align_16B_elements']} only"),
+                       ("none", f"not multiples of {rep['align_16B_elements']}")):
+        ys = sorted(p["tflops"] for p in sw["points"] if p["aligned"] == cls)
+        if ys:
+            medians.append(f"{label} {ys[len(ys) // 2]:.0f}")
+    print("median TFLOP/s by alignment of N: " + "; ".join(medians))
 
 
 #: how the plot draws each alignment class of N: label, colour, marker size, z-order

@@ -37,6 +37,7 @@ def test_report_table_json_and_plot(tmp_path: Path) -> None:
     r = run("report", "--gpu", "H100-SXM5-80GB", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "ridge FLOP/byte" in r.stdout and "N that fill whole waves" in r.stdout
+    assert "median TFLOP/s by alignment of N: multiples of 64 " in r.stdout
     r = run("report", "--gpu", "mi250x-gcd", "--json", "--n-step", "512", cwd=tmp_path)
     data = json.loads(r.stdout)
     assert data["gpu"] == "mi250x-gcd" and data["sweep"]["points"]
