@@ -118,3 +118,27 @@ def test_no_info_finding_shows_a_zero_gain(gpu: str) -> None:
     rows = [line for line in out.splitlines() if re.match(r"\s+SW\d{3}\s", line)]
     assert rows
     assert not [r for r in rows if " info " in r and "±0%" in r], out
+
+
+def test_a_live_model_is_traced_at_the_same_default(tmp_path: Path) -> None:
+    """check_before_training on a module follows the rule too: context capped at 4096."""
+    pytest.importorskip("torch")
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import sys, warnings\n"
+        f"sys.path.insert(0, {str(REPO / 'tests/check')!r})\n"
+        "import torch\n"
+        "import shapewise as sw\n"
+        "from shapewise.check.api import analyze\n"
+        "from tiny_gpt import GPT, GPTConfig\n"
+        "with torch.device('meta'):\n"
+        "    model = GPT(GPTConfig(block_size=32768, n_layer=1, n_head=4, n_embd=256))\n"
+        "rep = analyze(model, gpu='h100')\n"
+        "print(rep.seq_len)\n"
+        "print(rep.notes)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, check=False)
+    assert r.returncode == 0, r.stderr
+    seq, notes = r.stdout.splitlines()[:2]
+    assert seq == "4096"
+    assert "seq_len 4096: the default (the model's context 32768, capped at 4096" in notes
