@@ -35,7 +35,13 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
-from shapewise.model.shape import DEFAULT_SEQ_LEN, ModelShape, check_limit, default_seq_len
+from shapewise.model.shape import (
+    DEFAULT_SEQ_LEN,
+    ModelShape,
+    check_limit,
+    default_micro_batch,
+    default_seq_len,
+)
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
@@ -171,10 +177,14 @@ def analyze(
     where = f"{cfg.path}: " if cfg.path else ""
     t = _setting("tp", tp, cfg.tp, 1)
     pp = _setting("pipeline_stages", pipeline_stages, cfg.pipeline_stages, 1)
-    b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
+    b = _setting("micro_batch", micro_batch, cfg.micro_batch, None)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
     shape = cfg.shape
+    if b is None:  # per architecture: a ViT's default is a batch of images, said so
+        b, why = default_micro_batch(shape)
+        if shape.arch == "vit":
+            notes.append(why)
     if s is None and shape.arch != "vit":
         s, why = default_seq_len(shape)  # the one rule every command uses
         notes.append(why)

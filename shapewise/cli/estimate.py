@@ -28,8 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1,
-                   help="sequences (images for a ViT) per GPU per step (default 1)")
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
+                   help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
+                   "128, DeiT's recipe)")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence; default: the model's context "
                    "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
@@ -63,20 +64,24 @@ def load_shape(spec: str):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
-    from shapewise.model.shape import default_seq_len
+    from shapewise.model.shape import default_micro_batch, default_seq_len
     from shapewise.step import estimate
 
     shape = load_shape(args.config)
     seq_note = None
     if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
         args.seq_len, seq_note = default_seq_len(shape)
+    if args.micro_batch is None:  # per architecture; a ViT's is said
+        args.micro_batch, why = default_micro_batch(shape)
+        if shape.arch == "vit":
+            seq_note = f"{seq_note}\n{why}" if seq_note else why
     gpu = resolve_gpu(args)
     args.dtype = dtype_for(args, gpu)
     est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
                    tp=args.tp, dtype=args.dtype, recompute=args.recompute)
     if args.json:
         doc = est.to_dict()
-        doc["notes"] = [seq_note, *doc["notes"]] if seq_note else doc["notes"]
+        doc["notes"] = [*seq_note.splitlines(), *doc["notes"]] if seq_note else doc["notes"]
         print_json(doc)
         return 0
     n = count_params(shape)
@@ -87,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
     print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
           f"tp {est.tp}{', recompute' if est.recompute else ''}")
-    if seq_note:
-        print(f"note: {seq_note}")
+    for line in seq_note.splitlines() if seq_note else []:
+        print(f"note: {line}")
     print()
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]

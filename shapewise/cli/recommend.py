@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ViT: patch side in pixels (default 16)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1,
                    help="tensor-parallel size, GPUs per model replica (default 1)")
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1,
-                   help="sequences (images for a ViT) per GPU per step (default 1)")
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
+                   help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
+                   "128, DeiT's recipe)")
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="allowed deviation from the budget, a fraction (default 0.05 = ±5%%)")
     p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None,
@@ -72,13 +73,17 @@ def _row(label: str, c) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapewise.model.shape import default_seq_len
+    from shapewise.model.shape import default_micro_batch, default_seq_len
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")
     seq_note = None
     if args.seq_len is None:  # the rule every command shares (no model yet: the default)
         args.seq_len, seq_note = default_seq_len(None)
+    mb_note = None
+    if args.micro_batch is None:  # per architecture; a ViT's is said
+        args.micro_batch, mb_note = default_micro_batch(arch=args.arch)
+        mb_note = mb_note if args.arch == "vit" else None
     if args.gpu or args.profile:
         args.dtype = dtype_for(args, resolve_gpu(args))
     rec = recommend_shape(
@@ -92,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         doc = rec.to_dict()
         if seq_note and args.arch != "vit":
             doc["notes"] = [seq_note, *doc.get("notes", [])]
+        if mb_note:
+            doc["notes"] = [mb_note, *doc.get("notes", [])]
         print_json(doc)
         return 0
     rows = [_row("best" if i == 0 else f"#{i + 1}", c)
@@ -109,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nbest vs baseline: {rec.gain:+.1%} throughput at equal parameter count")
     if seq_note and args.arch != "vit":
         print(f"note: {seq_note}")
+    if mb_note:
+        print(f"note: {mb_note}")
     for note in rec.notes:
         print(f"note: {note}")
     return 0

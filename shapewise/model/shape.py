@@ -434,6 +434,24 @@ def default_seq_len(shape: ModelShape | None = None) -> tuple[int, str]:
                      f"pass --seq-len or seq_len= to change)")
 
 
+#: Micro-batch assumed when none is given, per architecture. A text model: 1 sequence (its
+#: tokens come from the sequence length). A ViT: 128 images per GPU, DeiT's recipe (Touvron
+#: et al., "Training data-efficient image transformers", ICML 2021: batch 1024 on one
+#: 8-GPU node); ViTs train at 32-256 images per GPU, and one 197-token image is no batch.
+DEFAULT_MICRO_BATCH = {"gpt": 1, "llama": 1, "vit": 128}
+
+
+def default_micro_batch(shape: ModelShape | None = None, arch: str | None = None
+                        ) -> tuple[int, str]:
+    """The micro-batch a run assumes when none is given, and a sentence saying so."""
+    kind = arch if arch is not None else shape.arch if shape is not None else "gpt"
+    b = DEFAULT_MICRO_BATCH.get(kind, 1)
+    if kind == "vit":
+        return b, (f"micro_batch {b}: the default for a ViT (images per GPU, DeiT's 1024 on "
+                   "8 GPUs; pass --micro-batch or micro_batch= to change)")
+    return b, f"micro_batch {b}: the default (pass --micro-batch or micro_batch= to change)"
+
+
 def resolve_seq_len(shape: ModelShape, seq_len: int | None) -> int:
     """The sequence length a run uses: required for text models, fixed for a ViT.
 

@@ -142,3 +142,37 @@ def test_a_live_model_is_traced_at_the_same_default(tmp_path: Path) -> None:
     seq, notes = r.stdout.splitlines()[:2]
     assert seq == "4096"
     assert "seq_len 4096: the default (the model's context 32768, capped at 4096" in notes
+
+
+# ---------------------------------------------------------------- 8. ViT micro-batch
+VIT = REPO / "tests/fixtures/hf/vit-base-patch16-224/config.json"
+VIT_NOTE = "micro_batch 128: the default for a ViT (images per GPU, DeiT's 1024 on 8 GPUs"
+
+
+def test_a_vit_gets_a_batch_of_images_by_default_and_says_so() -> None:
+    r = sw("check", str(VIT), "--gpu", "h100")
+    assert r.returncode == 0, r.stdout + r.stderr  # was SW004 "+153%" on every ViT config
+    assert "micro-batch 128, seq_len 197" in r.stdout and VIT_NOTE in r.stdout
+    assert "SW004" not in r.stdout
+    r = sw("estimate", "vit-base-16", "--gpu", "h100")
+    assert "micro-batch 128 x seq 197" in r.stdout and VIT_NOTE in r.stdout
+    r = sw("recommend", "--params", "86M", "--gpu", "h100", "--arch", "vit", "--n-trials", "5")
+    assert r.returncode == 0, r.stderr
+    assert "micro-batch 128" in r.stdout.splitlines()[0] and VIT_NOTE in r.stdout
+    # a text model keeps one sequence, and is not told about it at every check
+    r = sw("check", str(MISTRAL), "--gpu", "h100")
+    assert "micro-batch 1," in r.stdout and "micro_batch 1: the default" not in r.stdout
+
+
+def test_a_larger_batch_is_not_priced_as_a_shape_gain() -> None:
+    r = sw("check", str(VIT), "--gpu", "h100", "--micro-batch", "1", "--json")
+    findings = json.loads(r.stdout)["reports"][0]["findings"]
+    sw004 = [f for f in findings if f["rule_id"] == "SW004"]
+    assert len(sw004) == 1
+    f = sw004[0]
+    assert f["field"] == "micro_batch" and f["fix"] == 8
+    assert f["step_speedup"] is None and f["gemm_speedup"] is None
+    assert "none is priced" in f["message"]
+    text = sw("check", str(VIT), "--gpu", "h100", "--micro-batch", "1").stdout
+    row = next(line for line in text.splitlines() if line.strip().startswith("SW004  "))
+    assert "%" not in row  # no step speedup shown

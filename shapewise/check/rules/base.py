@@ -48,6 +48,9 @@ Basis = Literal["time", "throughput", "tokens-per-gpu"]
 #: call, stated so it can be argued with: it flags GPT-2's vocabulary (3.5-7% of the step)
 #: and leaves Llama-2-7B's aligned shapes quiet.
 WARNING_STEP_LOSS = 0.02
+#: An info finding must buy at least this fraction of the step to be shown: the report
+#: prints one decimal of a percent, and a gain that rounds to "±0%" is no advice.
+MIN_INFO_STEP_GAIN = 0.0005
 #: 128-byte tensor-core loads on A100 and later are 64 bf16/fp16 elements (co-design.md,
 #: "Hardware facts"); nanoGPT and Megatron pad the vocabulary to multiples of it.
 VOCAB_MULTIPLE = 64
@@ -416,10 +419,12 @@ def run_rules(ctx: CheckContext, rules: Iterable[str] | None = None) -> list[Fin
 
 def _fix_is_slower(f: Finding) -> bool:
     """An info-level fix that the cost model prices no faster for the step is not advice:
-    it is dropped. (A warning or error keeps its fix: it is there for a reason the price
-    does not cover, e.g. a size below 16-byte alignment, or a split that cannot run.)"""
+    it is dropped, and so is one whose gain rounds to nothing where it is shown (under
+    MIN_INFO_STEP_GAIN, printed "±0%"). (A warning or error keeps its fix: it is there for
+    a reason the price does not cover, e.g. a size below 16-byte alignment, or a split that
+    cannot run.)"""
     return (f.severity == "info" and f.fix is not None and f.step_speedup is not None
-            and f.step_speedup <= 1.0)
+            and f.step_speedup < 1.0 + MIN_INFO_STEP_GAIN)
 
 
 # ----------------------------------------------------------------------------- helpers
