@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fit the cost model to a 'shapewise bench' file; write a calibrated profile",
         description="Fit the cost model's parameters to measured GEMM (and attention) times "
         "with scipy least squares; report in-sample and cross-validated errors by regime. "
-        "Warns when the cross-validated median error passes 15%%, its p90 50%%, or more "
-        "than 25%% of the timings were left out (taken under contention), and says when the "
+        "Warns when the cross-validated median error passes 15%, its p90 50%, or more "
+        "than 25% of the timings were left out (taken under contention), and says when the "
         "machine looked busy. Exit 0; 1 with --strict when a threshold is passed.",
     )
     p.add_argument("bench_file", metavar="BENCH.json", nargs="+",

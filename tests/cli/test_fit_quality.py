@@ -145,3 +145,12 @@ def test_an_old_bench_file_without_memory_says_where_the_figure_came_from(
     prof = fit_profile(bench).profile
     assert prof.memory_gb > 1.0  # this machine's, never a 1 GB placeholder
     assert "ASSUMED" in prof.references["memory"]  # made on another host: said so
+
+
+def test_help_states_the_thresholds_the_code_uses(tmp_path: Path) -> None:
+    from shapewise.bench.fit import MAX_P90_ERROR_PCT
+
+    text = " ".join(sw("fit", "--help", cwd=tmp_path).stdout.split())
+    assert f"median error passes {MAX_MEDIAN_ERROR_PCT:g}%, its p90 {MAX_P90_ERROR_PCT:g}%" \
+        in text
+    assert f"more than {MAX_DROPPED_SHARE:.0%} of the timings were left out" in text
