@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of predicted TFLOP/s over N for an M x N x K GEMM.",
     )
     add_gpu_options(p)
-    p.add_argument("--m", type=positive_int("--m"), default=DEFAULT_SEQ_LEN,
+    p.add_argument("--m", type=positive_int("--m"), default=None,
                    help="rows of the swept GEMM, in tokens: micro-batch x sequence length "
                    f"(default {DEFAULT_SEQ_LEN}: micro-batch 1 x the default sequence length)")
     p.add_argument("--k", type=positive_int("--k"), default=4096,
@@ -279,13 +279,22 @@ def _plot(rep: dict[str, Any], path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     gpu = resolve_gpu(args)
     args.dtype = dtype_for(args, gpu)
+    m_note = None
+    if args.m is None:  # the shared default sequence length, one sequence per micro-batch
+        args.m = DEFAULT_SEQ_LEN
+        m_note = (f"M = {DEFAULT_SEQ_LEN}: the default (micro-batch 1 x the default seq_len "
+                  f"{DEFAULT_SEQ_LEN}; pass --m to change)")
     rep = build_report(gpu, args.dtype, args.m, args.k, args.n_min, args.n_max, args.n_step)
+    if m_note:
+        rep["notes"] = [m_note]
     if args.plot:
         _plot(rep, args.plot)
     if args.json:
         print_json(rep)
     else:
         _print(rep)
+        for note in rep.get("notes", []):
+            print(f"note: {note}")
         if args.plot:
             print(f"plot written to {args.plot}")
     return 0

@@ -50,6 +50,7 @@ def test_recommend_and_report_use_the_same_default() -> None:
     assert "note: seq_len 4096: the default" in r.stdout
     r = sw("report", "--gpu", "h100", "--n-step", "1024", "--json")
     assert json.loads(r.stdout)["sweep"]["m"] == 4096  # micro-batch 1 x the default seq
+    assert json.loads(r.stdout)["notes"][0].startswith("M = 4096: the default")
     text = " ".join(sw("report", "--help").stdout.split())
     assert "(default 4096: micro-batch 1 x the default sequence length)" in text
 
