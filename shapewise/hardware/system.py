@@ -38,13 +38,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, _norm, get_gpu
+from shapewise.hardware.catalog import GPU, _norm, builtin_profiles_folder, get_gpu
 
 SCHEMA_VERSION = 1
 MAX_SYSTEM_BYTES = 1024 * 1024
@@ -366,7 +365,7 @@ def load_system(path: str | os.PathLike[str]) -> System:
 
 # ------------------------------------------------------------------------------- catalog
 def _builtin_paths() -> list[Path]:
-    folder = resources.files("shapewise.profiles") / "systems"
+    folder = builtin_profiles_folder() / "systems"
     if not folder.is_dir():
         return []
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))

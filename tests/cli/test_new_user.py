@@ -177,3 +177,28 @@ def test_a_larger_batch_is_not_priced_as_a_shape_gain() -> None:
     text = sw("check", str(VIT), "--gpu", "h100", "--micro-batch", "1").stdout
     row = next(line for line in text.splitlines() if line.strip().startswith("SW004  "))
     assert "%" not in row  # no step speedup shown
+
+
+# ---------------------------------------------------------------- 6. a source checkout
+def test_profiles_are_found_from_a_source_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install .` then the README quickstart from the repository root imports the
+    ``shapewise/`` folder there, where no ``shapewise.profiles`` is mapped in: the catalog
+    falls back to ``profiles/`` beside it."""
+    from importlib import resources
+
+    from shapewise.hardware import catalog
+
+    if Path(catalog.__file__).resolve().parents[2] != REPO:
+        pytest.skip("shapewise is imported from an install here, not from this checkout "
+                    "(the README test covers a checkout run from an install)")
+    real = resources.files
+
+    def files(name: str):  # the package as a checkout sees it: not importable
+        if name == "shapewise.profiles":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name)
+
+    monkeypatch.setattr(catalog.resources, "files", files)
+    folder = catalog.builtin_profiles_folder()
+    assert Path(str(folder)) == REPO / "profiles"
+    assert any(p.name == "h100-sxm.json" for p in Path(str(folder)).iterdir())
