@@ -5,9 +5,12 @@
 >>> print(findings[0].summary())  # doctest: +SKIP
 vocab_size 50257 → 50304: logits GEMM 1.46× faster, step 8.7% faster
 
-Inputs: a :class:`ModelShape`; a Hugging Face ``config.json`` (path, folder or dict); a dict
-of Megatron-LM arguments; a nanoGPT config file (read, never executed); or a live
-``torch.nn.Module``, traced on the meta device (no weights allocated, no GPU needed).
+Inputs: anything :func:`shapewise.model.load.load_shape` reads (a :class:`ModelShape`; a
+Hugging Face ``config.json``, path, folder or dict; Megatron-LM arguments; a nanoGPT config
+file, read, never executed; a preset name; the JSON of ``recommend --json`` or ``estimate
+--json``), or a live ``torch.nn.Module``, traced on the meta device (no weights allocated,
+no GPU needed). A shapewise document's settings (sequence length, micro-batch, tp) are the
+check's defaults, as a Megatron config's are.
 
 The GPU: the one given; else, when torch is already imported (a training script),
 ``shapewise.hardware.detect.detect_gpu()``; else :data:`DEFAULT_GPU`, and every finding's
@@ -24,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shapewise.check.readers import ConfigInput, read_config
 from shapewise.check.rules import (
     SEVERITIES,
     CheckContext,
@@ -35,6 +37,7 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.load import load_shape
 from shapewise.model.shape import (
     DEFAULT_SEQ_LEN,
     ModelShape,
@@ -153,7 +156,7 @@ def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
-    rules: Iterable[str] | None = None, detect: bool = True,
+    rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
 ) -> CheckReport:
     """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
@@ -165,10 +168,8 @@ def analyze(
                                micro_batch=micro_batch, seq_len=seq_len,
                                example_input=example_input, rules=rules)
 
-    if isinstance(model_or_config, ModelShape):
-        cfg = ConfigInput(shape=model_or_config, source="shape")
-    elif isinstance(model_or_config, Mapping | str | os.PathLike):
-        cfg = read_config(model_or_config)
+    if isinstance(model_or_config, ModelShape | Mapping | str | os.PathLike):
+        cfg = load_shape(model_or_config)
     else:
         raise InputError(
             "model_or_config: expected a ModelShape, a config path or dict, or a "
@@ -180,17 +181,22 @@ def analyze(
     b = _setting("micro_batch", micro_batch, cfg.micro_batch, None)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
+    for what, stated, used in (("GPU", cfg.gpu, g.id), ("dtype", cfg.dtype, dt)):
+        if stated is not None and stated != used:  # a shapewise document names its own
+            notes.append(f"{what}: the document was computed for {stated}; checked on {used}")
     shape = cfg.shape
     if b is None:  # per architecture: a ViT's default is a batch of images, said so
         b, why = default_micro_batch(shape)
-        if shape.arch == "vit":
+        if shape.arch == "vit" and plan is None:  # (a plan states its own micro-batch)
             notes.append(why)
     if s is None and shape.arch != "vit":
         s, why = default_seq_len(shape)  # the one rule every command uses
         notes.append(why)
     try:
+        if plan is not None:  # the plan's tp, micro-batch and stages are the settings
+            t, b, pp = plan.tp, plan.micro_batch, plan.pp
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
-                            pipeline_stages=pp, note=gpu_note)
+                            pipeline_stages=pp, note=gpu_note, plan=plan)
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -232,7 +238,7 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
-    profile: str | None = None,
+    profile: str | None = None, plan: Any = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -240,7 +246,9 @@ def check_shape(
     states (Megatron arguments, a nanoGPT file), else 1, 1, 1 and the model's context
     (``max_position_embeddings``). ``example_input`` (modules only): what the module is
     called with, see :func:`shapewise.check.trace.trace_module`. ``rules``: ids to run
-    (default: all of :data:`shapewise.check.rules.RULES`).
+    (default: all of :data:`shapewise.check.rules.RULES`). ``plan`` (a
+    :class:`shapewise.Plan`): the parallel plan the step runs under, which the plan rules
+    (SW016-SW019) judge; its tp, micro-batch and stages replace those settings.
 
     >>> from shapewise import ModelShape
     >>> fs = check_shape(ModelShape.gpt(hidden_size=768, num_attention_heads=12,
@@ -252,7 +260,7 @@ def check_shape(
         gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
-                   example_input=example_input, rules=rules).findings
+                   example_input=example_input, rules=rules, plan=plan).findings
 
 
 def check_before_training(

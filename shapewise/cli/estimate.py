@@ -7,26 +7,25 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from shapewise._io import read_json
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
     positive_int,
     print_json,
-    resolve_gpu,
 )
-from shapewise.errors import InputError
+from shapewise.cli.plan import add_plan_options, gpu_of, plan_from_args, resolve_hardware
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "estimate",
         help="predict one training step of a model config, with a per-op breakdown",
-        description="CONFIG is a Hugging Face config.json, a ModelShape JSON (as written by "
-        "'shapewise recommend --json'), or a preset name (e.g. llama-2-7b, gpt2).",
+        description=f"CONFIG is {SHAPE_INPUT_HELP}.",
     )
-    p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
+    p.add_argument("config", metavar="CONFIG", help="config file or folder, shapewise JSON, "
+                   "or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
                    help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
@@ -36,30 +35,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
     p.add_argument("--tp", type=positive_int("--tp"), default=1,
                    help="tensor-parallel size, GPUs per model replica (default 1)")
-    p.add_argument("--recompute", action="store_true",
-                   help="full activation recompute (default: off)")
+    p.add_argument("--recompute", nargs="?", const="full", default="none",
+                   choices=("none", "selective", "full"),
+                   help="activation recompute: none, selective or full (bare --recompute: "
+                        "full; default none)")
+    add_plan_options(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
 
 
 def load_shape(spec: str):
-    """A ModelShape from a config path (HF or ModelShape JSON) or a preset name."""
-    from shapewise.model.hf import from_hf_config
-    from shapewise.model.presets import get_preset, list_presets
-    from shapewise.model.shape import ModelShape
+    """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
+    from shapewise.model.load import load_shape as load
 
-    path = Path(spec)
-    if not path.exists():
-        if spec in list_presets():
-            return get_preset(spec)
-        raise InputError(f"{spec}: no such file, and not a preset "
-                         f"({', '.join(list_presets())})")
-    if path.suffix == ".json":
-        raw = read_json(path, limit=16 * 1024 * 1024, what="a model config")
-        if isinstance(raw, dict) and "arch" in raw and "model_type" not in raw:
-            data = raw.get("shape", raw)
-            return ModelShape.from_dict(data)
-    return from_hf_config(path)
+    return load(spec).shape
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
         args.micro_batch, why = default_micro_batch(shape)
         if shape.arch == "vit":
             seq_note = f"{seq_note}\n{why}" if seq_note else why
-    gpu = resolve_gpu(args)
-    args.dtype = dtype_for(args, gpu)
-    est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
-                   tp=args.tp, dtype=args.dtype, recompute=args.recompute)
+    hw = resolve_hardware(args)
+    args.dtype = dtype_for(args, gpu_of(hw))
+    est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype,
+                   plan=plan_from_args(args))
     if args.json:
         doc = est.to_dict()
         doc["notes"] = [*seq_note.splitlines(), *doc["notes"]] if seq_note else doc["notes"]
@@ -90,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
-    print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
-          f"tp {est.tp}{', recompute' if est.recompute else ''}")
+    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+          f"{est.plan.label()}")
     for line in seq_note.splitlines() if seq_note else []:
         print(f"note: {line}")
     print()
@@ -105,7 +94,14 @@ def run(args: argparse.Namespace) -> int:
           f"{est.model_tflops:.0f} model TFLOP/s/GPU | MFU {est.mfu:.1%} | "
           f"memory {est.memory_bytes / 2**30:.1f} GiB/GPU "
           f"(weights {mem.get('weights', 0) / 2**30:.1f}, "
-          f"activations {mem.get('activations', 0) / 2**30:.1f})")
+          f"activations {mem.get('activations', 0) / 2**30:.1f})"
+          + ("" if est.fits else " DOES NOT FIT"))
+    parts = ", ".join(f"{k} {v / est.step_time_s:.1%}" for k, v in est.categories.items()
+                      if v > 0)
+    print(f"step time: {parts}")
+    if est.exposed_comm:
+        print("exposed communication: " + ", ".join(
+            f"{k} {v / est.step_time_s:.1%}" for k, v in est.exposed_comm.items()))
     for note in est.notes:
         print(f"note: {note}")
     return 0

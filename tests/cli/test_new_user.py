@@ -36,11 +36,11 @@ def test_estimate_and_check_take_the_same_default_seq_len_and_say_it() -> None:
         assert note in out, out
     # a context under the cap is the default itself
     out = sw("estimate", "gpt2", "--gpu", "h100").stdout
-    assert "micro-batch 1 x seq 1024" in out
+    assert "seq 1024, plan dp1 tp1 pp1 mb1 " in out
     assert "seq_len 1024: the default (max_position_embeddings 1024;" in out
     # an explicit --seq-len is used as given, with no note
     out = sw("estimate", str(MISTRAL), "--gpu", "h100", "--seq-len", "8192").stdout
-    assert "x seq 8192" in out and "the default" not in out
+    assert "seq 8192, plan" in out and "the default" not in out
 
 
 def test_recommend_and_report_use_the_same_default() -> None:
@@ -110,6 +110,8 @@ def test_checks_md_sw010_figures_are_what_the_command_prints() -> None:
         row = next(line for line in out.splitlines() if "SW010" in line and "tp-oversized"
                    in line)
         assert f"+{figure}%" in row, (gpu, row)
+        gb = re.search(r"\((\d+\.\d) GB of 80 GB\)", section)
+        assert gb and f"takes {gb.group(1)} GB of the 80 GB" in out, out
 
 
 @pytest.mark.parametrize("gpu", ["h100", "a100"])
@@ -156,7 +158,7 @@ def test_a_vit_gets_a_batch_of_images_by_default_and_says_so() -> None:
     assert "micro-batch 128, seq_len 197" in r.stdout and VIT_NOTE in r.stdout
     assert "SW004" not in r.stdout
     r = sw("estimate", "vit-base-16", "--gpu", "h100")
-    assert "micro-batch 128 x seq 197" in r.stdout and VIT_NOTE in r.stdout
+    assert "seq 197, plan dp1 tp1 pp1 mb128 " in r.stdout and VIT_NOTE in r.stdout
     r = sw("recommend", "--params", "86M", "--gpu", "h100", "--arch", "vit", "--n-trials", "5")
     assert r.returncode == 0, r.stderr
     assert "micro-batch 128" in r.stdout.splitlines()[0] and VIT_NOTE in r.stdout
