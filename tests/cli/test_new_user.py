@@ -43,6 +43,16 @@ def test_estimate_and_check_take_the_same_default_seq_len_and_say_it() -> None:
     assert "seq 8192, plan" in out and "the default" not in out
 
 
+def test_plan_uses_the_same_default() -> None:
+    r = sw("plan", str(MISTRAL), "--gpu", "h100", "--gpus", "8", "--global-batch", "64",
+           "--top", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["seq_len"] == 4096
+    r = sw("plan", str(MISTRAL), "--gpu", "h100", "--gpus", "8", "--global-batch", "64",
+           "--top", "1")
+    assert "x seq 4096" in r.stdout and "note: seq_len 4096: the default" in r.stdout
+
+
 def test_recommend_and_report_use_the_same_default() -> None:
     r = sw("recommend", "--params", "125M", "--gpu", "h100", "--n-trials", "5")
     assert r.returncode == 0, r.stderr
