@@ -114,6 +114,9 @@ def build_report(gpu: Any, dtype: str, m: int, k: int, n_min: int, n_max: int,
         "sweep": {"m": m, "k": k, "points": sweep, "best": best, "worst": worst},
         "square_8192": {"tflops": big.tflops, "pct_of_peak": big.pct_of_peak,
                         "tile": list(big.tile), "waves": big.waves},
+        # what a long training run sustains of those rates (power, thermal; #10)
+        "sustained_clock": gpu.sustained_clock,
+        "sustained_clock_source": gpu.sustained_clock_source,
     }
 
 
@@ -151,6 +154,12 @@ def _print(rep: dict[str, Any]) -> None:
         if ys:
             medians.append(f"{label} {ys[len(ys) // 2]:.0f}")
     print("median TFLOP/s by alignment of N: " + "; ".join(medians))
+    if rep.get("sustained_clock"):
+        print(f"In a long training run: {rep['sustained_clock']:.0%} of these math rates "
+              f"(sustained clock; {rep['sustained_clock_source']})")
+    else:
+        print("In a long training run: no sustained-clock factor known for this GPU "
+              "(burst rates are used)")
 
 
 #: how the plot draws each alignment class of N: label, colour, marker size, z-order
