@@ -343,6 +343,9 @@ def estimate(
     :func:`shapewise.model.shape.default_seq_len` (the context capped at 4096) and is fixed
     by image and patch size for ViT.
     ``gpu`` is a GPU or system name or object; ``profile`` (a path) overrides it.
+    ``attention_backend`` (fa2, fa3, fa4, cudnn, sdpa-flash, sdpa-efficient, sdpa-math,
+    triton, ck, aotriton; see :mod:`shapewise.cost.attention`) prices that kernel; None,
+    what PyTorch's SDPA dispatch picks. One that cannot run the shape is an InputError.
 
     >>> from shapewise import ModelShape
     >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,

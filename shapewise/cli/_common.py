@@ -91,6 +91,17 @@ def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
     parser.add_argument("--dtype", default=None, help=dtype_help)
 
 
+def add_attention_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--attention-backend``: the attention kernel to price (default: the config's, else
+    PyTorch's SDPA dispatch)."""
+    from shapewise.cost.attention import BACKENDS
+
+    parser.add_argument(
+        "--attention-backend", default=None, metavar="NAME",
+        help=f"attention kernel to price: {', '.join(BACKENDS)} (default: the one the config "
+             "states, e.g. HF attn_implementation, else what PyTorch's SDPA picks)")
+
+
 def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
     """``--dtype``, else the first of bf16, fp16, tf32, fp32 the GPU has: bf16 on most GPUs,
     fp16 on a V100, fp32 on a CPU profile fitted from fp32 timings."""

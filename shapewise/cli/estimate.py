@@ -10,6 +10,7 @@ from tabulate import tabulate
 from shapewise.cli._common import (
     SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
+    add_attention_backend_option,
     add_gpu_options,
     dtype_for,
     positive_int,
@@ -40,15 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="activation recompute: none, selective or full (bare --recompute: "
                         "full; default none)")
     add_plan_options(p)
+    add_attention_backend_option(p)
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
 
 
 def load_shape(spec: str):
     """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
+    return load_config(spec).shape
+
+
+def load_config(spec: str):
+    """The LoadedShape CONFIG names (the shape and the run settings it states)."""
     from shapewise.model.load import load_shape as load
 
-    return load(spec).shape
+    return load(spec)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.model.shape import default_micro_batch, default_seq_len
     from shapewise.step import estimate
 
-    shape = load_shape(args.config)
+    loaded = load_config(args.config)
+    shape = loaded.shape
     seq_note = None
     if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
         args.seq_len, seq_note = default_seq_len(shape)
@@ -67,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     hw = resolve_hardware(args)
     args.dtype = dtype_for(args, gpu_of(hw))
     est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype,
-                   plan=plan_from_args(args))
+                   plan=plan_from_args(args),
+                   attention_backend=args.attention_backend or loaded.attention_backend)
     if args.json:
         doc = est.to_dict()
         doc["notes"] = [*seq_note.splitlines(), *doc["notes"]] if seq_note else doc["notes"]
