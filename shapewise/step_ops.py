@@ -11,7 +11,7 @@ from typing import Any, Literal
 from shapewise.cost.price import price
 from shapewise.hardware.catalog import DTYPE_BYTES
 from shapewise.model.shape import ModelShape
-from shapewise.ops import Attention, Gemm, MemoryBound
+from shapewise.ops import Attention, Collective, Gemm, MemoryBound
 from shapewise.plan import Plan, Setup, ranks_per_node
 from shapewise.step_params import StepParams
 
@@ -75,17 +75,16 @@ class Pricer:
         key = ("comm", kind, float(nbytes), n, rpn)
         hit = self.cache.get(key)
         if hit is None:
-            hit = _collective_time(kind, nbytes, n, rpn, self.setup)
+            hit = _collective_time(kind, nbytes, n, rpn, dim, self.setup)
             self.cache[key] = hit
         return hit
 
 
-def _collective_time(kind: str, nbytes: float, n: int, rpn: int, setup: Setup) -> float:
-    """The system's collective model (:func:`shapewise.cost.comm.collective_time`)."""
-    from shapewise.cost.comm import collective_time
-
-    return float(collective_time(kind, nbytes, system=setup.system, group_size=n,
-                                 ranks_per_node=rpn))
+def _collective_time(kind: str, nbytes: float, n: int, rpn: int, group: str,
+                     setup: Setup) -> float:
+    """One collective as a typed op, priced by ``price()`` on the plan's system."""
+    return price(Collective(kind=kind, nbytes=nbytes, group=group,  # type: ignore[arg-type]
+                            group_size=n, ranks_per_node=rpn), setup.system)
 
 
 @dataclass(slots=True)

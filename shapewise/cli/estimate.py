@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
-    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+    print(f"on {est.gpu} ({est.dtype}) x {est.n_gpus}, seq {est.seq_len}, plan "
           f"{est.plan.label()}")
     for line in seq_note.splitlines() if seq_note else []:
         print(f"note: {line}")

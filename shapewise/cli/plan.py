@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shapewise.cli._common import TRAINING_DTYPE_HELP, positive_int, print_json
+from shapewise.cli._common import (
+    TRAINING_DTYPE_HELP,
+    add_attention_backend_option,
+    positive_int,
+    print_json,
+)
 from shapewise.cli._plan_args import gpu_of, resolve_hardware
 
 
@@ -31,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence; default: the model's context "
                    "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+    add_attention_backend_option(p)
     p.add_argument("--top", type=positive_int("--top"), default=10,
                    help="plans to list (default 10)")
     p.add_argument("--json", action="store_true", help="print the plans as JSON")
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.model.shape import default_seq_len
     from shapewise.planner import plan_training
 
-    shape = load_shape(args.config).shape
+    loaded = load_shape(args.config)
+    shape = loaded.shape
     seq_note = None
     if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
         args.seq_len, seq_note = default_seq_len(shape)
@@ -53,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     g = gpu_of(hw)
     dtype = dtype_for(args, g)
     plans = plan_training(shape, gpu=hw, n_gpus=args.gpus, global_batch=args.global_batch,
-                          seq_len=args.seq_len, dtype=dtype, top=args.top)
+                          seq_len=args.seq_len, dtype=dtype, top=args.top,
+                          attention_backend=args.attention_backend
+                          or loaded.attention_backend)
     if args.json:
         print_json({"gpu": g.id, "n_gpus": args.gpus, "global_batch": args.global_batch,
                     "seq_len": plans[0].seq_len, "dtype": dtype,
