@@ -25,6 +25,7 @@ from typing import Any
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
+from shapewise.model.moe import MOE_READERS
 from shapewise.model.shape import ModelShape, check_bool
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
@@ -176,6 +177,7 @@ _READERS: dict[str, ConfigReader] = {
     "mistral": _mistral,
     "qwen2": _qwen2,
     "vit": _vit,
+    **MOE_READERS,  # mixtral, qwen2_moe, qwen3_moe, deepseek_v2/v3, olmoe, gpt_oss
 }
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
 
@@ -189,7 +191,8 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
     """The shape of the model a Hugging Face config describes.
 
     ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
-    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit.
+    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit, and the
+    mixtures of experts of :mod:`shapewise.model.moe`.
     """
     if isinstance(source, Mapping):
         cfg: Any = source
