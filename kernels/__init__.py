@@ -1,28 +1,37 @@
 """Kernels that shapewise measures, each in four parts (after the Triton tutorials).
 
-Every module here has: the call (or kernel), a thin launcher, ``check(...)`` comparing the
-output with a float64 reference by relative Frobenius error, and a ``bench_*`` entry that
-computes TFLOP/s or GB/s right next to the timing call.
+Every kernel module here has: the call (or kernel), a thin launcher, ``check(...)``
+comparing the output with a float64 reference by relative Frobenius error, and a ``bench_*``
+entry that computes TFLOP/s or GB/s right next to the timing call.
 
 =====================  ==============================================================
-module                 what it measures
+module                 what it holds
 =====================  ==============================================================
+``problem``            the problems, as the shared ops of ``shapewise.ops`` (Gemm,
+                       Attention), and the FLOPs and bytes a measurement counts
 ``gemm``               ``torch.matmul`` (cuBLAS / hipBLASLt / CPU BLAS), batched too
 ``attention``          ``scaled_dot_product_attention`` per backend, ``flash_attn``,
                        and the Triton forward below (a registry of backend rows)
 ``elementwise``        layer norm, RMS norm, softmax, GELU, SiLU, copy
 ``triton_matmul``      a tiled matmul with explicit BLOCK_M/N/K (tile quantization)
-``triton_attention``   a FlashAttention-style forward with explicit BLOCK_M/N
+``triton_attention``   a FlashAttention-style forward with explicit BLOCK_M/N (the
+                       kernel and its launcher only; checked and timed by ``attention``)
+``block``              a transformer block and head of a ``ModelShape`` in torch, timed
+                       forward plus backward (what ``shapewise tune`` measures)
 ``timing``             the one place that times (device events or torch.utils.benchmark)
+``selfcheck``          ``python -m shapewise.kernels.selfcheck``: every kernel once
 =====================  ==============================================================
 
-Importing this package (or ``gemm``, ``attention``, ``elementwise``, ``timing``) never
-imports torch: it is imported inside the functions that need it. The two Triton modules
-import triton when they are imported (``@triton.jit`` reads ``TRITON_INTERPRET`` when a
+The ground floor: nothing here imports ``shapewise.bench``, ``check``, ``search``, ``tune``
+or ``cli`` (tests/test_architecture.py holds that). Importing this package (or ``problem``,
+``gemm``, ``attention``, ``elementwise``, ``timing``) never imports torch: it is imported
+inside the functions that need it. ``block`` imports torch, and the two Triton modules
+import triton, when they are imported (``@triton.jit`` reads ``TRITON_INTERPRET`` when a
 kernel is defined), so import them only to run them, with ``TRITON_INTERPRET=1`` set first
-to run them on the CPU.
+to run the Triton kernels on the CPU.
 
-Installed as ``shapewise.kernels`` (the folder is ``kernels/`` at the repository top).
+Installed as ``shapewise.kernels`` (the folder is ``kernels/`` at the repository top;
+pyproject's ``package-dir`` maps it, no symlink).
 """
 
 from __future__ import annotations
@@ -33,14 +42,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shapewise.errors import InputError
+from shapewise.hardware.catalog import DTYPE_BYTES
+
+from .problem import score_pairs as score_pairs  # re-exported: the bench plans use it
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 #: dtypes the kernels run in (the canonical names of ``shapewise.hardware.catalog``)
 KERNEL_DTYPES = ("fp32", "fp16", "bf16")
 
-#: bytes per element of each kernel dtype
-ITEMSIZE = {"fp64": 8, "fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
+#: bytes per element of each dtype a kernel runs in (the catalog's table, restricted)
+ITEMSIZE = {k: DTYPE_BYTES[k] for k in ("fp64", "fp32", "tf32", "fp16", "bf16")}
 
 #: Largest relative Frobenius error ||out - ref|| / ||ref|| that passes, against a float64
 #: reference computed from the same (already rounded) inputs. What is left is accumulation
@@ -136,19 +150,6 @@ class Unsupported(RuntimeError):
     """This kernel or backend cannot run this problem here; the message says why."""
 
 
-def score_pairs(seq_len: int, seq_len_kv: int, causal: bool) -> int:
-    """(query, key) pairs an attention call computes, per batch and head.
-
-    Causal masks are top-left aligned, as ``scaled_dot_product_attention(is_causal=True)``
-    builds them: query i sees keys 0..min(i, s_kv - 1).
-    """
-    if not causal:
-        return seq_len * seq_len_kv
-    tri = min(seq_len, seq_len_kv)
-    full = max(0, seq_len - seq_len_kv)  # queries past the last key see all keys
-    return tri * (tri + 1) // 2 + full * seq_len_kv
-
-
 def torch_dtype(name: str) -> torch.dtype:
     """'bf16' -> torch.bfloat16 (the canonical names of the catalog)."""
     import torch
@@ -156,7 +157,7 @@ def torch_dtype(name: str) -> torch.dtype:
     table = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32,
              "fp16": torch.float16, "bf16": torch.bfloat16}
     if name not in table:
-        raise ValueError(f"dtype: kernels run in {', '.join(table)}, not {name!r}")
+        raise InputError(f"dtype: kernels run in {', '.join(table)}, not {name!r}")
     return table[name]
 
 

@@ -21,6 +21,10 @@ row            what runs
 ``flash_attn`` ``flash_attn.flash_attn_func`` when the package is installed (GPU, fp16/bf16)
 ``triton``     ``triton_attention.attention`` (this package's Triton forward; no backward)
 =============  =========================================================================
+
+The problem is a :class:`shapewise.ops.Attention` (see :mod:`shapewise.kernels.problem`
+for its FLOPs and bytes, and :class:`~shapewise.kernels.problem.AttentionProblem`, the
+kernels' way to write one); a sliding window or a V head dim of its own is unsupported.
 """
 
 from __future__ import annotations
@@ -32,63 +36,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import (
-    ITEMSIZE,
-    TOLERANCE,
-    BenchResult,
-    CheckResult,
-    relative_error,
-    score_pairs,
-    torch_dtype,
+from . import TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
+from .problem import (
+    AttentionProblem,
+    attention_bytes,
+    attention_flops,
+    kv_len,
+    unsupported_attention,
 )
 from .timing import is_gpu
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from shapewise.ops import Attention
+
     from .timing import TimingConfig
 
-
-# --------------------------------------------------------------------------- the problem
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttentionProblem:
-    batch: int
-    heads: int
-    kv_heads: int
-    seq_len: int
-    seq_len_kv: int
-    head_dim: int
-    causal: bool = False
-    backward: bool = False
-    """time (or check) the backward pass instead of the forward"""
-
-    def __post_init__(self) -> None:
-        for name in ("batch", "heads", "kv_heads", "seq_len", "seq_len_kv", "head_dim"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads "
-                             f"({self.kv_heads})")
-
-    @property
-    def score_pairs(self) -> int:
-        """(query, key) pairs that are computed, per batch and head."""
-        return score_pairs(self.seq_len, self.seq_len_kv, self.causal)
-
-    def flops(self) -> int:
-        """Forward: QKᵀ and PV, 2·d FLOPs each per pair: 4·b·h·d·pairs. Backward: 2.5×
-        (five products: recomputed QKᵀ, dV, dP, dQ, dK), the convention of FlashAttention."""
-        fwd = 4 * self.batch * self.heads * self.head_dim * self.score_pairs
-        return fwd * 5 // 2 if self.backward else fwd
-
-    def bytes_moved(self, dtype: str) -> int:
-        """Forward: read q, k, v, write o. Backward: read q, k, v, o, dO, write dQ, dK, dV."""
-        q = self.batch * self.heads * self.seq_len * self.head_dim
-        kv = self.batch * self.kv_heads * self.seq_len_kv * self.head_dim
-        n = (4 * q + 4 * kv) if self.backward else (2 * q + 2 * kv)
-        return n * ITEMSIZE[dtype]
+__all__ = ["BACKENDS", "AttentionInputs", "AttentionProblem", "Backend", "bench_attention",
+           "check", "check_triton_blocks", "get_backend", "launch", "make_inputs", "reference"]
 
 
+# ---------------------------------------------------------------------------- inputs
 @dataclass(slots=True)
 class AttentionInputs:
     """q (b, h, s, d); k, v (b, kvh, skv, d); dout like q (for the backward)."""
@@ -97,10 +66,10 @@ class AttentionInputs:
     k: Any
     v: Any
     dout: Any
-    problem: AttentionProblem
+    problem: Attention
 
 
-def make_inputs(p: AttentionProblem, *, dtype: str, device: str) -> AttentionInputs:
+def make_inputs(p: Attention, *, dtype: str, device: str) -> AttentionInputs:
     """Fresh standard-normal q, k, v, dO (leaves that require grad for a backward).
 
     Each is stored (batch, seq, heads, head_dim), as a projection followed by a reshape
@@ -117,8 +86,8 @@ def make_inputs(p: AttentionProblem, *, dtype: str, device: str) -> AttentionInp
 
     return AttentionInputs(
         q=draw(p.heads, p.seq_len, p.backward),
-        k=draw(p.kv_heads, p.seq_len_kv, p.backward),
-        v=draw(p.kv_heads, p.seq_len_kv, p.backward),
+        k=draw(p.groups, kv_len(p), p.backward),
+        v=draw(p.groups, kv_len(p), p.backward),
         dout=draw(p.heads, p.seq_len, False),
         problem=p,
     )
@@ -198,7 +167,7 @@ def _sdpa(backend_name: str) -> Setup:
             return None
         p = inp.problem
         kwargs: dict[str, Any] = {"is_causal": p.causal}
-        if p.kv_heads != p.heads:
+        if p.groups != p.heads:
             kwargs["enable_gqa"] = True
 
         def fwd() -> Any:
@@ -259,6 +228,16 @@ def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 
 
+def _setup(backend: str, inp: AttentionInputs, notes: list[str]) -> Callable[[], Any] | None:
+    """The backend's call for ``inp``, or None (and why in ``notes``)."""
+    row = get_backend(backend)
+    why = unsupported_attention(inp.problem)
+    if why:
+        notes.append(why)
+        return None
+    return row.setup(inp, notes)
+
+
 # ------------------------------------------------------------------- reference and check
 def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
               ) -> torch.Tensor:
@@ -277,17 +256,17 @@ def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
     return torch.softmax(s, dim=-1) @ v
 
 
-def launch(backend: str, p: AttentionProblem, *, dtype: str = "fp32", device: str = "cpu"
+def launch(backend: str, p: Attention, *, dtype: str = "fp32", device: str = "cpu"
            ) -> tuple[AttentionInputs, Any, list[str]]:
     """Launcher: inputs, one forward through ``backend``. Returns (inputs, out, notes);
     ``out`` is None when the backend cannot run the problem (``notes`` says why)."""
     inp = make_inputs(dataclasses.replace(p, backward=False), dtype=dtype, device=device)
     notes: list[str] = []
-    call = get_backend(backend).setup(inp, notes)
+    call = _setup(backend, inp, notes)
     return inp, (None if call is None else call()), notes
 
 
-def check(backend: str, p: AttentionProblem, *, dtype: str = "fp32", device: str = "cpu"
+def check(backend: str, p: Attention, *, dtype: str = "fp32", device: str = "cpu"
           ) -> CheckResult:
     """Compare one forward through ``backend`` with the float64 reference.
 
@@ -297,8 +276,8 @@ def check(backend: str, p: AttentionProblem, *, dtype: str = "fp32", device: str
     True
     """
     inp, out, notes = launch(backend, p, dtype=dtype, device=device)
-    name = (f"attention[{backend}] b={p.batch} h={p.heads} kvh={p.kv_heads} s={p.seq_len} "
-            f"skv={p.seq_len_kv} d={p.head_dim} causal={p.causal} {dtype} {device}")
+    name = (f"attention[{backend}] b={p.batch} h={p.heads} kvh={p.groups} s={p.seq_len} "
+            f"skv={kv_len(p)} d={p.head_dim} causal={p.causal} {dtype} {device}")
     tol = TOLERANCE[dtype]
     if out is None:
         return CheckResult(name=name, rel_error=math.nan, tolerance=tol, supported=False,
@@ -311,8 +290,27 @@ def check(backend: str, p: AttentionProblem, *, dtype: str = "fp32", device: str
     return CheckResult(name=name, rel_error=relative_error(out, ref), tolerance=tol)
 
 
+def check_triton_blocks(p: Attention, *, block_m: int, block_n: int, dtype: str = "fp32",
+                        device: str = "cpu") -> CheckResult:
+    """The ``triton`` row with explicit (BLOCK_M, BLOCK_N), the output poisoned with NaN
+    first so that an element the kernel leaves unwritten fails."""
+    import torch
+
+    from . import triton_attention
+
+    inp = make_inputs(p, dtype=dtype, device=device)
+    out = torch.full_like(inp.q, float("nan"))
+    triton_attention.attention(inp.q, inp.k, inp.v, causal=p.causal, block_m=block_m,
+                               block_n=block_n, out=out)
+    ref = reference(inp.q, inp.k, inp.v, causal=p.causal)
+    tol = TOLERANCE["tf32" if dtype == "fp32" and is_gpu(device) else dtype]
+    return CheckResult(
+        name=f"triton attention {p} blocks={block_m}x{block_n} {dtype} {device}",
+        rel_error=relative_error(out, ref), tolerance=tol)
+
+
 # ----------------------------------------------------------------------------- benchmark
-def bench_attention(*, backend: str, problem: AttentionProblem, dtype: str, device: str,
+def bench_attention(*, backend: str, problem: Attention, dtype: str, device: str,
                     config: TimingConfig | None = None) -> BenchResult:
     """Time the forward (or backward) of ``problem`` through ``backend``.
 
@@ -326,7 +324,7 @@ def bench_attention(*, backend: str, problem: AttentionProblem, dtype: str, devi
     p = problem
     inp = make_inputs(p, dtype=dtype, device=device)
     notes: list[str] = []
-    call = get_backend(backend).setup(inp, notes)
+    call = _setup(backend, inp, notes)
     if call is None:
         raise Unsupported("; ".join(notes) or f"{backend}: unsupported")
 
@@ -340,4 +338,5 @@ def bench_attention(*, backend: str, problem: AttentionProblem, dtype: str, devi
                     t.normal_()
 
     timing = time_fn(call, device=device, refresh=refresh, config=config)
-    return BenchResult.from_timing(timing, flops=p.flops(), bytes=p.bytes_moved(dtype))
+    return BenchResult.from_timing(timing, flops=attention_flops(p),
+                                   bytes=attention_bytes(p, dtype))

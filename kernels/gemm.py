@@ -6,7 +6,8 @@ The four parts: :func:`gemm` (the call), :func:`launch` (allocates and runs one 
 Shapes: ``a`` is (m, k), ``b`` is (k, n), the output (m, n), all row-major; a batched GEMM
 adds a leading ``batch`` dimension to all three (``torch.bmm``), as the attention score and
 value products of a transformer do. torch's defaults are kept: fp32 runs in full fp32 (no
-TF32) unless the caller enables it.
+TF32) unless the caller enables it. The problem is a :class:`shapewise.ops.Gemm`, its work
+counted in :mod:`shapewise.kernels.problem`; these functions take its sizes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import (
-    ITEMSIZE,
     TOLERANCE,
     BenchResult,
     CheckResult,
@@ -22,6 +22,7 @@ from . import (
     relative_error,
     torch_dtype,
 )
+from .problem import Gemm, gemm_bytes, gemm_flops
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -30,13 +31,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def flops(m: int, n: int, k: int, batch: int = 1) -> int:
-    """2·m·n·k per product (one multiply and one add per term), times the batch."""
-    return 2 * m * n * k * batch
+    """2·m·n·k per product, times the batch (:func:`~shapewise.kernels.problem.gemm_flops`)."""
+    return gemm_flops(Gemm(m=m, n=n, k=k, batch=batch))
 
 
 def bytes_moved(m: int, n: int, k: int, batch: int = 1, *, dtype: str = "bf16") -> int:
-    """Each operand read once and the output written once: (m·k + k·n + m·n)·itemsize·batch."""
-    return (m * k + k * n + m * n) * ITEMSIZE[dtype] * batch
+    """Each operand read once and the output written once (:func:`~.problem.gemm_bytes`)."""
+    return gemm_bytes(Gemm(m=m, n=n, k=k, batch=batch, dtype=dtype))
 
 
 def gemm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

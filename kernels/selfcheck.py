@@ -29,7 +29,7 @@ TF32_MIN_ERROR = 1e-5
 def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
     """(name, check) of everything the sweeps on ``device`` time."""
     from . import attention, gemm
-    from .attention import AttentionProblem
+    from .problem import AttentionProblem
     from .timing import is_gpu
 
     gpu = is_gpu(device)
@@ -54,7 +54,7 @@ def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
                                                                   device=device)))
     if gpu:
         try:
-            from . import triton_attention, triton_matmul
+            from . import triton_attention, triton_matmul  # noqa: F401 (importable?)
         except ImportError as exc:  # no triton here: the sweep records those as unsupported
             why = f"triton is not importable ({exc})"
             out += [(name, lambda name=name: CheckResult(name=name, rel_error=float("nan"),
@@ -65,7 +65,7 @@ def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
         out.append(("triton matmul bf16", lambda: triton_matmul.check(
             m=300, n=260, k=200, dtype="bf16", device=device, block=(64, 64, 32))))
         p = problems[0]
-        out.append(("triton attention bf16", lambda: triton_attention.check_blocks(
+        out.append(("triton attention bf16", lambda: attention.check_triton_blocks(
             p, block_m=64, block_n=64, dtype="bf16", device=device)))
     return out
 
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU "
                     "if there is one)")
     args = ap.parse_args(argv)
-    from shapewise.bench.runner import parse_device
-
-    from .timing import gpu_available, is_gpu
+    from .timing import gpu_available, is_gpu, parse_device
 
     device = parse_device(args.device) if args.device else (
         "cuda:0" if gpu_available() else "cpu")

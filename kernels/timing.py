@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shapewise.errors import InputError
+
 #: Version of the measurement method; goes into every profile's provenance. Bump it when a
 #: change here (or in what a measurement counts) could move the numbers.
 METHOD_VERSION = "shapewise-timing/2 (gpu: warm-up by time, device events, L2 flush, fresh " \
@@ -47,6 +49,18 @@ WARMUP_MAX_CALLS = 20_000
 #: Bytes zeroed between timed GPU calls to evict the caches: larger than any L2 we know
 #: (H100 50 MB, B200 126 MB, MI300X 256 MB Infinity Cache), twice the largest.
 FLUSH_BYTES = 512 * 1024 * 1024
+
+
+def parse_device(device: str) -> str:
+    """'cpu', 'cuda', 'cuda:N' (ROCm too: its torch calls AMD GPUs 'cuda'), 'gpu' -> 'cuda'."""
+    d = device.strip().lower()
+    if d in ("gpu", "cuda", "rocm", "hip"):
+        return "cuda:0"
+    if d == "cpu":
+        return "cpu"
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return d
+    raise InputError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,7 +1,9 @@
 """A FlashAttention-style forward in Triton, with explicit BLOCK_M and BLOCK_N.
 
-The four parts: :func:`_attn_fwd_kernel` (the kernel), :func:`attention` (the launcher),
-:func:`check` (against float64), :func:`bench_triton_attention` (time + TFLOP/s).
+This file holds the kernel, :func:`_attn_fwd_kernel`, and its launcher, :func:`attention`.
+The problem, its inputs, the float64 check and the timing are those of every attention
+backend (:mod:`shapewise.kernels.attention`, row ``triton``; explicit blocks through
+:func:`shapewise.kernels.attention.check_triton_blocks`).
 
 The algorithm of FlashAttention-2's forward: each program owns ``BLOCK_M`` query rows of one
 (batch, head) and streams the keys and values in ``BLOCK_N`` blocks, keeping a running
@@ -28,14 +30,8 @@ from typing import TYPE_CHECKING
 import triton
 import triton.language as tl
 
-from . import BenchResult, CheckResult
-from .attention import AttentionProblem
-from .attention import check as _check_backend
-
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .timing import TimingConfig
 
 #: (BLOCK_M, BLOCK_N) by head dim: FlashAttention-2's forward on sm80 uses 128×64 for
 #: d ≤ 128 and 64×64 above (it must fit q, k, v blocks and the accumulator in shared
@@ -147,37 +143,3 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool
         num_warps=num_warps, num_stages=num_stages,
     )
     return out
-
-
-def check(p: AttentionProblem, *, dtype: str = "fp32", device: str = "cpu") -> CheckResult:
-    """Compare the forward with the float64 reference (the ``triton`` row of
-    :data:`~shapewise.kernels.attention.BACKENDS`)."""
-    return _check_backend("triton", p, dtype=dtype, device=device)
-
-
-def check_blocks(p: AttentionProblem, *, block_m: int, block_n: int, dtype: str = "fp32",
-                 device: str = "cpu") -> CheckResult:
-    """Like :func:`check` with explicit blocks, the output poisoned with NaN first."""
-    import torch
-
-    from . import TOLERANCE, relative_error
-    from .attention import make_inputs, reference
-    from .timing import is_gpu
-
-    inp = make_inputs(p, dtype=dtype, device=device)
-    out = torch.full_like(inp.q, float("nan"))
-    attention(inp.q, inp.k, inp.v, causal=p.causal, block_m=block_m, block_n=block_n, out=out)
-    ref = reference(inp.q, inp.k, inp.v, causal=p.causal)
-    tol = TOLERANCE["tf32" if dtype == "fp32" and is_gpu(device) else dtype]
-    return CheckResult(
-        name=f"triton attention {p} blocks={block_m}x{block_n} {dtype} {device}",
-        rel_error=relative_error(out, ref), tolerance=tol)
-
-
-def bench_triton_attention(*, problem: AttentionProblem, dtype: str, device: str,
-                           config: TimingConfig | None = None) -> BenchResult:
-    """Time the forward (the ``triton`` backend row of ``attention.bench_attention``)."""
-    from .attention import bench_attention
-
-    return bench_attention(backend="triton", problem=problem, dtype=dtype, device=device,
-                           config=config)

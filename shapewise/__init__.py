@@ -23,6 +23,9 @@ _API: dict[str, str] = {
     "list_gpus": "shapewise.hardware.catalog",
     "load_profile": "shapewise.hardware.catalog",
     "detect_gpu": "shapewise.hardware.detect",
+    "System": "shapewise.hardware.system",
+    "get_system": "shapewise.hardware.system",
+    "list_systems": "shapewise.hardware.system",
     # cost model
     "gemm_time": "shapewise.cost.gemm",
     "explain_gemm": "shapewise.cost.gemm",
@@ -32,6 +35,7 @@ _API: dict[str, str] = {
     "attention_flops": "shapewise.cost.attention",
     "memory_bound_time": "shapewise.cost.elementwise",
     "allreduce_time": "shapewise.cost.comm",
+    "collective_time": "shapewise.cost.comm",
     # model shapes
     "ModelShape": "shapewise.model.shape",
     "from_hf_config": "shapewise.model.hf",

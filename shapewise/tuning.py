@@ -3,7 +3,7 @@ workers sharing one Optuna study through Optuna's storage.
 
 Stage one, the analytic search (:func:`shapewise.recommend_shape`), narrows thousands of
 shapes to the ``top_k`` it predicts fastest. Stage two measures each of them: a trial builds
-the candidate's real transformer block and head with torch (:mod:`shapewise.bench.layers`),
+the candidate's real transformer block and head with torch (:mod:`shapewise.kernels.block`),
 times forward plus backward on the device (:mod:`shapewise.kernels.timing`: warm-up, device
 events, fresh inputs, L2 flush, median), and reports what it measured.
 
@@ -686,7 +686,7 @@ def _measure(shape: ModelShape, *, micro_batch: int, seq_len: int, tp: int, devi
              dtype: str, repeats: int) -> Iterator[Any]:
     """Timings of one block and the head, one ``StepTiming`` per repeat (tests replace this
     to run the study machinery without torch)."""
-    from shapewise.bench.layers import step_timings
+    from shapewise.kernels.block import step_timings
     from shapewise.kernels.timing import TimingConfig, is_gpu
 
     if is_gpu(device):
@@ -1015,8 +1015,7 @@ def tune(
         storage, str | None) else None
     if path is not None and not Path(path).expanduser().exists():
         can_create()  # a new journal holds no study: fail before creating the file
-    from shapewise.bench.runner import parse_device
-    from shapewise.kernels.timing import gpu_available, is_gpu
+    from shapewise.kernels.timing import gpu_available, is_gpu, parse_device
 
     dev = parse_device(device) if device is not None else (
         "cuda:0" if gpu_available() else "cpu")

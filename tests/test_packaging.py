@@ -50,7 +50,10 @@ def test_import_is_light() -> None:
 def test_profiles_and_kernels_ship_in_the_package() -> None:
     profiles = [p.name for p in resources.files("shapewise.profiles").iterdir()
                 if p.name.endswith(".json")]
-    assert len(profiles) >= 23
+    assert len(profiles) >= 22
+    systems = [p.name for p in resources.files("shapewise.profiles").joinpath("systems").iterdir()
+               if p.name.endswith(".json")]
+    assert len(systems) >= 7
     assert resources.files("shapewise.kernels").joinpath("__init__.py").is_file()
 
 

@@ -42,7 +42,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shapewise.errors import InputError
-from shapewise.kernels import score_pairs
+from shapewise.hardware.catalog import DTYPE_BYTES
+from shapewise.kernels import elementwise
+from shapewise.kernels.problem import (
+    AttentionProblem,
+    Gemm,
+    attention_bytes,
+    attention_flops,
+    gemm_bytes,
+    gemm_flops,
+)
 
 #: Version of the plans; goes into the provenance. Bump it when a plan's shapes change.
 PLAN_VERSION = "shapewise-plan/2"
@@ -52,7 +61,6 @@ MODES: tuple[str, ...] = ("quick", "full", "tiny")
 #: "tf32" is float32 storage with TF32 tensor-core math (torch's allow_tf32); "fp32" keeps
 #: full-precision math (TF32 off), as torch does by default
 BENCH_DTYPES: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16")
-_ITEMSIZE = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2}
 
 #: attention backends, in the order of ``shapewise.kernels.attention.BACKENDS``
 GPU_ATTENTION_BACKENDS = ("flash", "efficient", "cudnn", "math", "flash_attn", "triton")
@@ -84,7 +92,7 @@ class Target:
 
     @property
     def itemsize(self) -> int:
-        return _ITEMSIZE[self.dtype]
+        return DTYPE_BYTES[self.dtype]
 
 
 # ------------------------------------------------------------------------------ the specs
@@ -116,13 +124,17 @@ class GemmSpec:
         return key
 
     @property
+    def problem(self) -> Gemm:
+        """The GEMM it times, in the shared op vocabulary."""
+        return Gemm(m=self.m, n=self.n, k=self.k, batch=self.batch, dtype=self.dtype)
+
+    @property
     def flops(self) -> int:
-        return 2 * self.m * self.n * self.k * self.batch
+        return gemm_flops(self.problem)
 
     @property
     def bytes(self) -> int:
-        elements = self.m * self.k + self.k * self.n + self.m * self.n
-        return elements * _ITEMSIZE[self.dtype] * self.batch
+        return gemm_bytes(self.problem)
 
     @property
     def working_set(self) -> int:
@@ -162,20 +174,21 @@ class AttentionSpec:
                 f"bwd={int(self.backward)},backend={self.backend},dtype={self.dtype}")
 
     @property
-    def _pairs(self) -> int:
-        return score_pairs(self.seq_len, self.seq_len_kv, self.causal)
+    def problem(self) -> AttentionProblem:
+        """The attention call it times, in the shared op vocabulary."""
+        return AttentionProblem(batch=self.batch, heads=self.heads, kv_heads=self.kv_heads,
+                                seq_len=self.seq_len, seq_len_kv=self.seq_len_kv,
+                                head_dim=self.head_dim, causal=self.causal,
+                                backward=self.backward, backend=self.backend, dtype=self.dtype)
 
     @property
     def flops(self) -> int:
-        """4·b·h·d per (query, key) pair forward; backward 2.5× (see kernels.attention)."""
-        fwd = 4 * self.batch * self.heads * self.head_dim * self._pairs
-        return fwd * 5 // 2 if self.backward else fwd
+        """4·b·h·d per (query, key) pair forward; backward 2.5× (see kernels.problem)."""
+        return attention_flops(self.problem)
 
     @property
     def bytes(self) -> int:
-        q = self.batch * self.heads * self.seq_len * self.head_dim
-        kv = self.batch * self.kv_heads * self.seq_len_kv * self.head_dim
-        return ((4 * q + 4 * kv) if self.backward else (2 * q + 2 * kv)) * _ITEMSIZE[self.dtype]
+        return attention_bytes(self.problem)
 
     @property
     def working_set(self) -> int:
@@ -191,10 +204,8 @@ class AttentionSpec:
         }
 
 
-#: FLOPs per element of each memory-bound op (as ``kernels.elementwise.OPS``)
-ELEMENTWISE_OPS: dict[str, int] = {
-    "layernorm": 8, "rmsnorm": 5, "softmax": 5, "gelu": 10, "silu": 4, "copy": 0,
-}
+#: FLOPs per element of each memory-bound op the kernels time
+ELEMENTWISE_OPS: dict[str, int] = elementwise.OPS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -221,12 +232,11 @@ class ElementwiseSpec:
 
     @property
     def flops(self) -> int:
-        return ELEMENTWISE_OPS[self.op] * self.numel
+        return elementwise.flops(self.op, self.rows, self.cols)
 
     @property
     def bytes(self) -> int:
-        weights = {"layernorm": 2, "rmsnorm": 1}.get(self.op, 0) * self.cols
-        return (2 * self.numel + weights) * _ITEMSIZE[self.dtype]
+        return elementwise.bytes_moved(self.op, self.rows, self.cols, dtype=self.dtype)
 
     @property
     def working_set(self) -> int:

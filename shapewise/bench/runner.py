@@ -46,22 +46,11 @@ from shapewise.bench.plan import (
 )
 from shapewise.bench.store import BenchStore
 from shapewise.errors import DeviceFailure, InputError
+from shapewise.kernels.timing import parse_device  # re-exported: the bench CLI's devices
 
 __all__ = ["DeviceFailure", "parse_device", "run_bench", "timing_config"]
 
 _now = time.monotonic  # the budget's clock (tests replace it)
-
-
-def parse_device(device: str) -> str:
-    """'cpu', 'cuda', 'cuda:N' (ROCm too: its torch calls AMD GPUs 'cuda'), 'gpu' -> 'cuda'."""
-    d = device.strip().lower()
-    if d in ("gpu", "cuda", "rocm", "hip"):
-        return "cuda:0"
-    if d == "cpu":
-        return "cpu"
-    if d.startswith("cuda:") and d[5:].isdigit():
-        return d
-    raise InputError(f"--device: expected cpu, cuda or cuda:N, got {device!r}")
 
 
 def timing_config(device_kind: str, mode: str) -> Any:
@@ -150,13 +139,9 @@ def _run_spec(spec: Spec, device: str, config: Any) -> Any:
         return bench_gemm(m=spec.m, n=spec.n, k=spec.k, batch=spec.batch, dtype=spec.dtype,
                           device=device, config=config)
     if isinstance(spec, AttentionSpec):
-        from shapewise.kernels.attention import AttentionProblem, bench_attention
+        from shapewise.kernels.attention import bench_attention
 
-        problem = AttentionProblem(batch=spec.batch, heads=spec.heads, kv_heads=spec.kv_heads,
-                                   seq_len=spec.seq_len, seq_len_kv=spec.seq_len_kv,
-                                   head_dim=spec.head_dim, causal=spec.causal,
-                                   backward=spec.backward)
-        return bench_attention(backend=spec.backend, problem=problem, dtype=spec.dtype,
+        return bench_attention(backend=spec.backend, problem=spec.problem, dtype=spec.dtype,
                                device=device, config=config)
     if isinstance(spec, ElementwiseSpec):
         from shapewise.kernels.elementwise import bench_elementwise

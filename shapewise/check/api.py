@@ -202,7 +202,7 @@ def analyze(
 def _analyze_module(model: Any, g: GPU, gpu_note: str, dt: str, *, tp: int | None,
                     micro_batch: int | None, seq_len: int | None, example_input: Any,
                     rules: Iterable[str] | None) -> CheckReport:
-    from shapewise.check.rules import _trace_cost
+    from shapewise.check.rules import trace_cost
     from shapewise.check.trace import trace_module
 
     if tp not in (None, 1):
@@ -214,7 +214,7 @@ def _analyze_module(model: Any, g: GPU, gpu_note: str, dt: str, *, tp: int | Non
     ctx = CheckContext(gpu=g, dtype=dt, micro_batch=trace.micro_batch or b,
                        seq_len=trace.seq_len, trace=trace, note=gpu_note)
     findings = run_rules(ctx, rules)
-    step = _trace_cost(ctx)[0] if trace.gemms or trace.attentions else None
+    step = trace_cost(ctx)[0] if trace.gemms or trace.attentions else None
     return CheckReport(
         source="module", name=trace.model, path="", gpu=g.id, gpu_note=gpu_note, dtype=dt,
         tp=1, pipeline_stages=1, micro_batch=trace.micro_batch, seq_len=trace.seq_len,

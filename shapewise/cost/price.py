@@ -1,43 +1,54 @@
-"""``price(op, gpu)``: the one function that turns any op of :mod:`shapewise.ops` into seconds.
+"""``price(op, system_or_gpu)``: the one function that turns any op of :mod:`shapewise.ops`
+into seconds.
 
 Each kind goes to its own model: :func:`shapewise.cost.gemm.gemm_time`,
 :func:`shapewise.cost.attention.attention_time`, :func:`shapewise.cost.elementwise.op_time`
-and, for collectives, the alpha-beta ring of :mod:`shapewise.cost.comm`.
+and, for collectives, :func:`shapewise.cost.comm.collective_time` on the system.
+
+The second argument is a :class:`~shapewise.hardware.system.System`, a system name, or a
+GPU (name or :class:`~shapewise.hardware.catalog.GPU`). Kernels run on the system's GPU; a
+GPU means its usual node for collectives (``h100`` → ``hgx-h100``), and a GPU that has no
+shipped system prices them on its own link, within one node.
 """
 
 from __future__ import annotations
 
 from shapewise.cost.attention import attention_time
-from shapewise.cost.comm import ALPHA_S, allreduce_time, link_bandwidth
+from shapewise.cost.comm import collective_time, system_for
 from shapewise.cost.elementwise import op_time
 from shapewise.cost.gemm import gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU, get_gpu
+from shapewise.hardware.system import System, get_system
 from shapewise.ops import Attention, Collective, Gemm, MemoryBound, Op
 
 
-def _collective_time(op: Collective, gpu: GPU) -> float:
-    """Ring algorithms over the GPU's scale-up link: (n−1) steps per pass, α each."""
-    n = op.group_size
-    if n == 1 and op.kind != "send_recv":
-        return 0.0
-    if op.kind == "all_reduce":
-        return allreduce_time(op.nbytes, gpu=gpu, tp=n)
-    bw = link_bandwidth(gpu)
-    if op.kind == "send_recv":
-        return op.nbytes / bw + ALPHA_S
-    # all-gather, reduce-scatter, all-to-all: each rank moves (n−1)/n of the buffer
-    return (n - 1) / n * op.nbytes / bw + (n - 1) * ALPHA_S
+def _gpu_of(where: str | GPU | System) -> GPU:
+    if isinstance(where, System):
+        return where.gpu
+    if isinstance(where, GPU):
+        return where
+    try:
+        return get_gpu(where)
+    except InputError:
+        pass
+    try:  # a system name: its GPU
+        return get_system(where).gpu
+    except InputError:
+        return get_gpu(where)  # the GPU catalog's error, with its closest names
 
 
-def price(op: Op, gpu: str | GPU) -> float:
-    """Seconds for one launch of ``op`` on ``gpu``.
+def price(op: Op, gpu: str | GPU | System) -> float:
+    """Seconds for one launch of ``op`` on ``gpu`` (a GPU, or a system and its GPU).
 
     >>> from shapewise.ops import Gemm
     >>> price(Gemm(m=4096, n=4096, k=4096), "h100") == gemm_time(4096, 4096, 4096, gpu="h100")
     True
     """
-    g = get_gpu(gpu)
+    if isinstance(op, Collective):
+        return collective_time(op.kind, op.nbytes, system=system_for(gpu),
+                               group_size=op.group_size, ranks_per_node=op.ranks_per_node)
+    g = _gpu_of(gpu)
     if isinstance(op, Gemm):
         return gemm_time(op.m, op.n, op.k, gpu=g, dtype=op.dtype, batch=op.batch)
     if isinstance(op, Attention):
@@ -54,7 +65,5 @@ def price(op: Op, gpu: str | GPU) -> float:
     if isinstance(op, MemoryBound):
         return op_time(op.op, op.numel, gpu=g, bytes_per_element=op.bytes_per_element,
                        backward=op.backward)
-    if isinstance(op, Collective):
-        return _collective_time(op, g)
     raise InputError(f"op: expected a Gemm, Attention, MemoryBound or Collective, "
                      f"got {type(op).__name__}")

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -59,23 +59,6 @@ DTYPE_ALIASES: dict[str, str] = {
 Vendor = Literal["nvidia", "amd", "cpu", "other"]
 _VENDORS = ("nvidia", "amd", "cpu", "other")
 
-# Spec fields that must each name a source in the profile's "sources" mapping.
-_SOURCED_FIELDS = (
-    "sm_count",
-    "boost_clock_mhz",
-    "peak_tflops",
-    "memory_gb",
-    "memory_bandwidth_tbs",
-    "l2_mb",
-    "smem_per_sm_kb",
-    "warp_size",
-    "matrix_instruction",
-    "alignment_bytes",
-    "gemm_tiles",
-    "attention_tiles",
-    "link_bandwidth_gbs",
-)
-
 
 def canonical_dtype(dtype: str, *, field_name: str = "dtype") -> str:
     """'bfloat16' -> 'bf16'. Raises InputError naming ``field_name`` for unknown types."""
@@ -90,6 +73,240 @@ def canonical_dtype(dtype: str, *, field_name: str = "dtype") -> str:
     return key
 
 
+# ------------------------------------------------------------------ the schema, as data
+# Each profile field declares, in its dataclass metadata, how it is read from JSON (a
+# parser that validates), how it is written back, and whether it must cite a source.
+# parse_profile, gpu_to_dict and the list of known keys all derive from that one place:
+# adding a field is one line in GPU or Calibration, e.g.
+#     sustained_clock_factor: float = schema(_number(at_most=1.0), sourced=True, default=1.0)
+# A field without a default is required; a field whose default is None may be absent or
+# null, and is left out of gpu_to_dict when None.
+def _short(value: Any, limit: int = 60) -> str:
+    """repr() cut to ``limit`` characters: error messages quote hostile values too."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _Checker:
+    """Names the file and field in every error while a profile is read."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field_name: str, problem: str) -> InputError:
+        return InputError(f"{self.where}: field '{field_name}' {problem}")
+
+
+#: a field's parser: (raw JSON value, checker, dotted field name) -> validated value
+Parser = Callable[[Any, _Checker, str], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """How one profile field is read from JSON and written back to it."""
+
+    parse: Parser
+    """validates the raw JSON value and returns the field's value"""
+    dump: Callable[[Any], Any] = _same
+    """the field's value as JSON-ready data (the inverse of ``parse``)"""
+    sourced: bool = False
+    """a datasheet fact: its key must appear in the profile's ``sources`` when present"""
+
+
+def schema(parse: Parser, *, dump: Callable[[Any], Any] = _same, sourced: bool = False,
+           **field_kwargs: Any) -> Any:
+    """A dataclass ``field`` that is also a profile field (see the comment above)."""
+    return field(metadata={"schema": _Schema(parse, dump, sourced)}, **field_kwargs)
+
+
+def _number(*, allow_zero: bool = False, at_most: float | None = None) -> Parser:
+    """A finite, non-negative number (positive unless ``allow_zero``), at most ``at_most``."""
+
+    def parse(value: Any, check: _Checker, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise check.fail(name, f"must be a number, got {type(value).__name__}")
+        if isinstance(value, int) and abs(value) > 10**15:  # float() overflows past ~1e308
+            raise check.fail(name, "must be a finite number of sensible size, got an integer "
+                             f"of {len(str(abs(value)))} digits")
+        number = float(value)
+        if not math.isfinite(number) or abs(number) > 1e15:
+            raise check.fail(name, f"must be a finite number of sensible size, "
+                             f"got {_short(value)}")
+        if number < 0 or (number == 0 and not allow_zero):
+            raise check.fail(name, f"must be {'non-negative' if allow_zero else 'positive'}, "
+                             f"got {number:g}")
+        if at_most is not None and number > at_most:
+            raise check.fail(name, f"must be at most {at_most:g}, got {number:g}")
+        return number
+
+    return parse
+
+
+def _integer(value: Any, check: _Checker, name: str) -> int:
+    """A positive integer (a JSON float such as 32.0 is refused)."""
+    number = _number()(value, check, name)
+    if number != int(number) or isinstance(value, float):
+        raise check.fail(name, f"must be an integer, got {_short(value)}")
+    return int(number)
+
+
+def _string(*, choices: Iterable[str] | None = None, pattern: str | None = None) -> Parser:
+    def parse(value: Any, check: _Checker, name: str) -> str:
+        if not isinstance(value, str):
+            raise check.fail(name, f"must be a string, got {type(value).__name__}")
+        if choices is not None and value not in choices:
+            raise check.fail(name, f"must be one of {', '.join(choices)}, "
+                             f"got {_short(value)!r}")
+        if pattern is not None and not re.fullmatch(pattern, value):
+            raise check.fail(name, f"must match {pattern}, got {_short(value)!r}")
+        return value
+
+    return parse
+
+
+def _object(value: Any, check: _Checker, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise check.fail(name, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _per_dtype(*, at_most: float | None = None) -> Parser:
+    """{dtype: number}, naming at least one dtype the cost model knows."""
+    number = _number(at_most=at_most)
+
+    def parse(value: Any, check: _Checker, name: str) -> dict[str, float]:
+        if not _object(value, check, name):
+            raise check.fail(name, "must name at least one dtype")
+        out = {}
+        for key, item in value.items():
+            if key not in DTYPE_BYTES:
+                raise check.fail(f"{name}.{_short(key)}",
+                                 f"is not a known dtype ({', '.join(DTYPE_BYTES)})")
+            out[key] = number(item, check, f"{name}.{key}")
+        return out
+
+    return parse
+
+
+def _tile(value: Any, check: _Checker, name: str) -> tuple[int, int]:
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096
+                       for v in value)):
+        raise check.fail(name, f"must be [rows, cols] of positive integers, got {_short(value)}")
+    return (value[0], value[1])
+
+
+def _tiles(value: Any, check: _Checker, name: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list) or not value:
+        raise check.fail(name, "must be a non-empty list of [rows, cols]")
+    return tuple(_tile(t, check, f"{name}[{i}]") for i, t in enumerate(value))
+
+
+def _tiles_per_head_dim(value: Any, check: _Checker, name: str) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for key, tile in _object(value, check, name).items():
+        # ASCII digits only: str.isdigit() accepts '²', which int() then rejects
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9]{1,3}", key) \
+                or not 0 < int(key) <= 512:
+            raise check.fail(f"{name}.{_short(key)}", "key must be a head dim (integer string)")
+        out[int(key)] = _tile(tile, check, f"{name}.{key}")
+    if not out:
+        raise check.fail(name, "must name at least one head dim")
+    return out
+
+
+def _aliases(value: Any, check: _Checker, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise check.fail(name, "must be a list of strings")
+    for i, alias in enumerate(value):
+        if not _norm(alias):  # '' or '---' would match nothing, or everything typed as ''
+            raise check.fail(f"{name}[{i}]", f"must contain a letter or digit, got {alias!r:.60}")
+    return tuple(value)
+
+
+def _citations(value: Any, check: _Checker, name: str) -> dict[str, str]:
+    for key, text in _object(value, check, name).items():
+        if not isinstance(text, str) or not text.strip():
+            raise check.fail(f"{name}.{_short(key)}", "must be a non-empty string")
+    return dict(value)
+
+
+def _plain_json(value: Any, check: _Checker, name: str) -> dict:
+    """Free-form, but it must survive print_json (finite numbers, plain JSON data)."""
+    _object(value, check, name)
+    try:
+        json.dumps(value, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        raise check.fail(name, "must hold plain JSON data with finite numbers") from None
+    return value
+
+
+def _schema_version(value: Any, check: _Checker, name: str) -> int:
+    version = _integer(value, check, name)
+    if version != SCHEMA_VERSION:
+        raise check.fail(name, f"is {version}; this shapewise reads {SCHEMA_VERSION}")
+    return version
+
+
+def _schema_fields(cls: type) -> list[tuple[str, _Schema, bool]]:
+    """(name, schema, required) of each profile field of ``cls``, in declaration order."""
+    return [(f.name, f.metadata["schema"],
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls) if "schema" in f.metadata]
+
+
+def _nullable(cls: type) -> set[str]:
+    """Fields whose default is None: JSON null or absence both mean "not given"."""
+    return {f.name for f in dataclasses.fields(cls) if f.default is None}
+
+
+def _parse_fields(cls: type, raw: Any, check: _Checker, *, prefix: str = "") -> dict[str, Any]:
+    """Keyword arguments of ``cls`` read from the JSON object ``raw``, each validated."""
+    specs = _schema_fields(cls)
+    if not isinstance(raw, dict):
+        raise check.fail(prefix.rstrip("."), f"must be an object, got {type(raw).__name__}")
+    known = {name for name, _, _ in specs}
+    unknown = [key for key in raw if key not in known]
+    if unknown:
+        raise check.fail(prefix + _short(sorted(unknown, key=str)[0]),
+                         "is not a known field (typo?)")
+    nullable = _nullable(cls)
+    kwargs: dict[str, Any] = {}
+    for name, spec, required in specs:
+        if name not in raw or (raw[name] is None and name in nullable):
+            if required:
+                raise check.fail(prefix + name, "is missing")
+            continue  # the dataclass default
+        kwargs[name] = spec.parse(raw[name], check, prefix + name)
+    return kwargs
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    """The profile fields of a GPU or Calibration as JSON-ready data; None is left out."""
+    out = {}
+    for name, spec, _ in _schema_fields(type(obj)):
+        value = getattr(obj, name)
+        if value is not None:
+            out[name] = spec.dump(value)
+    return out
+
+
+def _nested(cls: type) -> Parser:
+    """A JSON object read as the dataclass ``cls`` (its fields declared with ``schema``)."""
+
+    def parse(value: Any, check: _Checker, name: str) -> Any:
+        return cls(**_parse_fields(cls, value, check, prefix=name + "."))
+
+    return parse
+
+
+_fraction = _number(at_most=1.0)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Calibration:
     """Cost-model parameters of one GPU (see docs/cost-model.md for each equation).
@@ -98,30 +315,31 @@ class Calibration:
     which), "default" when they are the cross-GPU defaults of ``shapewise.cost.defaults``.
     """
 
-    status: Literal["fitted", "default"]
-    #: fraction of the dense peak a GEMM main loop sustains, per dtype (0 < x <= 1)
-    gemm_efficiency: Mapping[str, float]
-    #: fixed time per kernel launch (as the kernel timer sees it), microseconds
-    launch_us: float
-    #: pipeline fill/drain of one CTA tile, in K elements of extra main-loop work
-    k_fill: float
-    #: fraction of the memory bandwidth a streaming kernel sustains
-    bandwidth_efficiency: float
-    #: throughput factor when a GEMM dim is not a multiple of 16 bytes (no vector loads)
-    misalign_16b_factor: float
-    #: throughput factor when 16-byte but not ``alignment_bytes`` aligned
-    misalign_coarse_factor: float
-    #: operand-reuse cost of small tiles (0: tile size does not matter)
-    tile_reuse_cost: float
-    #: FlashAttention forward / backward main-loop efficiency (fraction of dense peak)
-    attention_fwd_efficiency: float
-    attention_bwd_efficiency: float
-    #: where the numbers come from: data files, dates, method, errors
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-    #: share of the shorter of compute and memory time that does not overlap the longer
-    #: (0: perfect overlap, as GPU kernels stream operands under the math; ~1 on CPUs,
-    #: where BLAS packs operands before computing)
-    overlap_penalty: float = 0.0
+    status: Literal["fitted", "default"] = schema(_string(choices=("fitted", "default")))
+    gemm_efficiency: Mapping[str, float] = schema(_per_dtype(at_most=1.0), dump=dict)
+    """fraction of the dense peak a GEMM main loop sustains, per dtype (0 < x <= 1)"""
+    launch_us: float = schema(_number(allow_zero=True, at_most=1e4))
+    """fixed time per kernel launch (as the kernel timer sees it), microseconds"""
+    k_fill: float = schema(_number(allow_zero=True, at_most=1e5))
+    """pipeline fill/drain of one CTA tile, in K elements of extra main-loop work"""
+    bandwidth_efficiency: float = schema(_fraction)
+    """fraction of the memory bandwidth a streaming kernel sustains"""
+    misalign_16b_factor: float = schema(_fraction)
+    """throughput factor when a GEMM dim is not a multiple of 16 bytes (no vector loads)"""
+    misalign_coarse_factor: float = schema(_fraction)
+    """throughput factor when 16-byte but not ``alignment_bytes`` aligned"""
+    tile_reuse_cost: float = schema(_number(allow_zero=True, at_most=100.0))
+    """operand-reuse cost of small tiles (0: tile size does not matter)"""
+    attention_fwd_efficiency: float = schema(_fraction)
+    """FlashAttention forward main-loop efficiency (fraction of dense peak)"""
+    attention_bwd_efficiency: float = schema(_fraction)
+    """FlashAttention backward main-loop efficiency (fraction of dense peak)"""
+    overlap_penalty: float = schema(_number(allow_zero=True, at_most=1.0), default=0.0)
+    """share of the shorter of compute and memory time that does not overlap the longer
+    (0: perfect overlap, as GPU kernels stream operands under the math; ~1 on CPUs,
+    where BLAS packs operands before computing)"""
+    provenance: Mapping[str, Any] = schema(_plain_json, dump=dict, default_factory=dict)
+    """where the numbers come from: data files, dates, method, errors"""
 
     def efficiency(self, dtype: str) -> float:
         """Main-loop efficiency for ``dtype``; types without their own fit share bf16's."""
@@ -136,49 +354,59 @@ class Calibration:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GPU:
-    """One accelerator: datasheet facts with sources, plus cost-model calibration."""
+    """One accelerator: datasheet facts with sources, plus cost-model calibration.
 
-    id: str
-    """file stem, e.g. 'h100-sxm'"""
-    name: str
+    The fields declared with ``schema`` are the profile's JSON keys, in the order
+    :func:`gpu_to_dict` writes them.
+    """
+
+    schema_version: int = schema(_schema_version, default=SCHEMA_VERSION, repr=False)
+    id: str = schema(_string(pattern=r"[a-z0-9][a-z0-9._-]*"))
+    """file stem, e.g. 'h100-sxm' (lower-case letters, digits, '.', '_' or '-')"""
+    name: str = schema(_string())
     """marketing name, e.g. 'NVIDIA H100 SXM5 80GB'"""
-    vendor: Vendor
-    arch: str
+    vendor: Vendor = schema(_string(choices=_VENDORS))
+    arch: str = schema(_string())
     """architecture family, e.g. 'hopper', 'cdna3'"""
-    arch_code: str
+    arch_code: str = schema(_string())
     """compute capability or gfx target, e.g. 'sm_90', 'gfx942'"""
-    sm_count: int
+    aliases: tuple[str, ...] = schema(_aliases, dump=list, default=())
+    sm_count: int = schema(_integer, sourced=True)
     """streaming multiprocessors (NVIDIA) or compute units (AMD)"""
-    boost_clock_mhz: float
-    peak_tflops: Mapping[str, float]
+    boost_clock_mhz: float = schema(_number(), sourced=True)
+    peak_tflops: Mapping[str, float] = schema(_per_dtype(), dump=dict, sourced=True)
     """dense (no 2:4 sparsity) peak per dtype, TFLOP/s; 'fp32' is the best full-precision
     FP32 GEMM rate (AMD CDNA: the matrix cores)"""
-    memory_gb: float
-    memory_bandwidth_tbs: float
+    memory_gb: float = schema(_number(), sourced=True)
+    memory_bandwidth_tbs: float = schema(_number(), sourced=True)
     """HBM/GDDR bandwidth, TB/s (1e12 bytes/s)"""
-    l2_mb: float
-    smem_per_sm_kb: float
-    warp_size: int
-    matrix_instruction: str
-    alignment_bytes: int
+    l2_mb: float = schema(_number(allow_zero=True), sourced=True)
+    smem_per_sm_kb: float = schema(_number(), sourced=True)
+    warp_size: int = schema(_integer, sourced=True)
+    matrix_instruction: str = schema(_string(), sourced=True)
+    alignment_bytes: int = schema(_integer, sourced=True)
     """tensor cores are fully fed when m, n, k are multiples of this many bytes"""
-    gemm_tiles: tuple[tuple[int, int], ...]
+    gemm_tiles: tuple[tuple[int, int], ...] = schema(
+        _tiles, dump=lambda tiles: [list(t) for t in tiles], sourced=True)
     """CTA output tiles (BM, BN) that the vendor BLAS picks from"""
-    attention_tiles: Mapping[int, tuple[int, int]]
+    attention_tiles: Mapping[int, tuple[int, int]] = schema(
+        _tiles_per_head_dim, dump=lambda t: {str(k): list(v) for k, v in sorted(t.items())},
+        sourced=True)
     """FlashAttention forward block (BlockM, BlockN) per head dim"""
-    link_bandwidth_gbs: float
+    link_name: str = schema(_string(), default="")
+    link_bandwidth_gbs: float = schema(_number(allow_zero=True), sourced=True)
     """scale-up link bandwidth per GPU per direction, GB/s (0: no scale-up link)"""
-    link_name: str = ""
-    tdp_w: float | None = None
-    ctas_per_sm: int = 1
-    aliases: tuple[str, ...] = ()
-    sources: Mapping[str, str] = field(default_factory=dict, repr=False)
-    references: Mapping[str, str] = field(default_factory=dict, repr=False)
-    notes: str = field(default="", repr=False)
-    calibration: Calibration | None = field(default=None, repr=False)
-    schema_version: int = field(default=SCHEMA_VERSION, repr=False)
+    tdp_w: float | None = schema(_number(), sourced=True, default=None)
+    ctas_per_sm: int = schema(_integer, default=1)
+    sources: Mapping[str, str] = schema(_citations, dump=dict, repr=False)
+    """spec field -> key of ``references`` (or a citation of its own when there are none)"""
+    references: Mapping[str, str] = schema(_citations, dump=dict, default_factory=dict,
+                                           repr=False)
+    notes: str = schema(_string(), default="", repr=False)
+    calibration: Calibration | None = schema(_nested(Calibration), dump=lambda c: _to_dict(c),
+                                             default=None, repr=False)
     path: str = field(default="", repr=False)
-    """the file it was loaded from"""
+    """the file it was loaded from (not a profile field)"""
 
     # ---------------------------------------------------------------- derived quantities
     def supports(self, dtype: str) -> bool:
@@ -218,153 +446,13 @@ class GPU:
         )
 
 
+#: spec fields that must each name a source in the profile's "sources" mapping
+_SOURCED_FIELDS = tuple(name for name, spec, _ in _schema_fields(GPU) if spec.sourced)
+
+
 # -------------------------------------------------------------------- parsing and checks
 def _read_json(path: Path) -> Any:
     return read_json(path, limit=MAX_PROFILE_BYTES, what="a profile")
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr() cut to ``limit`` characters: error messages quote hostile values too."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-class _Checker:
-    """Reads typed fields out of a JSON object, naming the file and field on any error."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, field_name: str, problem: str) -> InputError:
-        return InputError(f"{self.where}: field '{field_name}' {problem}")
-
-    def number(self, obj: Mapping[str, Any], key: str, *, prefix: str = "",
-               positive: bool = True, at_most: float | None = None, allow_zero: bool = False,
-               required: bool = True, default: float | None = None) -> float:
-        name = prefix + key
-        if key not in obj:
-            if required:
-                raise self.fail(name, "is missing")
-            return default  # type: ignore[return-value]
-        value = obj[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {type(value).__name__}")
-        if isinstance(value, int) and abs(value) > 10**15:  # float() overflows past ~1e308
-            raise self.fail(name, "must be a finite number of sensible size, got an integer of "
-                            f"{len(str(abs(value)))} digits")
-        value = float(value)
-        if not math.isfinite(value) or abs(value) > 1e15:
-            raise self.fail(name, f"must be a finite number of sensible size, "
-                            f"got {_short(obj[key])}")
-        if positive and (value < 0 or (value == 0 and not allow_zero)):
-            raise self.fail(name, f"must be {'non-negative' if allow_zero else 'positive'}, "
-                            f"got {value:g}")
-        if at_most is not None and value > at_most:
-            raise self.fail(name, f"must be at most {at_most:g}, got {value:g}")
-        return value
-
-    def integer(self, obj: Mapping[str, Any], key: str, *, prefix: str = "",
-                required: bool = True, default: int | None = None) -> int:
-        name = prefix + key
-        if key not in obj and not required:
-            return default  # type: ignore[return-value]
-        value = self.number(obj, key, prefix=prefix)
-        if value != int(value) or isinstance(obj[key], float):
-            raise self.fail(name, f"must be an integer, got {_short(obj[key])}")
-        return int(value)
-
-    def string(self, obj: Mapping[str, Any], key: str, *, prefix: str = "",
-               required: bool = True, default: str = "",
-               choices: Iterable[str] | None = None) -> str:
-        name = prefix + key
-        if key not in obj:
-            if required:
-                raise self.fail(name, "is missing")
-            return default
-        value = obj[key]
-        if not isinstance(value, str):
-            raise self.fail(name, f"must be a string, got {type(value).__name__}")
-        if choices is not None and value not in choices:
-            raise self.fail(name, f"must be one of {', '.join(choices)}, got {_short(value)!r}")
-        return value
-
-    def mapping(self, obj: Mapping[str, Any], key: str, *, prefix: str = "",
-                required: bool = True) -> dict:
-        name = prefix + key
-        if key not in obj:
-            if required:
-                raise self.fail(name, "is missing")
-            return {}
-        value = obj[key]
-        if not isinstance(value, dict):
-            raise self.fail(name, f"must be an object, got {type(value).__name__}")
-        return value
-
-    def tile(self, value: Any, name: str) -> tuple[int, int]:
-        if (not isinstance(value, list) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096
-                           for v in value)):
-            raise self.fail(name, "must be [rows, cols] of positive integers, "
-                            f"got {_short(value)}")
-        return (value[0], value[1])
-
-
-_TOP_LEVEL = {
-    "schema_version", "id", "name", "vendor", "arch", "arch_code", "aliases", "sm_count",
-    "boost_clock_mhz", "peak_tflops", "memory_gb", "memory_bandwidth_tbs", "l2_mb",
-    "smem_per_sm_kb", "warp_size", "matrix_instruction", "alignment_bytes", "gemm_tiles",
-    "attention_tiles", "link_name", "link_bandwidth_gbs", "tdp_w", "ctas_per_sm", "sources",
-    "references", "notes", "calibration",
-}
-_CALIBRATION_FIELDS = {
-    "status", "gemm_efficiency", "launch_us", "k_fill", "bandwidth_efficiency",
-    "misalign_16b_factor", "misalign_coarse_factor", "tile_reuse_cost",
-    "attention_fwd_efficiency", "attention_bwd_efficiency", "provenance", "overlap_penalty",
-}
-
-
-def _parse_calibration(raw: Any, check: _Checker) -> Calibration:
-    if not isinstance(raw, dict):
-        raise check.fail("calibration", f"must be an object, got {type(raw).__name__}")
-    unknown = set(raw) - _CALIBRATION_FIELDS
-    if unknown:
-        raise check.fail(f"calibration.{_short(sorted(unknown, key=str)[0])}",
-                         "is not a known field")
-    p = "calibration."
-    eff_raw = check.mapping(raw, "gemm_efficiency", prefix=p)
-    if not eff_raw:
-        raise check.fail(p + "gemm_efficiency", "must name at least one dtype")
-    eff = {}
-    for key in eff_raw:
-        if key not in DTYPE_BYTES:
-            raise check.fail(f"{p}gemm_efficiency.{_short(key)}", "is not a known dtype")
-        eff[key] = check.number(eff_raw, key, prefix=p + "gemm_efficiency.", at_most=1.0)
-    provenance = check.mapping(raw, "provenance", prefix=p, required=False)
-    try:  # free-form, but it must survive print_json (finite numbers, plain JSON data)
-        json.dumps(provenance, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError):
-        raise check.fail(p + "provenance",
-                         "must hold plain JSON data with finite numbers") from None
-
-    def frac(key: str) -> float:
-        return check.number(raw, key, prefix=p, at_most=1.0)
-
-    return Calibration(
-        status=check.string(raw, "status", prefix=p, choices=("fitted", "default")),  # type: ignore[arg-type]
-        gemm_efficiency=eff,
-        launch_us=check.number(raw, "launch_us", prefix=p, allow_zero=True, at_most=1e4),
-        k_fill=check.number(raw, "k_fill", prefix=p, allow_zero=True, at_most=1e5),
-        bandwidth_efficiency=frac("bandwidth_efficiency"),
-        misalign_16b_factor=frac("misalign_16b_factor"),
-        misalign_coarse_factor=frac("misalign_coarse_factor"),
-        tile_reuse_cost=check.number(raw, "tile_reuse_cost", prefix=p, allow_zero=True,
-                                     at_most=100.0),
-        attention_fwd_efficiency=frac("attention_fwd_efficiency"),
-        attention_bwd_efficiency=frac("attention_bwd_efficiency"),
-        provenance=provenance,
-        overlap_penalty=check.number(raw, "overlap_penalty", prefix=p, allow_zero=True,
-                                     at_most=1.0, required=False, default=0.0),
-    )
 
 
 def parse_profile(raw: Any, *, where: str) -> GPU:
@@ -375,100 +463,20 @@ def parse_profile(raw: Any, *, where: str) -> GPU:
     check = _Checker(where)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a profile must be a JSON object, got {type(raw).__name__}")
-    unknown = set(raw) - _TOP_LEVEL
-    if unknown:
-        raise check.fail(_short(sorted(unknown, key=str)[0]), "is not a known field (typo?)")
-    version = check.integer(raw, "schema_version")
-    if version != SCHEMA_VERSION:
-        raise check.fail("schema_version", f"is {version}; this shapewise reads {SCHEMA_VERSION}")
-
-    peaks_raw = check.mapping(raw, "peak_tflops")
-    if not peaks_raw:
-        raise check.fail("peak_tflops", "must name at least one dtype")
-    peaks = {}
-    for key in peaks_raw:
-        if key not in DTYPE_BYTES:
-            raise check.fail(f"peak_tflops.{_short(key)}",
-                             f"is not a known dtype ({', '.join(DTYPE_BYTES)})")
-        peaks[key] = check.number(peaks_raw, key, prefix="peak_tflops.")
-
-    tiles_raw = raw.get("gemm_tiles")
-    if not isinstance(tiles_raw, list) or not tiles_raw:
-        raise check.fail("gemm_tiles", "must be a non-empty list of [rows, cols]")
-    tiles = tuple(check.tile(t, f"gemm_tiles[{i}]") for i, t in enumerate(tiles_raw))
-
-    att_raw = check.mapping(raw, "attention_tiles")
-    att: dict[int, tuple[int, int]] = {}
-    for key, value in att_raw.items():
-        # ASCII digits only: str.isdigit() accepts '²', which int() then rejects
-        if not isinstance(key, str) or not re.fullmatch(r"[0-9]{1,3}", key) \
-                or not 0 < int(key) <= 512:
-            raise check.fail(f"attention_tiles.{_short(key)}",
-                             "key must be a head dim (integer string)")
-        att[int(key)] = check.tile(value, f"attention_tiles.{key}")
-    if not att:
-        raise check.fail("attention_tiles", "must name at least one head dim")
-
-    aliases_raw = raw.get("aliases", [])
-    if not isinstance(aliases_raw, list) or not all(isinstance(a, str) for a in aliases_raw):
-        raise check.fail("aliases", "must be a list of strings")
-    for i, alias in enumerate(aliases_raw):
-        if not _norm(alias):  # '' or '---' would match nothing, or everything typed as ''
-            raise check.fail(f"aliases[{i}]", f"must contain a letter or digit, got {alias!r:.60}")
-
-    sources = check.mapping(raw, "sources")
-    references = check.mapping(raw, "references", required=False)
-    for group, entries in (("sources", sources), ("references", references)):
-        for key, value in entries.items():
-            if not isinstance(value, str) or not value.strip():
-                raise check.fail(f"{group}.{_short(key)}", "must be a non-empty string")
-    for name in _SOURCED_FIELDS:
-        if name not in sources:
+    if "schema_version" not in raw:  # read first: a future schema fails on its version
+        raise check.fail("schema_version", "is missing")
+    _schema_version(raw["schema_version"], check, "schema_version")
+    kwargs = _parse_fields(GPU, raw, check)
+    sources, references = kwargs["sources"], kwargs.get("references", {})
+    for name in _SOURCED_FIELDS:  # every datasheet value present needs its source
+        if kwargs.get(name) is not None and name not in sources:
             raise check.fail(f"sources.{name}", "is missing: every spec value needs a source")
-    if raw.get("tdp_w") is not None and "tdp_w" not in sources:  # optional, but sourced
-        raise check.fail("sources.tdp_w", "is missing: every spec value needs a source")
     if references:  # then each source is a key into references, not a citation of its own
         for key, value in sources.items():
             if value not in references:
                 raise check.fail(f"sources.{_short(key)}",
                                  f"names {_short(value)!r}, which is not a key of 'references'")
-
-    tdp = raw.get("tdp_w")
-    calibration = raw.get("calibration")
-    gpu = GPU(
-        id=check.string(raw, "id"),
-        name=check.string(raw, "name"),
-        vendor=check.string(raw, "vendor", choices=_VENDORS),  # type: ignore[arg-type]
-        arch=check.string(raw, "arch"),
-        arch_code=check.string(raw, "arch_code"),
-        sm_count=check.integer(raw, "sm_count"),
-        boost_clock_mhz=check.number(raw, "boost_clock_mhz"),
-        peak_tflops=peaks,
-        memory_gb=check.number(raw, "memory_gb"),
-        memory_bandwidth_tbs=check.number(raw, "memory_bandwidth_tbs"),
-        l2_mb=check.number(raw, "l2_mb", allow_zero=True),
-        smem_per_sm_kb=check.number(raw, "smem_per_sm_kb"),
-        warp_size=check.integer(raw, "warp_size"),
-        matrix_instruction=check.string(raw, "matrix_instruction"),
-        alignment_bytes=check.integer(raw, "alignment_bytes"),
-        gemm_tiles=tiles,
-        attention_tiles=att,
-        link_name=check.string(raw, "link_name", required=False),
-        link_bandwidth_gbs=check.number(raw, "link_bandwidth_gbs", allow_zero=True),
-        tdp_w=None if tdp is None else check.number(raw, "tdp_w"),
-        ctas_per_sm=check.integer(raw, "ctas_per_sm", required=False, default=1),
-        aliases=tuple(aliases_raw),
-        sources=dict(sources),
-        references=dict(references),
-        notes=check.string(raw, "notes", required=False),
-        calibration=None if calibration is None else _parse_calibration(calibration, check),
-        schema_version=version,
-        path=where,
-    )
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", gpu.id):
-        raise check.fail("id", "must be lower-case letters, digits, '.', '_' or '-', "
-                         f"got {_short(gpu.id)!r}")
-    return gpu
+    return GPU(**kwargs, path=where)
 
 
 def load_profile(path: str | os.PathLike[str]) -> GPU:
@@ -520,6 +528,16 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     return gpus, index
 
 
+#: Parts that software never sees as one device, with what to name instead. An MI250X is
+#: two GCDs, each its own 64 GB GPU to ROCm and torch (the OLCF Frontier User Guide: "8
+#: separate GPUs" per node of 4 MI250X), so a 128 GB 'mi250x' would fit models that do not.
+_NOT_ONE_DEVICE = {
+    _norm(n): ("is two GPUs (GCDs) of 64 GB each, never one 128 GB device: use "
+               "'mi250x-gcd' for the GPU one process sees (or the system 'frontier')")
+    for n in ("mi250x", "amd instinct mi250x", "mi250x-oam", "mi250x module")
+}
+
+
 def list_gpus() -> list[GPU]:
     """Every GPU in the catalog (built-in and ``SHAPEWISE_PROFILES``), sorted by id."""
     gpus, _ = _catalog(os.environ.get("SHAPEWISE_PROFILES", ""))
@@ -542,6 +560,8 @@ def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
     gid = index.get(_norm(name))
     if gid is not None:
         return gpus[gid]
+    if _norm(name) in _NOT_ONE_DEVICE:
+        raise InputError(f"{field_name}: {name!r:.60} {_NOT_ONE_DEVICE[_norm(name)]}")
     close = difflib.get_close_matches(_norm(name), list(index), n=5, cutoff=0.5)
     names = sorted({index[c] for c in close}) or sorted(gpus)[:8]
     raise InputError(
@@ -552,53 +572,8 @@ def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
 
 def gpu_to_dict(gpu: GPU) -> dict[str, Any]:
     """The profile as JSON-ready data (the inverse of :func:`parse_profile`)."""
-    out: dict[str, Any] = {
-        "schema_version": gpu.schema_version,
-        "id": gpu.id,
-        "name": gpu.name,
-        "vendor": gpu.vendor,
-        "arch": gpu.arch,
-        "arch_code": gpu.arch_code,
-        "aliases": list(gpu.aliases),
-        "sm_count": gpu.sm_count,
-        "boost_clock_mhz": gpu.boost_clock_mhz,
-        "peak_tflops": dict(gpu.peak_tflops),
-        "memory_gb": gpu.memory_gb,
-        "memory_bandwidth_tbs": gpu.memory_bandwidth_tbs,
-        "l2_mb": gpu.l2_mb,
-        "smem_per_sm_kb": gpu.smem_per_sm_kb,
-        "warp_size": gpu.warp_size,
-        "matrix_instruction": gpu.matrix_instruction,
-        "alignment_bytes": gpu.alignment_bytes,
-        "gemm_tiles": [list(t) for t in gpu.gemm_tiles],
-        "attention_tiles": {str(k): list(v) for k, v in sorted(gpu.attention_tiles.items())},
-        "link_name": gpu.link_name,
-        "link_bandwidth_gbs": gpu.link_bandwidth_gbs,
-        "tdp_w": gpu.tdp_w,
-        "ctas_per_sm": gpu.ctas_per_sm,
-        "sources": dict(gpu.sources),
-        "references": dict(gpu.references),
-        "notes": gpu.notes,
-    }
-    if gpu.tdp_w is None:
-        del out["tdp_w"]
-    if gpu.calibration is not None:
-        out["calibration"] = calibration_to_dict(gpu.calibration)
-    return out
+    return _to_dict(gpu)
 
 
 def calibration_to_dict(cal: Calibration) -> dict[str, Any]:
-    return {
-        "status": cal.status,
-        "gemm_efficiency": dict(cal.gemm_efficiency),
-        "launch_us": cal.launch_us,
-        "k_fill": cal.k_fill,
-        "bandwidth_efficiency": cal.bandwidth_efficiency,
-        "misalign_16b_factor": cal.misalign_16b_factor,
-        "misalign_coarse_factor": cal.misalign_coarse_factor,
-        "tile_reuse_cost": cal.tile_reuse_cost,
-        "attention_fwd_efficiency": cal.attention_fwd_efficiency,
-        "attention_bwd_efficiency": cal.attention_bwd_efficiency,
-        "overlap_penalty": cal.overlap_penalty,
-        "provenance": dict(cal.provenance),
-    }
+    return _to_dict(cal)

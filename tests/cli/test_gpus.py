@@ -14,7 +14,7 @@ import pytest
 from shapewise.cli import gpus
 from shapewise.hardware.catalog import get_gpu, gpu_to_dict, list_gpus, parse_profile
 
-N_GPUS = 25
+N_GPUS = 24  # 22 before B300 and GB300
 
 
 @pytest.fixture(autouse=True)

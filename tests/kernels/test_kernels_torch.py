@@ -19,7 +19,7 @@ from shapewise.kernels import (  # noqa: E402
     gemm,
     relative_error,
 )
-from shapewise.kernels.attention import AttentionProblem  # noqa: E402
+from shapewise.kernels.problem import AttentionProblem  # noqa: E402
 from shapewise.kernels.timing import TimingConfig  # noqa: E402
 
 FAST = TimingConfig(cpu_min_run_time_s=0.01, cpu_max_run_time_s=0.05, cpu_retries=0)

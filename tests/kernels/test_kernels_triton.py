@@ -44,8 +44,8 @@ _SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     torch.manual_seed(0)
-    from shapewise.kernels import triton_matmul, triton_attention
-    from shapewise.kernels.attention import AttentionProblem
+    from shapewise.kernels import attention, triton_matmul
+    from shapewise.kernels.problem import AttentionProblem
     cases = json.loads(sys.argv[1])
     for dtype in cases["dtypes"]:
         for m, n, k, block in cases["matmul"]:
@@ -55,7 +55,7 @@ _SCRIPT = textwrap.dedent(
         for b, h, kvh, s, skv, d, causal, (bm, bn) in cases["attention"]:
             p = AttentionProblem(batch=b, heads=h, kv_heads=kvh, seq_len=s, seq_len_kv=skv,
                                  head_dim=d, causal=causal)
-            r = triton_attention.check_blocks(p, block_m=bm, block_n=bn, dtype=dtype)
+            r = attention.check_triton_blocks(p, block_m=bm, block_n=bn, dtype=dtype)
             print(json.dumps({"id": ["attention", b, h, kvh, s, skv, d, causal, [bm, bn], dtype],
                               "err": r.rel_error, "tol": r.tolerance, "ok": r.ok,
                               "text": str(r)}))
@@ -110,8 +110,8 @@ def test_importing_kernels_does_not_import_triton_or_torch() -> None:
 def test_triton_kernels_on_gpu(dtype: str) -> None:
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("TRITON_INTERPRET=1 is set: these kernels would be interpreted")
-    from shapewise.kernels import triton_attention, triton_matmul
-    from shapewise.kernels.attention import AttentionProblem
+    from shapewise.kernels import attention, triton_matmul
+    from shapewise.kernels.problem import AttentionProblem
 
     for m, n, k, block in [*MATMUL_CASES, (1000, 3000, 515, (128, 128, 64))]:
         r = triton_matmul.check(m=m, n=n, k=k, dtype=dtype, device="cuda", block=block)
@@ -120,5 +120,6 @@ def test_triton_kernels_on_gpu(dtype: str) -> None:
                                                    (2, 16, 4, 1000, 1000, 128, True, (128, 64))]:
         p = AttentionProblem(batch=b, heads=h, kv_heads=kvh, seq_len=s, seq_len_kv=skv,
                              head_dim=d, causal=causal)
-        r = triton_attention.check_blocks(p, block_m=bm, block_n=bn, dtype=dtype, device="cuda")
+        r = attention.check_triton_blocks(p, block_m=bm, block_n=bn, dtype=dtype,
+                                          device="cuda")
         assert r.ok, r

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from shapewise.bench.layers import (  # noqa: E402
+from shapewise.kernels.block import (  # noqa: E402
     Block,
     Head,
     block_workload,

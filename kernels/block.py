@@ -1,7 +1,7 @@
 """Real torch layers of a :class:`ModelShape`, built to be timed: one transformer block and
 the model's head, forward plus backward.
 
-``shapewise tune`` measures candidate shapes with these (``shapewise.tuning``). The block is
+``shapewise tune`` measures candidate shapes with these (``shapewise.tune``). The block is
 the layer that :mod:`shapewise.step` prices, kernel for kernel, for one tensor-parallel rank
 (Megatron layout: whole heads and K/V groups, FFN columns and vocabulary rows split by
 ``tp``; the all-reduces are left out, since one GPU has no peer to reduce with):
@@ -29,7 +29,8 @@ input gradient is what a block in the middle of a stack passes down, and ``grad`
 the weight gradients without accumulating them into ``.grad`` (one extra add per weight
 that training's first micro-batch does not pay).
 
-Only imported when a measurement runs: it imports torch at the top.
+Only imported when a measurement runs: it imports torch at the top. (It was
+``shapewise/bench/layers.py``; a kernel that the tuner times belongs with the kernels.)
 """
 
 from __future__ import annotations
@@ -46,22 +47,11 @@ from torch import nn
 from shapewise.errors import InputError
 from shapewise.model.shape import ModelShape
 
-#: shapewise dtype names -> torch dtypes for the measured layers
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16,
-    "bf16": torch.bfloat16, "fp64": torch.float64,
-}
+from . import torch_dtype
+from .timing import time_fn
 
 #: rotary base frequency (Llama's ``rope_theta``); it changes no cost, only the values
 ROPE_THETA = 10000.0
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """The torch dtype for a shapewise dtype name ('bf16' -> torch.bfloat16)."""
-    if name not in TORCH_DTYPES:
-        raise InputError(f"dtype: cannot build torch layers in {name!r}; "
-                         f"known: {', '.join(TORCH_DTYPES)}")
-    return TORCH_DTYPES[name]
 
 
 def _shard(shape: ModelShape, tp: int) -> tuple[int, int, int]:
@@ -289,8 +279,6 @@ def step_timings(shape: ModelShape, *, micro_batch: int, seq_len: int, tp: int, 
     repeats' spread shows how stable the device is. Stop iterating to abandon the rest
     (a pruned candidate): the layers are freed with the generator.
     """
-    from shapewise.kernels.timing import time_fn
-
     if repeats < 1:
         raise InputError(f"repeats: must be at least 1, got {repeats}")
     block = block_workload(shape, micro_batch=micro_batch, seq_len=seq_len, tp=tp,
