@@ -145,13 +145,21 @@ def _is_module(obj: Any) -> bool:
     return is_torch_module(obj)
 
 
+def _ep(ep: Any) -> int:
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+        raise InputError(f"ep: must be a positive integer, got {ep!r}")
+    return ep
+
+
 def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
-    rules: Iterable[str] | None = None, detect: bool = True,
+    rules: Iterable[str] | None = None, detect: bool = True, ep: int = 1,
 ) -> CheckReport:
-    """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
+    """The full report behind :func:`check_shape` (what was checked, settings, findings).
+
+    ``ep``: the expert-parallel size a mixture of experts runs with (SW021, SW022)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # InputError naming dtype when the GPU lacks it
@@ -185,7 +193,7 @@ def analyze(
                      + "; pass seq_len=/--seq-len)")
     try:
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
-                            pipeline_stages=pp, note=gpu_note)
+                            pipeline_stages=pp, note=gpu_note, ep=_ep(ep))
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -227,7 +235,7 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
-    profile: str | None = None,
+    profile: str | None = None, ep: int = 1,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -247,7 +255,7 @@ def check_shape(
         gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
-                   example_input=example_input, rules=rules).findings
+                   example_input=example_input, rules=rules, ep=ep).findings
 
 
 def check_before_training(

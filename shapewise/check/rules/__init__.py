@@ -15,6 +15,8 @@ module                                      rules
 :mod:`~shapewise.check.rules.parallel`      SW005 heads per rank, SW006 tp splits,
                                             SW007 pipeline layers, SW010 tp oversized
 :mod:`~shapewise.check.rules.waves`         SW009 wave quantization
+:mod:`~shapewise.check.rules.moe`           SW012 expert FFN, SW013 experts per ep rank,
+                                            SW014 tokens per expert (mixtures of experts)
 ==========================================  =================================================
 
 How to add a rule
@@ -22,7 +24,7 @@ How to add a rule
 One block, in the module of its theme (or a new module imported below)::
 
     layers_per_stage = register(Rule(
-        id="SW012", name="layers-per-stage", field="num_hidden_layers", severity="error",
+        id="SW015", name="layers-per-stage", field="num_hidden_layers", severity="error",
         doc=\"\"\"Layers divisible by pp·v (virtual pipeline stages).
 
         Why: ... (with the source). Fix: ... Severity: error.
@@ -60,7 +62,7 @@ One block, in the module of its theme (or a new module imported below)::
 from __future__ import annotations
 
 # the rule modules register their rules on import (RULES is kept in id order)
-from shapewise.check.rules import alignment, heads, parallel, waves  # noqa: F401
+from shapewise.check.rules import alignment, heads, moe, parallel, waves  # noqa: F401
 from shapewise.check.rules.alignment import (
     ffn_size,
     gemm_alignment,

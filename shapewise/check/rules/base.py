@@ -174,6 +174,8 @@ class CheckContext:
     """s: tokens per sequence (resolved for a shape; from the inputs for a trace)"""
     pipeline_stages: int = 1
     """pipeline-parallel stages the layers are split over"""
+    ep: int = 1
+    """expert-parallel size (mixtures of experts: E/ep experts per rank)"""
     shape: ModelShape | None = None
     trace: Trace | None = None
     estimate: Estimate | None = None
@@ -252,7 +254,7 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
 
 def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int = 1,
                   micro_batch: int = 1, seq_len: int | None = None,
-                  pipeline_stages: int = 1, note: str = "") -> CheckContext:
+                  pipeline_stages: int = 1, note: str = "", ep: int = 1) -> CheckContext:
     """A context for ``shape``; prices it unless tensor parallelism cannot split it.
 
     Raises InputError for settings no rule can judge (a sequence longer than learned
@@ -264,11 +266,13 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
         seq_len = shape.max_position_embeddings
     s = resolve_seq_len(shape, seq_len)
     est = None
-    if not tp_problems(shape, tp):
+    if not tp_problems(shape, tp) and not (shape.is_moe or shape.mla):
+        # a mixture of experts is judged by its own rules (SW020-SW022) without the step
         est = estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
                        dtype=dtype)
     ctx = CheckContext(gpu=gpu, dtype=dtype, tp=tp, micro_batch=micro_batch, seq_len=s,
-                       pipeline_stages=pipeline_stages, shape=shape, estimate=est, note=note)
+                       pipeline_stages=pipeline_stages, shape=shape, estimate=est, note=note,
+                       ep=ep)
     if est is not None:
         ctx._cache[(shape, tp, micro_batch, s)] = est
     return ctx
