@@ -43,6 +43,9 @@ _API: dict[str, str] = {
     "flops_per_token": "shapewise.model.flops",
     "step_flops": "shapewise.model.flops",
     "memory_per_gpu": "shapewise.model.memory",
+    # low-precision recipes
+    "Recipe": "shapewise.recipe",
+    "get_recipe": "shapewise.recipe",
     # whole-step estimate and search
     "estimate": "shapewise.step",
     "Estimate": "shapewise.step",

@@ -28,15 +28,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from shapewise.blocks import attention_projections, mlp_ops, quantize_ops
 from shapewise.cost.attention import attention_flops, attention_time
 from shapewise.cost.comm import allreduce_time
 from shapewise.cost.defaults import calibration_of
 from shapewise.cost.elementwise import op_time
 from shapewise.cost.gemm import check_dim, gemm_time
+from shapewise.cost.moe import check_routing
+from shapewise.cost.price import price
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
-from shapewise.model.params import check_tp
+from shapewise.model.flops import attention_forward_flops_per_sequence
+from shapewise.model.moe import check_ep
+from shapewise.model.params import check_tp, param_tensors
 from shapewise.model.shape import ModelShape, check_limit
+from shapewise.ops import Collective, Gemm, MemoryBound, Op
+from shapewise.recipe import Recipe, check_recipe, fp8_weight_bytes
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
 
@@ -148,6 +155,44 @@ def _mem_ops(name: str, op: str, numel: int, count: int, gpu: GPU, nbytes: int,
 GIB = 2**30
 
 
+def _block_costs(ops: list[tuple[str, Op]], count: int, gpu: GPU, recompute: bool, *,
+                 shape: ModelShape, tokens: int, ep: int) -> list[OpCost]:
+    """OpCosts of a layer block's forward ops (shapewise.blocks): each GEMM with its two
+    backward GEMMs, each memory-bound op with its backward, each all-to-all twice; the
+    forward replayed under recompute. An expert GEMM's FLOPs are the model's (the mean
+    tokens per expert), not the padded or imbalanced rows it runs."""
+    out: list[OpCost] = []
+    mean = None
+    if shape.is_moe:
+        mean = tokens * shape.num_experts_per_tok * ep / shape.num_experts  # type: ignore[operator]
+    for name, op in ops:
+        if isinstance(op, Gemm):
+            scale = mean / op.m if (mean is not None and name.startswith("experts_")) else 1.0
+            fl = op.flops * scale
+            out.append(OpCost(name, "gemm", "forward", (op.m, op.n, op.k), count,
+                              price(op, gpu), fl))
+            for bw in op.backward():
+                out.append(OpCost(name, "gemm", "backward", (bw.m, bw.n, bw.k), count,
+                                  price(bw, gpu), fl))
+            if recompute:
+                out.append(OpCost(name, "gemm", "recompute", (op.m, op.n, op.k), count,
+                                  price(op, gpu), 0.0))
+        elif isinstance(op, MemoryBound):
+            fwd = price(op, gpu)
+            bwd = price(MemoryBound(op=op.op, numel=op.numel,
+                                    bytes_per_element=op.bytes_per_element, backward=True), gpu)
+            out.append(OpCost(name, "memory", "forward", (op.numel,), count, fwd, 0.0))
+            out.append(OpCost(name, "memory", "backward", (op.numel,), count, bwd, 0.0))
+            if recompute:
+                out.append(OpCost(name, "memory", "recompute", (op.numel,), count, fwd, 0.0))
+        elif isinstance(op, Collective):
+            c = price(op, gpu)
+            phases = ("forward", "backward") + (("recompute",) if recompute else ())
+            for phase in phases:
+                out.append(OpCost(name, "comm", phase, (int(op.nbytes),), count, c, 0.0))
+    return out
+
+
 def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
     """A note when the step's memory per GPU exceeds the GPU's (None when it fits).
 
@@ -167,12 +212,18 @@ def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
 def estimate(
     shape: ModelShape, *, gpu: str | GPU | None = None, micro_batch: int = 1,
     seq_len: int | None = None, tp: int = 1, dtype: str = "bf16", recompute: bool = False,
-    profile: str | None = None,
+    profile: str | None = None, recipe: str | Recipe | None = None, ep: int = 1,
+    capacity_factor: float | None = None, imbalance: float = 1.0,
 ) -> Estimate:
     """Predict one training step of ``shape`` on ``gpu`` (per tensor-parallel rank).
 
     ``seq_len`` defaults to the shape's ``max_position_embeddings`` (decoders) and is fixed
     by image and patch size for ViT. ``profile`` (a path) overrides ``gpu``.
+
+    ``recipe``: an fp8 recipe (``shapewise.recipe``: 'te-delayed', 'mxfp8', ...); ``dtype``
+    stays the storage type (bf16). Mixtures of experts: ``ep`` expert-parallel ranks (E/ep
+    experts each, all-to-all dispatch and combine), ``capacity_factor`` (None: dropless) and
+    ``imbalance`` (the busiest expert-parallel rank's tokens over the mean, >= 1).
 
     >>> from shapewise import ModelShape
     >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,
@@ -192,11 +243,16 @@ def estimate(
         raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
     else:
         g = get_gpu(gpu)
-    if shape.is_moe or shape.mla:  # counted exactly (model/moe.py), not priced here yet
-        raise InputError(f"{'num_experts' if shape.is_moe else 'kv_lora_rank'}: the step of "
-                         f"a mixture-of-experts or latent-attention model is not priced yet")
     dt = canonical_dtype(dtype)
+    if dt == "fp8":
+        raise InputError("dtype: fp8 is a recipe, not a storage type: keep dtype='bf16' and "
+                         "pass recipe= ('te-delayed', 'te-current', 'mxfp8', 'blockwise', "
+                         "'mi300x')")
     g.peak_flops(dt)
+    rec = check_recipe(recipe, g) if recipe is not None else None
+    gdt = rec.gemm_dtype if rec is not None else dt
+    check_ep(shape, ep)
+    check_routing(capacity_factor=capacity_factor, imbalance=imbalance)
     b = check_limit("micro_batch", check_dim(micro_batch, "micro_batch"))
     t = check_limit("tp", check_dim(tp, "tp"))
     if not isinstance(recompute, bool):
@@ -213,38 +269,54 @@ def estimate(
 
     nb = DTYPE_BYTES[dt]
     h, a, g_kv, d = shape.hidden_size, shape.num_attention_heads, shape.kv_heads, shape.head_dim
-    f = shape.ffn_size
     L = shape.num_hidden_layers
     T = b * s
     ops: list[OpCost] = []
 
-    # --- one transformer layer, priced once and counted L times
-    ops += _gemm_ops("qkv_proj", T, (a + 2 * g_kv) * d // t, h, L, g, dt, recompute)
+    # --- one transformer layer, priced once and counted L times (an MoE model: its
+    # leading dense layers and its MoE layers each priced once)
+    before, after = attention_projections(shape, tokens=T, tp=t, gemm_dtype=gdt)
+    layer_ops: list[tuple[str, Op]] = [*before, *after]
     causal = shape.causal
     window = shape.sliding_window if causal else None
-    att_f = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
-                           causal=causal, kv_heads=g_kv // t, window=window)
-    att_b = attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g, dtype=dt,
-                           causal=causal, kv_heads=g_kv // t, backward=True, window=window)
-    af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal,
-                         window=window)
+    att_dt = "fp8" if rec is not None and rec.fp8_attention else dt
+    dv_scale = 1.0
+    if shape.mla:  # AV is d_v wide, QKᵀ d_qk: priced at d_qk, scaled by the mean width
+        dv_scale = (d + shape.v_dim) / (2 * d)
+    att_f = dv_scale * attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g,
+                                      dtype=att_dt, causal=causal, kv_heads=g_kv // t,
+                                      window=window)
+    att_b = dv_scale * attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g,
+                                      dtype=att_dt, causal=causal, kv_heads=g_kv // t,
+                                      backward=True, window=window)
+    if shape.mla:
+        af = b * attention_forward_flops_per_sequence(shape, s) / t
+    else:
+        af = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal,
+                             window=window)
     ops.append(OpCost("attention", "attention", "forward", (b, a // t, s, d), L, att_f, af))
     ops.append(OpCost("attention", "attention", "backward", (b, a // t, s, d), L, att_b, 2 * af))
     if recompute:
         ops.append(OpCost("attention", "attention", "recompute", (b, a // t, s, d), L, att_f, 0))
-    ops += _gemm_ops("out_proj", T, h, a * d // t, L, g, dt, recompute)
-    if shape.activation == "swiglu":
-        ops += _gemm_ops("mlp_gate_up", T, 2 * f // t, h, L, g, dt, recompute)
-        ops += _mem_ops("swiglu", "swiglu", T * f // t, L, g, nb, recompute)
-    else:
-        ops += _gemm_ops("mlp_up", T, f // t, h, L, g, dt, recompute)
-        ops += _mem_ops("gelu", "gelu", T * f // t, L, g, nb, recompute)
-    ops += _gemm_ops("mlp_down", T, h, f // t, L, g, dt, recompute)
+    kinds = [(L - shape.moe_layers, False), (shape.moe_layers, True)]
+    for count, moe in kinds:
+        if not count:
+            continue
+        mlp = mlp_ops(shape, moe=moe, tokens=T, tp=t, ep=ep, dtype=dt, gemm_dtype=gdt,
+                      capacity_factor=capacity_factor, imbalance=imbalance)
+        ops += _block_costs(layer_ops + mlp, count, g, recompute, shape=shape, tokens=T, ep=ep)
+        for name, phase, q in quantize_ops(rec, layer_ops + mlp):
+            ops.append(OpCost(name, "memory", phase, (q.numel,), count, price(q, g), 0.0))
+            if recompute and phase == "forward":
+                ops.append(OpCost(name, "memory", "recompute", (q.numel,), count,
+                                  price(q, g), 0.0))
     norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
     ops += _mem_ops(norm, norm, T * h, 2 * L, g, nb, recompute)
     ops += _mem_ops("residual_add", "residual_add", T * h, 2 * L, g, nb, recompute)
     if shape.position_embedding == "rotary":
         rot = T * (a + g_kv) * d // t
+        if shape.mla:  # rotary on the rope part of each query head and the one shared key
+            rot = T * (a // t + 1) * shape.qk_rope_head_dim  # type: ignore[operator]
         ops += _mem_ops("rotary", "rotary", rot, L, g, nb, recompute)
     if t > 1:  # Megatron: all-reduce after out_proj and mlp_down (fwd), and at their
         # conjugates in the backward; recompute replays the forward ones
@@ -274,7 +346,13 @@ def estimate(
                                   backward=True), 0.0))
         ops += _mem_ops("final_norm", norm, T * h, 1, g, nb, False)
         v = shape.vocab_size
-        ops += _gemm_ops("logits", T, v // t, h, 1, g, dt, False)
+        # the logits stay in bf16 unless the recipe says fp8_logits
+        ldt = gdt if rec is not None and rec.fp8_logits else dt
+        ops += _gemm_ops("logits", T, v // t, h, 1, g, ldt, False)
+        if ldt != dt:
+            for name, phase, q in quantize_ops(rec, [("logits", Gemm(m=T, n=v // t, k=h,
+                                                                     dtype=ldt))]):
+                ops.append(OpCost(name, "memory", phase, (q.numel,), 1, price(q, g), 0.0))
         # cross-entropy reads the logits (fp32 softmax) and writes their gradient
         ops += _mem_ops("cross_entropy", "cross_entropy", T * v // t, 1, g, 4, False)
         if t > 1:
@@ -287,10 +365,26 @@ def estimate(
     model_flops = float(flops["total"] if isinstance(flops, dict) else flops)
     per_gpu_tflops = model_flops / t / step / 1e12
     mem = memory_per_gpu(shape, micro_batch=b, seq_len=s, tp=t, dtype=dt, recompute=recompute)
+    if ep > 1:  # each expert-parallel rank holds E/ep of the routed experts and their states
+        per_param = 2 * DTYPE_BYTES[dt] + (0 if dt == "fp32" else 4) + 8  # w, g, master, Adam
+        routed = sum(p.layers * p.numel for p in param_tensors(shape) if p.routed) // t
+        saved = routed - routed // ep
+        for key, nbytes in (("weights", DTYPE_BYTES[dt]), ("gradients", DTYPE_BYTES[dt]),
+                            ("master_weights", 0 if dt == "fp32" else 4),
+                            ("optimizer_states", 8)):
+            if key in mem:
+                mem[key] -= saved * nbytes
+        mem["total"] -= saved * per_param
+    if rec is not None:  # the cached fp8 weight copies (row- and column-wise)
+        mem["fp8_weights"] = fp8_weight_bytes(shape, tp=t, ep=ep, recipe=rec)
+        mem["total"] += mem["fp8_weights"]
     notes = []
     cal = calibration_of(g)
     if cal.status != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    if shape.is_moe:
+        notes.append("memory: activations of the MoE layers are counted as a dense MLP of "
+                     "intermediate_size (not per expert)")
     over = memory_note(mem, g)
     if over:
         notes.append(over)
