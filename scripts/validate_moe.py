@@ -1,4 +1,6 @@
-"""Grouped-GEMM validation: DeepGEMM's grouped MoE rows against the GEMM model.
+"""MoE and fp8 validation: DeepGEMM's grouped MoE rows against the GEMM model, llm-foundry's
+fp8/bf16 pairs against estimate(recipe=), and the Llama-3-8B fp8 breakdown of
+docs/cost-model.md section 7.
 
 The H100 fp8 GEMM calibration is fitted on the *dense* ("Normal GEMMs") rows of
 ``deepgemm_h800_fp8.csv`` only (scripts/public_data.py skips the grouped layouts), so its
@@ -6,6 +8,8 @@ grouped rows are out of sample here. A grouped GEMM of G experts with m tokens e
 as ``Gemm(m, n, k, batch=G)`` (shapewise/cost/moe.py), with no parameter of its own.
 
     python scripts/validate_moe.py [DATA_FOLDER]
+
+Nothing is fitted here: the llm-foundry fp8 rows are only compared with the prediction.
 
 DATA_FOLDER defaults to ../shared/data; the script says so and exits 0 when it is absent.
 """
@@ -18,7 +22,9 @@ import sys
 from pathlib import Path
 
 from shapewise.cost.price import price
+from shapewise.model import ModelShape
 from shapewise.ops import Gemm
+from shapewise.step import estimate
 
 FILE = "deepgemm_h800_fp8.csv"
 
@@ -50,7 +56,72 @@ def main(argv: list[str]) -> int:
     absolute = sorted(abs(e) for e in errors)
     print(f"\n{len(errors)} grouped rows: median |error| {statistics.median(absolute):.1f}%, "
           f"median signed {statistics.median(errors):+.1f}%, max |error| {absolute[-1]:.1f}%")
+    foundry(folder)
+    llama3_breakdown()
     return 0
+
+
+def foundry(folder: Path) -> None:
+    """llm-foundry's H100 fp8/bf16 pairs of the same run: measured and predicted speedup."""
+    path = folder / "llmfoundry_mpt_throughput.csv"
+    if not path.is_file():
+        print(f"{path}: not found; fp8 pairs skipped")
+        return
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fp8 = {(r["model"], r["seq_len"], r["n_gpus"]): r for r in rows
+           if r["precision"] == "amp_fp8"}
+    print("\n| model | seq | micro-batch bf16/fp8 | bf16 tok/s/GPU | fp8 tok/s/GPU | measured "
+          "| predicted |\n|---|---:|---:|---:|---:|---:|---:|")
+    diffs = []
+    for r in rows:
+        key = (r["model"], r["seq_len"], r["n_gpus"])
+        if r["gpu"] != "h100_80gb" or r["precision"] == "amp_fp8" or key not in fp8:
+            continue
+        f, s = fp8[key], int(r["seq_len"])
+        # MPT as benchmarked (mpt_model_configs.csv): biases, learned positions of length s,
+        # tied embeddings, GELU MLP
+        shape = ModelShape.gpt(hidden_size=int(r["d_model"]), num_attention_heads=int(
+            r["n_heads"]), num_hidden_layers=int(r["n_layers"]), intermediate_size=int(
+            r["ffn_hidden"]), vocab_size=int(r["vocab_size"]), max_position_embeddings=s,
+            name=r["model"])
+        bf = estimate(shape, gpu="h100", seq_len=s, micro_batch=int(r["micro_batch"]),
+                      recompute=r["act_ckpt"] == "True")
+        f8 = estimate(shape, gpu="h100", seq_len=s, micro_batch=int(f["micro_batch"]),
+                      recompute=f["act_ckpt"] == "True", recipe="te-delayed")
+        meas = float(f["tput_tok_per_s_per_gpu"]) / float(r["tput_tok_per_s_per_gpu"])
+        pred = f8.tokens_per_s / bf.tokens_per_s
+        diffs.append(pred - meas)
+        print(f"| {r['model']} | {s} | {r['micro_batch']}/{f['micro_batch']} | "
+              f"{r['tput_tok_per_s_per_gpu']} | {f['tput_tok_per_s_per_gpu']} | {meas:.2f} | "
+              f"{pred:.2f} |")
+    if diffs:
+        print(f"{len(diffs)} pairs: median signed {statistics.median(diffs):+.2f}x, "
+              f"max |diff| {max(map(abs, diffs)):.2f}x")
+
+
+def llama3_breakdown() -> None:
+    """Where the time of a Llama-3-8B step goes, bf16 and fp8 (s=8192, b=1, one GPU)."""
+    llama3 = ModelShape.llama(hidden_size=4096, num_attention_heads=32, num_key_value_heads=8,
+                              num_hidden_layers=32, intermediate_size=14336,
+                              vocab_size=128256, max_position_embeddings=8192)
+    parts = {"layer GEMMs": ("qkv_proj", "out_proj", "mlp_gate_up", "mlp_down"),
+             "attention": ("attention",), "logits": ("logits",),
+             "fp8 quantization": ("fp8_quantize",)}
+    for gpu, recipe in (("h100", "te-delayed"), ("b200", "mxfp8")):
+        e0 = estimate(llama3, gpu=gpu, seq_len=8192)
+        e1 = estimate(llama3, gpu=gpu, seq_len=8192, recipe=recipe)
+        print(f"\nLlama-3-8B on {gpu}, bf16 -> {recipe}: step {e0.step_time_s * 1e3:.0f} -> "
+              f"{e1.step_time_s * 1e3:.0f} ms ({e0.step_time_s / e1.step_time_s:.2f}x)")
+        named = set()
+        for part, names in parts.items():
+            named |= set(names)
+            t0 = sum(o.total_s for o in e0.breakdown if o.name in names)
+            t1 = sum(o.total_s for o in e1.breakdown if o.name in names)
+            print(f"  {part}: {t0 * 1e3:.0f} ms ({t0 / e0.step_time_s:.0%}) -> {t1 * 1e3:.0f} ms")
+        r0 = sum(o.total_s for o in e0.breakdown if o.name not in named)
+        r1 = sum(o.total_s for o in e1.breakdown if o.name not in named)
+        print(f"  the rest: {r0 * 1e3:.0f} ms ({r0 / e0.step_time_s:.0%}) -> {r1 * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":
