@@ -36,7 +36,8 @@ overhead is an upper bound.
 
 Which GEMMs stay in bf16: the logits (output layer) by default, since its softmax is where
 fp8 loses accuracy (TransformerEngine and Megatron keep it in bf16); attention's two batched
-GEMMs unless ``fp8_attention`` (cuDNN's fp8 attention).
+GEMMs unless ``fp8_attention`` (cuDNN's fp8 attention, priced as the bf16 kernel divided by
+:data:`FP8_ATTENTION_SPEEDUP`, fitted on cuDNN's paired fp8/bf16 timings).
 
 Memory: the bf16 weights and fp32 masters stay; the fp8 row-wise and column-wise weight
 copies (2 bytes per GEMM weight) are added, as TransformerEngine caches them across the
@@ -54,6 +55,13 @@ from shapewise.ops import Gemm, MemoryBound
 
 Scaling = Literal["delayed", "current", "mx", "block"]
 LowDtype = Literal["fp8", "fp4"]
+
+#: fp8 attention (cuDNN SDPA, per-tensor e4m3) over bf16 attention, time of the same problem:
+#: the median over 108 forward and 178 backward pairs of cudnn_frontend_sdpa.csv (H200,
+#: GB200, GB300; NVIDIA/cudnn-frontend benchmark tables at the commits in its source column;
+#: quartiles 1.34-1.58 forward, 1.08-1.78 backward), by scripts/fit_fp8_attention.py. Not 2x:
+#: the softmax and the fp8 casts of P and dO do not run on the tensor cores.
+FP8_ATTENTION_SPEEDUP = {"forward": 1.48, "backward": 1.38}
 
 #: bytes moved per element by one quantization (read bf16, write row- and column-wise fp8)
 QUANTIZE_BYTES = 4

@@ -43,7 +43,7 @@ from shapewise.model.moe import check_ep
 from shapewise.model.params import check_tp, param_tensors
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.ops import Collective, Gemm, MemoryBound, Op
-from shapewise.recipe import Recipe, check_recipe, fp8_weight_bytes
+from shapewise.recipe import FP8_ATTENTION_SPEEDUP, Recipe, check_recipe, fp8_weight_bytes
 
 Kind = Literal["gemm", "attention", "memory", "comm"]
 
@@ -279,16 +279,18 @@ def estimate(
     layer_ops: list[tuple[str, Op]] = [*before, *after]
     causal = shape.causal
     window = shape.sliding_window if causal else None
-    att_dt = "fp8" if rec is not None and rec.fp8_attention else dt
     dv_scale = 1.0
     if shape.mla:  # AV is d_v wide, QKᵀ d_qk: priced at d_qk, scaled by the mean width
         dv_scale = (d + shape.v_dim) / (2 * d)
     att_f = dv_scale * attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g,
-                                      dtype=att_dt, causal=causal, kv_heads=g_kv // t,
+                                      dtype=dt, causal=causal, kv_heads=g_kv // t,
                                       window=window)
     att_b = dv_scale * attention_time(batch=b, heads=a // t, seq_len=s, head_dim=d, gpu=g,
-                                      dtype=att_dt, causal=causal, kv_heads=g_kv // t,
+                                      dtype=dt, causal=causal, kv_heads=g_kv // t,
                                       backward=True, window=window)
+    if rec is not None and rec.fp8_attention:  # cuDNN fp8 over bf16, fitted (recipe.py)
+        att_f /= FP8_ATTENTION_SPEEDUP["forward"]
+        att_b /= FP8_ATTENTION_SPEEDUP["backward"]
     if shape.mla:
         af = b * attention_forward_flops_per_sequence(shape, s) / t
     else:

@@ -116,3 +116,19 @@ def test_imbalance_and_capacity_cost_time_not_flops() -> None:
         estimate(mixtral, gpu="h100", seq_len=4096, imbalance=0.5)
     with pytest.raises(InputError, match=r"^capacity_factor: must be a number >= 1"):
         estimate(mixtral, gpu="h100", seq_len=4096, capacity_factor=0)
+
+
+def test_fp8_attention_runs_at_the_fitted_speedup() -> None:
+    from shapewise.recipe import FP8_ATTENTION_SPEEDUP
+
+    bf16 = estimate(LLAMA3_8B, gpu="b200", seq_len=8192, recipe="mxfp8")
+    fp8 = estimate(LLAMA3_8B, gpu="b200", seq_len=8192,
+                   recipe=get_recipe("mxfp8", fp8_attention=True))
+
+    def phase(est, ph: str) -> float:  # type: ignore[no-untyped-def]
+        return sum(o.total_s for o in est.breakdown if o.name == "attention" and o.phase == ph)
+
+    assert phase(bf16, "forward") / phase(fp8, "forward") == pytest.approx(
+        FP8_ATTENTION_SPEEDUP["forward"])
+    assert phase(bf16, "backward") / phase(fp8, "backward") == pytest.approx(
+        FP8_ATTENTION_SPEEDUP["backward"])

@@ -41,3 +41,22 @@ def test_grouped_rows_are_priced_as_batched_gemms(tmp_path: Path,
     out = capsys.readouterr().out
     assert "1 grouped rows: median |error| 9.1%" in out  # predicted 1/1.1 of measured
     assert "fp8 pairs skipped" in out
+
+
+def test_fp8_attention_fit_pairs_the_same_problem(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "fit_fp8_attention", SCRIPT.parent / "fit_fp8_attention.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    head = ("gpu,impl,dtype,batch,seqlen_q,seqlen_k,n_heads,n_kv_heads,head_dim,head_dim_v,"
+            "causal,mode,time_us,tflops\n")
+    rows = ["GB200,cudnn,bf16,1,4096,4096,64,8,128,128,True,fwd,,1000",
+            "GB200,cudnn,fp8,1,4096,4096,64,8,128,128,True,fwd,,1500",
+            "GB200,cudnn,mxfp8,1,4096,4096,64,8,128,128,True,fwd,,9999",  # another recipe
+            "GB200,cudnn,fp8,2,4096,4096,64,8,128,128,True,fwd,,1600"]  # no bf16 twin
+    (tmp_path / "cudnn_frontend_sdpa.csv").write_text(head + "\n".join(rows) + "\n")
+    assert dict(mod.speedups(tmp_path)) == {"fwd": [1.5]}
+    assert mod.main(["x", str(tmp_path / "absent")]) == 0
+    assert "not found" in capsys.readouterr().out
