@@ -57,8 +57,34 @@ def main(argv: list[str]) -> int:
     print(f"\n{len(errors)} grouped rows: median |error| {statistics.median(absolute):.1f}%, "
           f"median signed {statistics.median(errors):+.1f}%, max |error| {absolute[-1]:.1f}%")
     foundry(folder)
+    xla_fp8(folder)
     llama3_breakdown()
     return 0
+
+
+def xla_fp8(folder: Path) -> None:
+    """The validation file's B200 fp8 GEMMs (never fitted on): errors next to bf16's."""
+    path = folder / "xla_matmul_perf_table.csv"
+    if not path.is_file():
+        print(f"{path}: not found; XLA fp8 validation skipped")
+        return
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["xla_device_key"] == "sm_100_B200"]
+    print()
+    for key, dtype in (("f8e4m3fnxf8e4m3fn->bf16", "fp8"), ("bf16xbf16->bf16", "bf16")):
+        errs = []
+        for r in rows:
+            if r["dtype"] != key:
+                continue
+            g = Gemm(m=int(r["m"]), n=int(r["n"]), k=int(r["k"]), batch=int(r["b"]),
+                     dtype=dtype)
+            errs.append(100 * (price(g, "b200") * 1e6 / float(r["time_us"]) - 1))
+        if errs:
+            absolute = sorted(abs(e) for e in errs)
+            print(f"XLA B200 {key}: {len(errs)} GEMMs, median |error| "
+                  f"{statistics.median(absolute):.1f}%, median signed "
+                  f"{statistics.median(errs):+.1f}%, p90 |error| "
+                  f"{absolute[int(0.9 * len(absolute))]:.1f}%")
 
 
 def foundry(folder: Path) -> None:
