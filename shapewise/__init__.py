@@ -52,6 +52,7 @@ _API: dict[str, str] = {
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",
     "exhaustive_search": "shapewise.search.exhaustive",
+    "recommend_moe_shape": "shapewise.search.moe",
     # checks and hooks
     "check_shape": "shapewise.check.api",
     "check_before_training": "shapewise.check.api",
