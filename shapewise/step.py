@@ -87,7 +87,7 @@ class Estimate:
     model_tflops: float
     """model FLOPs (no recompute) per second per GPU, TFLOP/s"""
     mfu: float
-    """model_tflops over the GPU's dense peak for dtype (0..1)"""
+    """model_tflops over the GPU's dense peak for dtype, or for the recipe's GEMM type (fp8)"""
     memory_bytes: int
     """weights, gradients, optimizer states and activations per GPU"""
     memory: dict[str, int]
@@ -384,6 +384,10 @@ def estimate(
     cal = calibration_of(g)
     if cal.status != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
+    if rec is not None:
+        notes.append(f"recipe {rec.name}: MFU is against the {rec.gemm_dtype} peak "
+                     f"({g.peak_flops(gdt) / 1e12:.0f} TFLOP/s), as llm-foundry reports fp8 "
+                     f"runs")
     if shape.is_moe:
         notes.append("memory: activations of the MoE layers are counted as a dense MLP of "
                      "intermediate_size (not per expert)")
@@ -393,7 +397,7 @@ def estimate(
     return Estimate(
         shape=shape, gpu=g.id, dtype=dt, micro_batch=b, seq_len=s, tp=t, recompute=recompute,
         step_time_s=step, tokens_per_s=T / step / t, model_tflops=per_gpu_tflops,
-        mfu=per_gpu_tflops * 1e12 / g.peak_flops(dt), memory_bytes=int(mem["total"]),
+        mfu=per_gpu_tflops * 1e12 / g.peak_flops(gdt), memory_bytes=int(mem["total"]),
         memory={k: int(v) for k, v in mem.items()}, breakdown=tuple(ops),
         flops_per_step=model_flops, calibration=cal.status, notes=tuple(notes),
     )

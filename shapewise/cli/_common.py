@@ -54,7 +54,7 @@ def positive_int(field: str):
 
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
 TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "
-                       "and GEMMs; fp8 GEMMs are not modelled in a step); default bf16, or "
+                       "and GEMMs; fp8 GEMMs: 'estimate --recipe'); default bf16, or "
                        "fp16 on a GPU without bf16 (V100)")
 
 

@@ -33,8 +33,37 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tokens per sequence (default: the config's max positions)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
     p.add_argument("--recompute", action="store_true", help="full activation recompute")
+    p.add_argument("--recipe", default=None,
+                   help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
+                   "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
+                   "stays the storage type (bf16)")
+    p.add_argument("--fp8-attention", action="store_true",
+                   help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
+    p.add_argument("--ep", type=positive_int("--ep"), default=1,
+                   help="expert-parallel size (mixture of experts: experts / ep per GPU)")
+    p.add_argument("--capacity-factor", type=_at_least_one("--capacity-factor"), default=None,
+                   help="mixture of experts: tokens per expert capped at this x the mean "
+                   "(default: dropless)")
+    p.add_argument("--imbalance", type=_at_least_one("--imbalance"), default=1.0,
+                   help="mixture of experts, dropless: the busiest expert-parallel rank's "
+                   "tokens over the mean (default 1.0)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
+
+
+def _at_least_one(field: str):
+    """argparse type: a finite number >= 1, errors naming ``field``."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= 1 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{field} must be a number >= 1, got {text!r}")
+        return value
+
+    return convert
 
 
 def load_shape(spec: str):
@@ -64,19 +93,34 @@ def run(args: argparse.Namespace) -> int:
     shape = load_shape(args.config)
     gpu = resolve_gpu(args)
     args.dtype = dtype_for(args, gpu)
+    recipe = None
+    if args.recipe is not None:
+        from shapewise.recipe import get_recipe
+        recipe = get_recipe(args.recipe, fp8_attention=args.fp8_attention)
+    elif args.fp8_attention:
+        raise InputError("--fp8-attention: needs --recipe (the fp8 recipe of the GEMMs)")
     est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
-                   tp=args.tp, dtype=args.dtype, recompute=args.recompute)
+                   tp=args.tp, dtype=args.dtype, recompute=args.recompute, recipe=recipe,
+                   ep=args.ep, capacity_factor=args.capacity_factor,
+                   imbalance=args.imbalance)
     if args.json:
         print_json(est.to_dict())
         return 0
+    from shapewise.model.moe import describe
+
     n = count_params(shape)
     name = shape.name or Path(args.config).stem
+    if shape.is_moe:
+        print(f"{name}: mixture of experts, {describe(shape)}; "
+              f"{count_params(shape, active=True) / 1e9:.3f}B active params per token")
     print(f"{name}: {n / 1e9:.3f}B params, h={shape.hidden_size}, "
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
+    extra = (f", recipe {recipe.name}" + (" + fp8 attention" if recipe.fp8_attention else "")
+             if recipe is not None else "") + (f", ep {args.ep}" if args.ep > 1 else "")
     print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
-          f"tp {est.tp}{', recompute' if est.recompute else ''}\n")
+          f"tp {est.tp}{', recompute' if est.recompute else ''}{extra}\n")
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
             for r in est.by_op()]
