@@ -39,7 +39,7 @@ from shapewise.cost.price import price
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.flops import attention_forward_flops_per_sequence
-from shapewise.model.moe import check_ep
+from shapewise.model.moe import check_ep, moe_mlp_activation_bytes
 from shapewise.model.params import check_tp, param_tensors
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.ops import Collective, Gemm, MemoryBound, Op
@@ -377,6 +377,15 @@ def estimate(
             if key in mem:
                 mem[key] -= saved * nbytes
         mem["total"] -= saved * per_param
+    if shape.is_moe and not recompute:  # MoE layers keep their experts' activations
+        e_b = DTYPE_BYTES[dt]
+        rep, split = moe_mlp_activation_bytes(shape, sb=T, e=e_b, ep=ep,
+                                              capacity_factor=capacity_factor,
+                                              imbalance=imbalance)
+        dense_mlp = (3 if shape.activation == "swiglu" else 2) * e_b * T * shape.ffn_size
+        delta = shape.moe_layers * (rep + split // t - dense_mlp // t)
+        mem["activations"] += delta
+        mem["total"] += delta
     if rec is not None:  # the cached fp8 weight copies (row- and column-wise)
         mem["fp8_weights"] = fp8_weight_bytes(shape, tp=t, ep=ep, recipe=rec)
         mem["total"] += mem["fp8_weights"]
@@ -388,9 +397,9 @@ def estimate(
         notes.append(f"recipe {rec.name}: MFU is against the {rec.gemm_dtype} peak "
                      f"({g.peak_flops(gdt) / 1e12:.0f} TFLOP/s), as llm-foundry reports fp8 "
                      f"runs")
-    if shape.is_moe:
-        notes.append("memory: activations of the MoE layers are counted as a dense MLP of "
-                     "intermediate_size (not per expert)")
+    if shape.is_moe and recompute:
+        notes.append("memory: with recompute, the MoE layer rebuilt in the backward is "
+                     "counted as a dense MLP of intermediate_size")
     over = memory_note(mem, g)
     if over:
         notes.append(over)

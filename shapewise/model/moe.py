@@ -51,6 +51,7 @@ are overstated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -257,3 +258,26 @@ def describe(shape: ModelShape) -> str:
     if shape.mla:
         parts.append(f"MLA kv rank {shape.kv_lora_rank}")
     return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------- activation memory
+def moe_mlp_activation_bytes(shape: ModelShape, *, sb: int, e: int, ep: int = 1,
+                             capacity_factor: float | None = None,
+                             imbalance: float = 1.0) -> tuple[int, int]:
+    """(replicated, split) bytes an MoE layer's MLP keeps for its backward, for ``sb`` tokens
+    of ``e``-byte activations, in the split of the dense MLP's term (Korthikanti et al.):
+    ``split`` is what tensor parallelism divides (each expert's gate/up outputs and their
+    product, over the token slots this rank's experts receive, and the shared experts'),
+    ``replicated`` what every TP rank keeps (the fp32 router probabilities, the permuted
+    expert inputs and the expert outputs the weighted sum reads back)."""
+    h, k = shape.hidden_size, shape.num_experts_per_tok
+    glu = shape.activation == "swiglu"
+    factor = imbalance if capacity_factor is None else capacity_factor
+    slots = math.ceil(sb * k * factor)  # type: ignore[operator]  # token slots on this rank
+    fe = shape.moe_intermediate_size
+    per_ffn = 3 if glu else 2  # gate, up, product | in, out
+    split = per_ffn * e * slots * fe  # type: ignore[operator]
+    if shape.num_shared_experts:
+        split += per_ffn * e * sb * shape.shared_expert_intermediate_size  # type: ignore[operator]
+    replicated = 4 * sb * shape.num_experts + 2 * e * slots * h  # type: ignore[operator]
+    return replicated, split

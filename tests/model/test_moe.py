@@ -268,3 +268,21 @@ def test_tensor_parallel_counts_with_experts() -> None:
     assert count_params(mixtral, tp=2) == (count_params(mixtral) - whole) // 2 + whole
     with pytest.raises(InputError, match=r"^tp: 3 does not divide"):
         count_params(mixtral, tp=3)
+
+
+def test_moe_activation_bytes() -> None:
+    from shapewise.model.moe import moe_mlp_activation_bytes
+
+    mixtral = shape_of("mixtral-8x7b")
+    sb = 4096
+    rep, split = moe_mlp_activation_bytes(mixtral, sb=sb, e=2)
+    # 2 slots per token, each keeping gate, up and their product of 14336 (bf16)
+    assert split == 3 * 2 * (sb * 2) * 14336
+    # fp32 router probabilities over 8 experts, permuted inputs and expert outputs (bf16)
+    assert rep == 4 * sb * 8 + 2 * 2 * (sb * 2) * 4096
+    # a capacity factor keeps the padded slots; imbalance the busiest rank's
+    assert moe_mlp_activation_bytes(mixtral, sb=sb, e=2, capacity_factor=1.25)[1] \
+        == int(1.25 * split)
+    ds = shape_of("deepseek-v2-lite")
+    _, split = moe_mlp_activation_bytes(ds, sb=sb, e=2)
+    assert split == 3 * 2 * (sb * 6) * 1408 + 3 * 2 * sb * 2816  # routed + shared
