@@ -37,6 +37,7 @@ pyproject's ``package-dir`` maps it, no symlink).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES
 
 from .problem import score_pairs as score_pairs  # re-exported: the bench plans use it
+from .timing import Timing
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -92,32 +94,20 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BenchResult:
-    """One timed kernel: the timing and the work it did."""
+class BenchResult(Timing):
+    """One timed kernel: its timing (median, spread, runs, method, CPU contention) and the
+    work one call did."""
 
-    median_s: float
-    """median time of one call, seconds"""
-    spread_s: float
-    """interquartile range of the per-call times, seconds"""
-    n_runs: int
-    """timed calls the median is taken over"""
     flops: float
     """floating-point operations of one call (multiply-add = 2)"""
     bytes: float
     """fewest bytes one call must move through memory (each input read once, output written once)"""
-    method: str
-    """how it was timed (see ``timing.METHOD_VERSION``)"""
-    contention: float | None = None
-    """CPU: cores' worth of other work during the timing (see ``timing``); None on a GPU"""
-    attempts: int = 1
-    """CPU: timings made, more than 1 when other work contended"""
 
     @classmethod
-    def from_timing(cls, timing: Any, *, flops: float, bytes: float) -> BenchResult:
+    def from_timing(cls, timing: Timing, *, flops: float, bytes: float) -> BenchResult:
         """A result from a ``timing.Timing`` and the work of one call."""
-        return cls(median_s=timing.median_s, spread_s=timing.spread_s, n_runs=timing.n_runs,
-                   flops=flops, bytes=bytes, method=timing.method,
-                   contention=timing.contention, attempts=timing.attempts)
+        return cls(**{f.name: getattr(timing, f.name) for f in dataclasses.fields(Timing)},
+                   flops=flops, bytes=bytes)
 
     @property
     def tflops(self) -> float:

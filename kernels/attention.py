@@ -31,12 +31,22 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
+from . import (
+    TOLERANCE,
+    BenchResult,
+    CheckResult,
+    Unsupported,
+    is_device_failure,
+    is_out_of_memory,
+    relative_error,
+    torch_dtype,
+)
 from .problem import (
     AttentionProblem,
     attention_bytes,
@@ -44,14 +54,12 @@ from .problem import (
     kv_len,
     unsupported_attention,
 )
-from .timing import is_gpu
+from .timing import TimingConfig, is_gpu, time_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from shapewise.ops import Attention
-
-    from .timing import TimingConfig
 
 __all__ = ["BACKENDS", "AttentionInputs", "AttentionProblem", "Backend", "bench_attention",
            "check", "check_triton_blocks", "get_backend", "launch", "make_inputs", "reference"]
@@ -116,8 +124,6 @@ def _probe(call: Callable[[], Any], notes: list[str]) -> bool:
 
     Out-of-memory errors and device failures propagate (the runner handles those itself).
     """
-    from . import is_device_failure, is_out_of_memory
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -193,8 +199,6 @@ def _flash_attn_setup(inp: AttentionInputs, notes: list[str]) -> Callable[[], An
 
 
 def _triton_setup(inp: AttentionInputs, notes: list[str]) -> Callable[[], Any] | None:
-    import os
-
     p = inp.problem
     if p.backward:
         notes.append("the Triton attention kernel is forward only")
@@ -305,7 +309,9 @@ def check_triton_blocks(p: Attention, *, block_m: int, block_n: int, dtype: str 
     ref = reference(inp.q, inp.k, inp.v, causal=p.causal)
     tol = TOLERANCE["tf32" if dtype == "fp32" and is_gpu(device) else dtype]
     return CheckResult(
-        name=f"triton attention {p} blocks={block_m}x{block_n} {dtype} {device}",
+        name=f"triton attention b={p.batch} h={p.heads} kvh={p.groups} s={p.seq_len} "
+             f"skv={kv_len(p)} d={p.head_dim} causal={p.causal} blocks={block_m}x{block_n} "
+             f"{dtype} {device}",
         rel_error=relative_error(out, ref), tolerance=tol)
 
 
@@ -317,9 +323,6 @@ def bench_attention(*, backend: str, problem: Attention, dtype: str, device: str
     Raises :class:`~shapewise.kernels.Unsupported` when the backend cannot run it.
     """
     import torch
-
-    from . import Unsupported
-    from .timing import time_fn
 
     p = problem
     inp = make_inputs(p, dtype=dtype, device=device)

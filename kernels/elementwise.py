@@ -11,15 +11,15 @@ elements, are counted too); ``copy`` is the bandwidth ceiling the others are com
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import ITEMSIZE, TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
+from .timing import TimingConfig, time_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .timing import TimingConfig
 
 #: the ops, with the floating-point operations per element each does (approximate: the
 #: cost model prices these by bytes; FLOPs are recorded for completeness)
@@ -86,8 +86,6 @@ def apply(op: str, x: torch.Tensor) -> torch.Tensor:
 def reference(op: str, x: torch.Tensor, w: torch.Tensor | None = None,
               bias: torch.Tensor | None = None) -> torch.Tensor:
     """The op in float64 on the CPU, written out from its definition."""
-    import math
-
     import torch
 
     x = x.detach().cpu().double()
@@ -150,8 +148,6 @@ def bench_elementwise(*, op: str, rows: int, cols: int, dtype: str, device: str,
                       config: TimingConfig | None = None) -> BenchResult:
     """Time one op on a fresh random (rows, cols) input; GB/s counted beside it."""
     import torch
-
-    from .timing import time_fn
 
     _check_op(op)
     x = torch.randn(rows, cols, dtype=torch_dtype(dtype), device=device)

@@ -23,11 +23,10 @@ from . import (
     torch_dtype,
 )
 from .problem import Gemm, gemm_bytes, gemm_flops
+from .timing import TimingConfig, time_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .timing import TimingConfig
 
 
 def flops(m: int, n: int, k: int, batch: int = 1) -> int:
@@ -90,8 +89,6 @@ def bench_gemm(*, m: int, n: int, k: int, batch: int = 1, dtype: str, device: st
                config: TimingConfig | None = None) -> BenchResult:
     """Time ``a @ b`` with fresh random inputs; FLOPs and bytes counted beside it."""
     import torch
-
-    from .timing import time_fn
 
     a, b = make_inputs(m, n, k, batch=batch, dtype=dtype, device=device)
     lead = (batch,) if batch > 1 else ()

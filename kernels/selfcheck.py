@@ -19,7 +19,9 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from . import CheckResult
+from . import CheckResult, attention, gemm
+from .problem import AttentionProblem
+from .timing import gpu_available, is_gpu, parse_device
 
 #: a float32 GEMM on TF32 tensor cores (10-bit mantissa) errs by ~1e-4 relative at K=512;
 #: full FP32 by ~1e-7. Above this, TF32 was used.
@@ -28,10 +30,6 @@ TF32_MIN_ERROR = 1e-5
 
 def checks(device: str) -> list[tuple[str, Callable[[], CheckResult]]]:
     """(name, check) of everything the sweeps on ``device`` time."""
-    from . import attention, gemm
-    from .problem import AttentionProblem
-    from .timing import is_gpu
-
     gpu = is_gpu(device)
     out: list[tuple[str, Callable[[], CheckResult]]] = []
     dtypes = (("bf16", "fp16", "tf32") if has_tf32(device) else ("bf16", "fp16")) if gpu \
@@ -74,8 +72,6 @@ def has_tf32(device: str) -> bool:
     """TF32 tensor cores: NVIDIA compute capability 8.0 and later (not ROCm's torch)."""
     import torch
 
-    from .timing import is_gpu
-
     if not is_gpu(device) or torch.version.hip is not None:
         return False
     return torch.cuda.get_device_capability(torch.device(device))[0] >= 8
@@ -83,8 +79,6 @@ def has_tf32(device: str) -> bool:
 
 def tf32_is_used(device: str) -> CheckResult:
     """The tf32 GEMM errs more than FP32 would: TF32 tensor cores really ran."""
-    from . import gemm
-
     r = gemm.check(m=512, n=512, k=512, dtype="tf32", device=device)
     used = r.rel_error > TF32_MIN_ERROR
     return CheckResult(name=f"tf32 really used (error {r.rel_error:.1e} > {TF32_MIN_ERROR:g})",
@@ -97,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU "
                     "if there is one)")
     args = ap.parse_args(argv)
-    from .timing import gpu_available, is_gpu, parse_device
-
     device = parse_device(args.device) if args.device else (
         "cuda:0" if gpu_available() else "cpu")
     todo = checks(device)

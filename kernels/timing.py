@@ -29,6 +29,7 @@ Never change clocks or other device settings here: the card is measured as found
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import statistics
 import time
@@ -298,6 +299,21 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def resolve_device(device: str | None) -> str:
+    """The device to measure on: ``device`` as :func:`parse_device` reads it, by default the
+    first GPU when torch sees one, else the CPU. InputError naming --device when the GPU
+    asked for is not here."""
+    dev = parse_device(device) if device is not None else (
+        "cuda:0" if gpu_available() else "cpu")
+    if is_gpu(dev):
+        if not gpu_available():
+            raise InputError(f"--device {dev}: torch sees no CUDA or ROCm GPU here "
+                             "(use --device cpu)")
+        if int(dev.split(":")[1]) >= gpu_count():
+            raise InputError(f"--device {dev}: only {gpu_count()} GPU(s) visible")
+    return dev
+
+
 def synchronize(device: str) -> None:
     if is_gpu(device):
         import torch
@@ -307,8 +323,6 @@ def synchronize(device: str) -> None:
 
 def release_memory(device: str) -> None:
     """Return cached blocks to the driver (after an out-of-memory error)."""
-    import gc
-
     gc.collect()
     if is_gpu(device):
         import torch

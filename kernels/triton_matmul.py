@@ -27,12 +27,10 @@ import triton.language as tl
 
 from . import TOLERANCE, BenchResult, CheckResult, relative_error, torch_dtype
 from .gemm import bytes_moved, flops
-from .timing import is_gpu
+from .timing import TimingConfig, is_gpu, time_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-    from .timing import TimingConfig
 
 #: the default tile: (BLOCK_M, BLOCK_N, BLOCK_K), warps, pipeline stages. 128×128×64 with
 #: 8 warps is a common Hopper/Ampere bf16 choice; benches name their tile explicitly.
@@ -144,8 +142,6 @@ def bench_triton_matmul(*, m: int, n: int, k: int, dtype: str, device: str,
     """Time one tiled matmul with fresh random inputs; FLOPs counted for the real (m, n, k),
     so the padding of partial tiles shows as lost throughput."""
     import torch
-
-    from .timing import time_fn
 
     t = torch_dtype(dtype)
     a = torch.randn(m, k, dtype=t, device=device)

@@ -39,6 +39,8 @@ _API: dict[str, str] = {
     # model shapes
     "ModelShape": "shapewise.model.shape",
     "from_hf_config": "shapewise.model.hf",
+    "load_shape": "shapewise.model.load",
+    "LoadedShape": "shapewise.model.loaded",
     "count_params": "shapewise.model.params",
     "flops_per_token": "shapewise.model.flops",
     "step_flops": "shapewise.model.flops",
@@ -49,6 +51,10 @@ _API: dict[str, str] = {
     # whole-step estimate and search
     "estimate": "shapewise.step",
     "Estimate": "shapewise.step",
+    "Plan": "shapewise.plan",
+    "Setup": "shapewise.plan",
+    "make_setup": "shapewise.plan",
+    "plan_training": "shapewise.planner",
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",
     "exhaustive_search": "shapewise.search.exhaustive",

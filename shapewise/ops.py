@@ -149,7 +149,8 @@ class Collective:
     group_size: int
     """ranks in the group"""
     ranks_per_node: int | None = None
-    """how many of the group's ranks share a node (None: all of them, one node)"""
+    """how many of the group's ranks share a node, i.e. a scale-up domain (8 on HGX, the
+    72-GPU rack on GB200 NVL72); None: as many as the system's domain holds"""
     overlap: bool = False
     """whether it runs behind compute (then only what compute cannot hide is exposed)"""
 

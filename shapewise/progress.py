@@ -1,7 +1,12 @@
-"""A minimal progress bar on stderr (no dependency), shown only where it helps.
+"""The one progress bar of shapewise: stderr, no dependency, shown only where it helps.
 
-It draws only when stderr is a terminal (or ``force=True``) and only once the work has run
-longer than ``delay`` seconds, so quick calls and piped output stay clean.
+On a terminal it redraws one line in place, once the work has run longer than ``delay``
+seconds, so quick calls stay clean. Elsewhere (stderr piped to a log) it is silent, unless
+``log_lines`` asks for one line per update: a long sweep (``shapewise bench --progress``)
+whose log is read afterwards. ``enabled=False`` silences it everywhere.
+
+tqdm would draw the same bar; it is not worth a dependency for the two loops that use
+this one (the analytic search and the bench sweep).
 """
 
 from __future__ import annotations
@@ -10,37 +15,58 @@ import sys
 import time
 from typing import TextIO
 
+#: characters of the bar itself
+WIDTH = 24
+#: longest note shown in place on a terminal (a longer line would wrap and break the redraw)
+MAX_NOTE = 80
+
 
 class Progress:
-    def __init__(self, total: int, label: str, *, delay: float = 1.0, force: bool = False,
-                 stream: TextIO | None = None, enabled: bool = True) -> None:
+    """``update(n)`` advances by ``n``; ``set(done)`` jumps to ``done``; ``close()`` ends the
+    line. Usable as a context manager."""
+
+    def __init__(self, total: int, label: str = "", *, delay: float = 1.0,
+                 force: bool = False, log_lines: bool = False, stream: TextIO | None = None,
+                 enabled: bool = True) -> None:
         self.total = max(1, total)
         self.label = label
         self.delay = delay
-        self.stream = stream or sys.stderr
-        self.enabled = enabled and (force or self.stream.isatty())
+        self.stream = stream if stream is not None else sys.stderr
+        tty = force or self.stream.isatty()
+        self.in_place = enabled and tty
+        """redraw one line (a terminal, or ``force``)"""
+        self.log_lines = enabled and log_lines and not tty
+        """one line per update (a log)"""
         self.start = time.monotonic()
         self.done = 0
-        self._drawn = False
+        self._width = 0
 
     def update(self, n: int = 1, note: str = "") -> None:
-        self.done += n
-        if not self.enabled or time.monotonic() - self.start < self.delay:
-            return
-        frac = min(1.0, self.done / self.total)
-        width = 28
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        self.set(self.done + n, note)
+
+    def set(self, done: int, note: str = "") -> None:
+        self.done = done
         elapsed = time.monotonic() - self.start
-        self.stream.write(f"\r{self.label} [{bar}] {self.done}/{self.total} "
-                          f"{elapsed:5.1f}s {note[:40]:<40}")
-        self.stream.flush()
-        self._drawn = True
+        if self.log_lines:
+            self.stream.write(self._line(elapsed, note) + "\n")
+            self.stream.flush()
+        elif self.in_place and elapsed >= self.delay:
+            line = self._line(elapsed, note[:MAX_NOTE])
+            self.stream.write("\r" + line + " " * max(0, self._width - len(line)))
+            self.stream.flush()
+            self._width = len(line)
+
+    def _line(self, elapsed: float, note: str) -> str:
+        fill = int(WIDTH * min(1.0, self.done / self.total))
+        bar = "#" * fill + "-" * (WIDTH - fill)
+        return (f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s "
+                f"{note}").strip()
 
     def close(self) -> None:
-        if self._drawn:
+        if self._width:
             self.stream.write("\n")
             self.stream.flush()
-            self._drawn = False
+            self._width = 0
 
     def __enter__(self) -> Progress:
         return self

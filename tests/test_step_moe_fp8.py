@@ -58,7 +58,10 @@ def test_what_stays_in_bf16_and_what_is_added() -> None:
                                                            rel=0.05)
     # memory: the fp8 weight copies on top of the bf16 weights and fp32 masters
     assert fp8.memory["fp8_weights"] == fp8_weight_bytes(LLAMA3_8B)
-    assert fp8.memory_bytes == bf16.memory_bytes + fp8_weight_bytes(LLAMA3_8B)
+    from shapewise.model.memory import ALLOCATOR_FRACTION
+
+    added = fp8_weight_bytes(LLAMA3_8B) * (1 + ALLOCATOR_FRACTION)  # + allocator allowance
+    assert fp8.memory_bytes - bf16.memory_bytes == pytest.approx(added, abs=2)
     assert fp8.memory["master_weights"] == bf16.memory["master_weights"]
     # model FLOPs do not depend on the recipe
     assert fp8.flops_per_step == bf16.flops_per_step

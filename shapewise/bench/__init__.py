@@ -8,7 +8,7 @@ a plan designed to pin down the cost model's parameters, and writes a JSON docum
 - ``store.py``: the results file, rewritten atomically after every measurement
   (``BenchStore``, ``load_document``)
 - ``provenance.py``: command, date, device, driver, versions, clocks, method version
-- ``runner.py``: ``run_bench`` and the progress bar
+- ``runner.py``: ``run_bench`` (the progress bar is ``shapewise.progress``)
 
 For tests there is a plan of sixteen small kernels: ``mode="tiny"`` here, or the hidden
 option ``shapewise bench --plan tiny``.

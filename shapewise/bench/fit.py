@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from shapewise import __version__
-from shapewise._io import read_json
+from shapewise._io import atomic_write_text, read_json
+from shapewise.cost.attention import attention_time
 from shapewise.cost.fit import FitResult, GemmObservation, fit_gemm
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
@@ -166,12 +167,9 @@ def _check_out(out: Path, inputs: Sequence[Path]) -> None:
 
 def _write_atomic(out: Path, text: str) -> None:
     """Write ``text`` to ``out`` so that a reader never sees half a profile."""
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out)
+        atomic_write_text(out, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"--out: cannot write {out}: {exc.strerror or exc}") from None
 
 
@@ -232,8 +230,6 @@ def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: st
 
 def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, float]:
     """Scale the attention efficiencies to the fused-kernel timings, if any."""
-    from shapewise.cost.attention import attention_time
-
     out: dict[str, float] = {}
     for backward, key in ((False, "attention_fwd_efficiency"), (True, "attention_bwd_efficiency")):
         ratios = []

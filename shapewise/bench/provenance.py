@@ -23,6 +23,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from shapewise import __version__
+from shapewise.bench.plan import PLAN_VERSION
+from shapewise.kernels.timing import METHOD_VERSION
+
 #: environment variables that change what a benchmark measures
 _ENV_VARS = (
     "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
@@ -125,10 +129,6 @@ def collect(*, device: str, device_info: dict[str, Any] | None = None,
     ``device_info`` is what ``shapewise.kernels.timing.device_info`` returned; torch and
     triton versions are read from the installed packages without importing them.
     """
-    from shapewise import __version__
-    from shapewise.bench.plan import PLAN_VERSION
-    from shapewise.kernels.timing import METHOD_VERSION
-
     info = dict(device_info or {})
     prov: dict[str, Any] = {
         "command": command if command is not None else shlex.join(sys.argv),

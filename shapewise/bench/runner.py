@@ -25,16 +25,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from shapewise.bench.plan import (
     BENCH_DTYPES,
     MODES,
+    PLAN_VERSION,
     AttentionSpec,
     ElementwiseSpec,
     GemmSpec,
@@ -44,9 +48,23 @@ from shapewise.bench.plan import (
     make_plan,
     spec_record,
 )
+from shapewise.bench.provenance import _version, collect, cpu_info, utc_now
 from shapewise.bench.store import BenchStore
 from shapewise.errors import DeviceFailure, InputError
-from shapewise.kernels.timing import parse_device  # re-exported: the bench CLI's devices
+from shapewise.hardware.catalog import canonical_dtype
+from shapewise.kernels import Unsupported, is_device_failure, is_out_of_memory
+from shapewise.kernels.attention import bench_attention
+from shapewise.kernels.elementwise import bench_elementwise
+from shapewise.kernels.gemm import bench_gemm
+from shapewise.kernels.timing import (
+    METHOD_VERSION,
+    TimingConfig,
+    device_info,
+    parse_device,  # re-exported: the bench CLI's devices
+    release_memory,
+    resolve_device,
+)
+from shapewise.progress import Progress
 
 __all__ = ["DeviceFailure", "parse_device", "run_bench", "timing_config"]
 
@@ -55,7 +73,6 @@ _now = time.monotonic  # the budget's clock (tests replace it)
 
 def timing_config(device_kind: str, mode: str) -> Any:
     """The timing effort of each mode (see kernels/timing.py for what each field does)."""
-    from shapewise.kernels.timing import TimingConfig
 
     if device_kind == "cpu":
         return {
@@ -79,40 +96,6 @@ def timing_config(device_kind: str, mode: str) -> Any:
 CPU_RETRY_BUDGET = {"tiny": 0, "quick": 25, "full": 300}
 
 
-# ------------------------------------------------------------------------------- progress
-class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, one line per
-    measurement otherwise). No dependency; silent when disabled."""
-
-    def __init__(self, total: int, *, enabled: bool, stream: IO[str] | None = None) -> None:
-        self.total = max(total, 1)
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = enabled
-        self.tty = enabled and self.stream.isatty()
-        self.t0 = _now()
-        self._width = 0
-
-    def update(self, done: int, label: str, note: str = "") -> None:
-        if not self.enabled:
-            return
-        frac = min(1.0, done / self.total)
-        elapsed = _now() - self.t0
-        bar = "#" * int(24 * frac) + "." * (24 - int(24 * frac))
-        line = f"[{bar}] {done}/{self.total} {elapsed:5.0f}s {label} {note}".rstrip()
-        if self.tty:
-            pad = max(0, self._width - len(line))
-            self.stream.write("\r" + line + " " * pad)
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def _say(message: str) -> None:
     print(f"shapewise bench: {message}", file=sys.stderr, flush=True)
 
@@ -122,8 +105,6 @@ def _run_spec(spec: Spec, device: str, config: Any) -> Any:
     """Time one spec through its kernel module; returns a ``BenchResult``."""
     if isinstance(spec, GemmSpec):
         if spec.backend == "triton":
-            from shapewise.kernels import Unsupported
-
             if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
                 raise Unsupported("Triton kernels need a GPU")
             try:
@@ -134,18 +115,12 @@ def _run_spec(spec: Spec, device: str, config: Any) -> Any:
             return triton_matmul.bench_triton_matmul(m=spec.m, n=spec.n, k=spec.k,
                                                      dtype=spec.dtype, device=device,
                                                      block=spec.tile, config=config)
-        from shapewise.kernels.gemm import bench_gemm
-
         return bench_gemm(m=spec.m, n=spec.n, k=spec.k, batch=spec.batch, dtype=spec.dtype,
                           device=device, config=config)
     if isinstance(spec, AttentionSpec):
-        from shapewise.kernels.attention import bench_attention
-
         return bench_attention(backend=spec.backend, problem=spec.problem, dtype=spec.dtype,
                                device=device, config=config)
     if isinstance(spec, ElementwiseSpec):
-        from shapewise.kernels.elementwise import bench_elementwise
-
         return bench_elementwise(op=spec.op, rows=spec.rows, cols=spec.cols, dtype=spec.dtype,
                                  device=device, config=config)
     raise TypeError(f"unknown spec {spec!r}")  # pragma: no cover
@@ -158,8 +133,6 @@ def _first_line(exc: BaseException) -> str:
 
 def measure(spec: Spec, *, device: str, config: Any) -> dict[str, Any]:
     """One record: the spec's fields, then the timing or why it was skipped."""
-    from shapewise.kernels import Unsupported, is_device_failure, is_out_of_memory
-    from shapewise.kernels.timing import release_memory
 
     record = spec_record(spec)
     try:
@@ -199,13 +172,12 @@ def _format_result(rec: dict[str, Any]) -> str:
 def _resolve(device: str | None, dtype: str | None, mode: str,
              budget_seconds: float | None) -> tuple[str, str]:
     """Check the arguments (the cheap checks before importing torch); fill the defaults."""
-    from shapewise.hardware.catalog import canonical_dtype
-
     if mode not in MODES:
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if budget_seconds is not None and not budget_seconds > 0:
         raise InputError(f"--budget-seconds: must be positive, got {budget_seconds}")
-    dev = None if device is None else parse_device(device)
+    if device is not None:
+        parse_device(device)  # a typo is named before torch is asked for
     dt = None
     if dtype is not None:
         dt = canonical_dtype(dtype, field_name="--dtype")
@@ -215,21 +187,9 @@ def _resolve(device: str | None, dtype: str | None, mode: str,
         import torch  # noqa: F401
     except ImportError:
         raise InputError("bench needs torch: pip install 'shapewise[bench]'") from None
-    from shapewise.kernels.timing import gpu_available
-
-    if dev is None:
-        dev = "cuda:0" if gpu_available() else "cpu"
+    dev = resolve_device(device)
     if dt is None:
         dt = "fp32" if dev == "cpu" else "bf16"
-    if dev != "cpu":
-        from shapewise.kernels.timing import gpu_count
-
-        if not gpu_available():
-            raise InputError(f"--device {device}: torch sees no CUDA or ROCm GPU here "
-                             "(use --device cpu)")
-        index = int(dev.split(":")[1])
-        if index >= gpu_count():
-            raise InputError(f"--device {device}: only {gpu_count()} GPU(s) visible")
     return dev, dt
 
 
@@ -268,8 +228,6 @@ def run_bench(
         raise InputError(f"--out: {out_path} exists; pass --resume to continue it, or remove it")
     dev, dt = _resolve(device, dtype, mode, budget_seconds)
 
-    from shapewise.bench.provenance import collect, utc_now
-    from shapewise.kernels.timing import device_info
 
     info = device_info(dev)
     device_kind = "cpu" if dev == "cpu" else "gpu"
@@ -305,8 +263,6 @@ def run_bench(
                "stopped": None, "sessions": [session]}
         store = BenchStore.create(out_path, provenance=prov, run=run)
     if session["command"] is None:
-        import shlex
-
         session["command"] = shlex.join(sys.argv)
 
     with store, _sigterm_as_interrupt():
@@ -314,7 +270,8 @@ def run_bench(
         todo = [s for s in plan if s.key not in done]
         n_done_before = len(plan) - len(todo)
         show = sys.stderr.isatty() if progress is None else progress
-        bar = Progress(len(plan), enabled=show)
+        # a sweep's log is read afterwards: one line per kernel when stderr is not a terminal
+        bar = Progress(len(plan), "bench", delay=0.0, log_lines=True, enabled=show)
         if n_done_before:
             _say(f"resuming {out_path}: {n_done_before} of {len(plan)} already measured")
         stopped = None
@@ -331,7 +288,7 @@ def run_bench(
                     stopped = (f"budget of {budget_seconds:g} s spent after "
                                f"{n_done_before + i} of {len(plan)} measurements")
                     break
-                bar.update(n_done_before + i, spec.key)
+                bar.set(n_done_before + i, spec.key)
                 record = measure(spec, device=dev, config=config)
                 if device_kind == "cpu" and retries_left >= 0:
                     retries_left -= record.get("attempts", 1) - 1
@@ -341,7 +298,7 @@ def run_bench(
                 store.add(record)
                 if on_record is not None:
                     on_record(record)
-                bar.update(n_done_before + i + 1, spec.key, _format_result(record))
+                bar.set(n_done_before + i + 1, f"{spec.key} {_format_result(record)}")
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): keep the books, then stop
             interrupted = True
         except DeviceFailure as exc:
@@ -381,9 +338,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
                    dt: str, mode: str) -> dict[str, Any]:
     """The file's run record, if this run may continue it; else InputError naming what
     differs (one file holds one device's, one dtype's, one mode's measurements)."""
-    from shapewise.bench.plan import PLAN_VERSION
-    from shapewise.bench.provenance import _version
-    from shapewise.kernels.timing import METHOD_VERSION
 
     run = store.run
     had_prov = store.doc["provenance"]
@@ -396,7 +350,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
               ("method_version", had_prov.get("method_version"), METHOD_VERSION),
               ("torch", had_prov.get("torch"), _version("torch"))]
     if device_kind == "cpu":  # one CPU's numbers must not be mixed with another's
-        from shapewise.bench.provenance import cpu_info
 
         was = store.doc["provenance"].get("cpu") or {}
         now = cpu_info()
@@ -413,9 +366,6 @@ def _resumable_run(store: BenchStore, out_path: Path, device_kind: str, device_n
 def _sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (``timeout``, a batch scheduler's stop) as Ctrl-C while measuring, so
     the session's end is recorded; only the main thread can own signal handlers."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return

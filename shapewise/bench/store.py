@@ -30,11 +30,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from shapewise._io import atomic_write_json as atomic_write_json  # re-exported
+from shapewise._io import atomic_write_text
 from shapewise.errors import InputError
 
 FORMAT = "shapewise-bench/1"
@@ -42,53 +43,6 @@ FORMAT = "shapewise-bench/1"
 RECORD_FIELDS = ("key", "kind", "group", "backend", "dtype", "status", "reason", "median_s",
                  "spread_s", "n_runs", "flops", "bytes")
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` so that ``path`` is always either the old or the
-    new document, never a partial one."""
-    atomic_write_text(Path(path), json.dumps(obj, indent=1, allow_nan=False))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; a results file is an ordinary file
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_document(path: str | os.PathLike[str]) -> dict[str, Any]:

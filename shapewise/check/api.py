@@ -5,9 +5,12 @@
 >>> print(findings[0].summary())  # doctest: +SKIP
 vocab_size 50257 → 50304: logits GEMM 1.46× faster, step 8.7% faster
 
-Inputs: a :class:`ModelShape`; a Hugging Face ``config.json`` (path, folder or dict); a dict
-of Megatron-LM arguments; a nanoGPT config file (read, never executed); or a live
-``torch.nn.Module``, traced on the meta device (no weights allocated, no GPU needed).
+Inputs: anything :func:`shapewise.model.load.load_shape` reads (a :class:`ModelShape`; a
+Hugging Face ``config.json``, path, folder or dict; Megatron-LM arguments; a nanoGPT config
+file, read, never executed; a preset name; the JSON of ``recommend --json`` or ``estimate
+--json``), or a live ``torch.nn.Module``, traced on the meta device (no weights allocated,
+no GPU needed). A shapewise document's settings (sequence length, micro-batch, tp) are the
+check's defaults, as a Megatron config's are.
 
 The GPU: the one given; else, when torch is already imported (a training script),
 ``shapewise.hardware.detect.detect_gpu()``; else :data:`DEFAULT_GPU`, and every finding's
@@ -24,7 +27,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shapewise.check.readers import ConfigInput, read_config
 from shapewise.check.rules import (
     SEVERITIES,
     CheckContext,
@@ -35,6 +37,7 @@ from shapewise.check.rules import (
 )
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.model.load import load_shape
 from shapewise.model.shape import ModelShape, check_limit
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
@@ -155,11 +158,13 @@ def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
-    rules: Iterable[str] | None = None, detect: bool = True, ep: int = 1,
+    rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
+    ep: int | None = None,
 ) -> CheckReport:
     """The full report behind :func:`check_shape` (what was checked, settings, findings).
 
-    ``ep``: the expert-parallel size a mixture of experts runs with (SW021, SW022)."""
+    ``ep``: the expert-parallel size a mixture of experts runs with (SW013, SW014; default
+    the plan's, else 1)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # InputError naming dtype when the GPU lacks it
@@ -169,10 +174,8 @@ def analyze(
                                micro_batch=micro_batch, seq_len=seq_len,
                                example_input=example_input, rules=rules)
 
-    if isinstance(model_or_config, ModelShape):
-        cfg = ConfigInput(shape=model_or_config, source="shape")
-    elif isinstance(model_or_config, Mapping | str | os.PathLike):
-        cfg = read_config(model_or_config)
+    if isinstance(model_or_config, ModelShape | Mapping | str | os.PathLike):
+        cfg = load_shape(model_or_config)
     else:
         raise InputError(
             "model_or_config: expected a ModelShape, a config path or dict, or a "
@@ -184,6 +187,9 @@ def analyze(
     b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
+    for what, stated, used in (("GPU", cfg.gpu, g.id), ("dtype", cfg.dtype, dt)):
+        if stated is not None and stated != used:  # a shapewise document names its own
+            notes.append(f"{what}: the document was computed for {stated}; checked on {used}")
     shape = cfg.shape
     if s is None and shape.arch != "vit":
         context = shape.max_position_embeddings
@@ -192,8 +198,11 @@ def analyze(
                      + (f", capped at {DEFAULT_MAX_SEQ_LEN}" if s != context else "")
                      + "; pass seq_len=/--seq-len)")
     try:
+        if plan is not None:  # the plan's tp, micro-batch and stages are the settings
+            t, b, pp = plan.tp, plan.micro_batch, plan.pp
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
-                            pipeline_stages=pp, note=gpu_note, ep=_ep(ep))
+                            pipeline_stages=pp, note=gpu_note, plan=plan,
+                            ep=_ep(ep if ep is not None else getattr(plan, "ep", 1)))
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -235,7 +244,7 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
-    profile: str | None = None, ep: int = 1,
+    profile: str | None = None, plan: Any = None, ep: int | None = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -243,7 +252,9 @@ def check_shape(
     states (Megatron arguments, a nanoGPT file), else 1, 1, 1 and the model's context
     (``max_position_embeddings``). ``example_input`` (modules only): what the module is
     called with, see :func:`shapewise.check.trace.trace_module`. ``rules``: ids to run
-    (default: all of :data:`shapewise.check.rules.RULES`).
+    (default: all of :data:`shapewise.check.rules.RULES`). ``plan`` (a
+    :class:`shapewise.Plan`): the parallel plan the step runs under, which the plan rules
+    (SW016-SW019) judge; its tp, micro-batch and stages replace those settings.
 
     >>> from shapewise import ModelShape
     >>> fs = check_shape(ModelShape.gpt(hidden_size=768, num_attention_heads=12,
@@ -255,7 +266,7 @@ def check_shape(
         gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
-                   example_input=example_input, rules=rules, ep=ep).findings
+                   example_input=example_input, rules=rules, plan=plan, ep=ep).findings
 
 
 def check_before_training(

@@ -38,19 +38,32 @@ def format_count(value: float) -> str:
 
 def positive_int(field: str):
     """argparse type: a positive integer, errors naming ``field``."""
+    return _positive(field, int, "a positive integer")
 
-    def convert(text: str) -> int:
+
+def positive_seconds(field: str):
+    """argparse type: a positive, finite number of seconds, errors naming ``field``."""
+    return _positive(field, float, "a positive number of seconds")
+
+
+def _positive(field: str, parse: type, what: str):
+    def convert(text: str):
         try:
-            value = int(text)
+            value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{field} must be a positive integer, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{field} must be a positive integer, got {text!r}")
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{field} must be {what}, got {text!r}")
         return value
 
     return convert
 
+
+#: what a command that takes a shape accepts (every input of shapewise.model.load.load_shape)
+SHAPE_INPUT_HELP = ("a Hugging Face config.json or model folder, Megatron-LM arguments "
+                    "(.json), a nanoGPT .py config, the JSON of 'shapewise recommend --json' "
+                    "(its best shape) or 'shapewise estimate --json', a ModelShape JSON, or a "
+                    "preset name (e.g. llama-2-7b)")
 
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
 TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "

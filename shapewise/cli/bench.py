@@ -14,18 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from shapewise.bench.runner import run_bench
+from shapewise.bench.store import load_document
+from shapewise.cli._common import positive_seconds
 from shapewise.errors import InputError
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--budget-seconds must be a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"--budget-seconds must be positive, got {text!r}")
-    return value
+from shapewise.hardware.catalog import load_profile
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", metavar="FILE",
                         help="a profile whose SM count sets the wave scans (default: the "
                         "device's own count)")
-    p.add_argument("--budget-seconds", type=_seconds, default=None, metavar="N",
+    p.add_argument("--budget-seconds", type=positive_seconds("--budget-seconds"), default=None,
+                   metavar="N",
                    help="stop cleanly between kernels after N seconds of measuring (at least "
                    "one kernel per run; resume later)")
     p.add_argument("--resume", action="store_true",
@@ -69,15 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapewise.bench.runner import run_bench
-    from shapewise.bench.store import load_document
-
     if not args.out.strip():
         raise InputError("--out: empty path")
     sm_count = None
     if args.profile:  # wave scans at this profile's SM count instead of the device's
-        from shapewise.hardware.catalog import load_profile
-
         sm_count = load_profile(args.profile).sm_count
     path = run_bench(device=args.device, dtype=args.dtype, mode=args.mode,
                      budget_seconds=args.budget_seconds, out=args.out, resume=args.resume,

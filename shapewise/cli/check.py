@@ -1,9 +1,11 @@
 """``shapewise check PATH...``: shape findings of model configs, with fixes and speedups.
 
 Reads Hugging Face ``config.json`` files (or model folders), Megatron-LM argument JSON
-files and nanoGPT ``.py`` config files (parsed, never executed). Exit codes: 0 when no
-finding reaches ``--fail-on`` (default: warning), 1 when one does, 2 when an input is
-unusable (each such file gets one line on stderr; the others are still checked).
+files, nanoGPT ``.py`` config files (parsed, never executed), presets, and the JSON that
+``recommend --json`` and ``estimate --json`` write (checked at the settings they state).
+Exit codes: 0 when no finding reaches ``--fail-on`` (default: warning), 1 when one does, 2
+when an input is unusable (each such file gets one line on stderr; the others are still
+checked).
 
 Never imports torch or optuna: this is the pre-commit path and must answer in well under a
 second.
@@ -16,6 +18,7 @@ import sys
 from typing import Any
 
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
@@ -31,14 +34,14 @@ def register(subparsers: Any) -> None:
         "check",
         help="check model configs for shapes that waste GPU throughput (fixes + speedups)",
         description=(
-            "Check Hugging Face config.json files, Megatron-LM argument JSON files and "
-            "nanoGPT .py configs for shapes that waste throughput on a GPU: each finding "
-            "names the rule, the fix and what it buys by the cost model. Exit 0: clean; 1: "
-            "a finding reaches --fail-on; 2: unusable input."
+            "Check Hugging Face config.json files, Megatron-LM argument JSON files, "
+            "nanoGPT .py configs, presets and shapewise's own JSON for shapes that waste "
+            "throughput on a GPU: each finding names the rule, the fix and what it buys by "
+            "the cost model. Exit 0: clean; 1: a finding reaches --fail-on; 2: unusable input."
         ),
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
-                   help="config.json, model folder, Megatron args .json, or nanoGPT .py")
+                   help=SHAPE_INPUT_HELP)
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")
@@ -80,7 +83,7 @@ def _fmt_step(value: float | None) -> str:
 def _print_report(rep: Any) -> None:
     from tabulate import tabulate
 
-    from shapewise.check.readers import SOURCE_NAMES
+    from shapewise.model.loaded import SOURCE_NAMES
 
     settings = (f"{rep.gpu}, {rep.dtype}, tp {rep.tp}, micro-batch {rep.micro_batch}, "
                 f"seq_len {rep.seq_len}"

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
 
-from shapewise._io import read_json
 from shapewise.cli._common import (
+    SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_gpu_options,
     dtype_for,
     positive_int,
     print_json,
-    resolve_gpu,
 )
+from shapewise.cli.plan import add_plan_options, gpu_of, plan_from_args, resolve_hardware
 from shapewise.errors import InputError
 
 
@@ -23,16 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "estimate",
         help="predict one training step of a model config, with a per-op breakdown",
-        description="CONFIG is a Hugging Face config.json, a ModelShape JSON (as written by "
-        "'shapewise recommend --json'), or a preset name (e.g. llama-2-7b, gpt2).",
+        description=f"CONFIG is {SHAPE_INPUT_HELP}.",
     )
-    p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
+    p.add_argument("config", metavar="CONFIG", help="config file or folder, shapewise JSON, "
+                   "or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence (default: the config's max positions)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+    p.add_argument("--recompute", nargs="?", const="full", default="none",
+                   choices=("none", "selective", "full"),
+                   help="activation recompute: none, selective or full (bare --recompute: "
+                        "full)")
+    add_plan_options(p)
     p.add_argument("--recipe", default=None,
                    help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
                    "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
@@ -40,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp8-attention", action="store_true",
                    help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
     p.add_argument("--ep", type=positive_int("--ep"), default=1,
-                   help="expert-parallel size (mixture of experts: experts / ep per GPU)")
+                   help="expert-parallel size (mixture of experts: experts / ep per GPU), "
+                   "out of the data-parallel ranks (alone: --dp EP)")
     p.add_argument("--capacity-factor", type=_at_least_one("--capacity-factor"), default=None,
                    help="mixture of experts: tokens per expert capped at this x the mean "
                    "(default: dropless)")
@@ -67,23 +73,10 @@ def _at_least_one(field: str):
 
 
 def load_shape(spec: str):
-    """A ModelShape from a config path (HF or ModelShape JSON) or a preset name."""
-    from shapewise.model.hf import from_hf_config
-    from shapewise.model.presets import get_preset, list_presets
-    from shapewise.model.shape import ModelShape
+    """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
+    from shapewise.model.load import load_shape as load
 
-    path = Path(spec)
-    if not path.exists():
-        if spec in list_presets():
-            return get_preset(spec)
-        raise InputError(f"{spec}: no such file, and not a preset "
-                         f"({', '.join(list_presets())})")
-    if path.suffix == ".json":
-        raw = read_json(path, limit=16 * 1024 * 1024, what="a model config")
-        if isinstance(raw, dict) and "arch" in raw and "model_type" not in raw:
-            data = raw.get("shape", raw)
-            return ModelShape.from_dict(data)
-    return from_hf_config(path)
+    return load(spec).shape
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,17 +84,20 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.step import estimate
 
     shape = load_shape(args.config)
-    gpu = resolve_gpu(args)
-    args.dtype = dtype_for(args, gpu)
+    hw = resolve_hardware(args)
+    args.dtype = dtype_for(args, gpu_of(hw))
     recipe = None
     if args.recipe is not None:
         from shapewise.recipe import get_recipe
         recipe = get_recipe(args.recipe, fp8_attention=args.fp8_attention)
     elif args.fp8_attention:
         raise InputError("--fp8-attention: needs --recipe (the fp8 recipe of the GEMMs)")
-    est = estimate(shape, gpu=gpu, micro_batch=args.micro_batch, seq_len=args.seq_len,
-                   tp=args.tp, dtype=args.dtype, recompute=args.recompute, recipe=recipe,
-                   ep=args.ep, capacity_factor=args.capacity_factor,
+    plan = plan_from_args(args)
+    if args.ep > 1:  # as estimate(ep=): with no data parallelism given, dp = ep GPUs
+        dp = args.ep if plan.dp * plan.cp == 1 else plan.dp
+        plan = dataclasses.replace(plan, dp=dp, ep=args.ep)
+    est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype, plan=plan,
+                   recipe=recipe, capacity_factor=args.capacity_factor,
                    imbalance=args.imbalance)
     if args.json:
         print_json(est.to_dict())
@@ -118,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
     extra = (f", recipe {recipe.name}" + (" + fp8 attention" if recipe.fp8_attention else "")
-             if recipe is not None else "") + (f", ep {args.ep}" if args.ep > 1 else "")
-    print(f"on {est.gpu} ({est.dtype}), micro-batch {est.micro_batch} x seq {est.seq_len}, "
-          f"tp {est.tp}{', recompute' if est.recompute else ''}{extra}\n")
+             if recipe is not None else "")
+    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+          f"{est.plan.label()}{extra}\n")
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]
             for r in est.by_op()]
@@ -131,7 +127,14 @@ def run(args: argparse.Namespace) -> int:
           f"{est.model_tflops:.0f} model TFLOP/s/GPU | MFU {est.mfu:.1%} | "
           f"memory {est.memory_bytes / 2**30:.1f} GiB/GPU "
           f"(weights {mem.get('weights', 0) / 2**30:.1f}, "
-          f"activations {mem.get('activations', 0) / 2**30:.1f})")
+          f"activations {mem.get('activations', 0) / 2**30:.1f})"
+          + ("" if est.fits else " DOES NOT FIT"))
+    parts = ", ".join(f"{k} {v / est.step_time_s:.1%}" for k, v in est.categories.items()
+                      if v > 0)
+    print(f"step time: {parts}")
+    if est.exposed_comm:
+        print("exposed communication: " + ", ".join(
+            f"{k} {v / est.step_time_s:.1%}" for k, v in est.exposed_comm.items()))
     for note in est.notes:
         print(f"note: {note}")
     return 0

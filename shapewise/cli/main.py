@@ -19,7 +19,8 @@ from shapewise.errors import DeviceFailure
 
 # Listed here, imported only when the parser is built: each subcommand imports its heavy
 # dependencies (optuna, torch) inside its own ``run``.
-SUBCOMMANDS = ("gpus", "report", "recommend", "estimate", "check", "bench", "fit", "tune")
+SUBCOMMANDS = ("gpus", "report", "recommend", "estimate", "plan", "check", "bench", "fit",
+               "tune")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXIT_DEVICE = 3  # the GPU failed mid-measurement (DeviceFailure)

@@ -47,27 +47,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="where to measure: cuda:N (ROCm too) or cpu "
                    "(default: cuda:0 when a GPU is visible, else cpu)")
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), help="model family (default gpt)")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), help="tokens per sequence "
-                   "(default 2048; a ViT's follow from --image-size and --patch-size)")
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"),
-                   help="sequences per GPU per step (default 1)")
-    p.add_argument("--tp", type=positive_int("--tp"), help="tensor-parallel size: one rank's "
-                   "shard is measured (default 1)")
-    p.add_argument("--vocab-size", type=positive_int("--vocab-size"),
-                   help="tokenizer vocabulary before padding (default 50257)")
-    p.add_argument("--image-size", type=positive_int("--image-size"), help="ViT: pixels (224)")
-    p.add_argument("--patch-size", type=positive_int("--patch-size"), help="ViT: pixels (16)")
+    for flag, what in (
+        ("--seq-len", "tokens per sequence (default 2048; a ViT's follow from --image-size "
+         "and --patch-size)"),
+        ("--micro-batch", "sequences per GPU per step (default 1)"),
+        ("--tp", "tensor-parallel size: one rank's shard is measured (default 1)"),
+        ("--vocab-size", "tokenizer vocabulary before padding (default 50257)"),
+        ("--image-size", "ViT: pixels (224)"),
+        ("--patch-size", "ViT: pixels (16)"),
+    ):
+        p.add_argument(flag, type=positive_int(flag), help=what)
     p.add_argument("--storage", metavar="URL", help="where the study lives: a journal file "
                    "(*.log or journal:///PATH; one node), sqlite:///FILE (one node) or "
                    "postgresql://USER@HOST/DB (a cluster); default shapewise-tune.log")
     p.add_argument("--study", required=True, metavar="NAME", help="study name; workers "
                    "with the same --storage and --study share its trials")
-    p.add_argument("--top-k", type=positive_int("--top-k"),
-                   help="finalists of the analytic search to measure (default 8)")
-    p.add_argument("--n-trials", type=positive_int("--n-trials"), help="trials in the study, "
-                   "all workers together (default --top-k: one per finalist)")
-    p.add_argument("--search-trials", type=positive_int("--search-trials"),
-                   help="trials of the analytic search (default 240)")
+    for flag, what in (
+        ("--top-k", "finalists of the analytic search to measure (default 8)"),
+        ("--n-trials", "trials in the study, all workers together (default --top-k: one per "
+         "finalist)"),
+        ("--search-trials", "trials of the analytic search (default 240)"),
+    ):
+        p.add_argument(flag, type=positive_int(flag), help=what)
     p.add_argument("--seed", type=int, help="seed of the analytic search (default 0)")
     p.add_argument("--repeats", type=positive_int("--repeats"), help="timing repeats per "
                    "trial, one intermediate value each (default 5 on a GPU, 3 on the CPU)")
@@ -101,6 +102,8 @@ def _fmt(value: float | None, spec: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    # here, not at the top: shapewise.tuning imports optuna, which `shapewise --help` and the
+    # other commands need not load
     from shapewise.tuning import POOR_RHO, tune
 
     try:

@@ -63,17 +63,21 @@ if TYPE_CHECKING:
 #: How the achieved bandwidth ramps with message size, e ∝ 1/(1 + (s½/s)^x). A structural
 #: constant, not fitted per fabric: x = 1 would be the same as a larger α (the ramp term
 #: becomes a constant time), so it could not describe the measured ramp, which spreads over
-#: two decades of size; x = 0.5 fitted the single-node sweeps better than 0.7 or 1
-#: (scripts/fit_collectives.py --exponent compares them; docs/validation.md).
+#: two decades of size. With x = 0.35 the single-node medians move by under 2 points
+#: (better on MI300X, worse on A100) and TCPXO's worsens by 5; 0.7 is 4 points worse on
+#: the MI300X sweeps, 1 worse on every single-node block (fit_collectives.py --exponent X).
 RAMP_EXPONENT = 0.5
 ALGORITHMS: tuple[str, ...] = ("ring", "tree", "hierarchical", "nvls", "pairwise", "p2p")
 #: PCIe 4.0 x16: 16 GT/s × 16 lanes with 128b/130b coding ≈ 31.5 GB/s per direction
 #: (PCI-SIG PCIe 4.0 specification); the link of a GPU with no scale-up link and no system.
 PCIE4_X16_GBS = 31.5
 
-# Kept for callers of the old ring model (seconds per step); the model now takes α from
-# each system's fitted calibration.
+#: Per-step latency, seconds, of the stand-in for a GPU that has no shipped system (NCCL's
+#: small-message latency is a few µs per hop); systems carry their own fitted α.
 ALPHA_S = 5e-6
+#: Share of the link the stand-in achieves: a labelled default, about what the fitted
+#: scale-up fabrics reach (η 0.71–0.83, docs/validation.md), never the whole link.
+STANDALONE_PEAK_FRACTION = 0.8
 
 
 def efficiency(cal: FabricCalibration, size: float) -> float:
@@ -235,8 +239,9 @@ def collective_time(kind: str, nbytes: float, *, system: str | System | GPU, gro
     as :mod:`shapewise.ops` sizes it (all-reduce: the buffer; all-gather: the gathered
     output; reduce-scatter: the input; all-to-all: what each rank sends; send/recv: one
     message). ``system``: a system or GPU name (a GPU means its usual node).
-    ``ranks_per_node``: ranks of the group that share one scale-up domain (None: as many
-    as fit, ``min(group_size, domain_size)``); on GB200 NVL72 the domain is the rack.
+    ``ranks_per_node``: ranks of the group in one scale-up domain, the "node" of the
+    collective: a node on HGX and MI300X, the whole rack of 72 on GB200 NVL72 (None: as
+    many as fit, ``min(group_size, domain_size)``).
     ``algorithm``: ring, tree, hierarchical, nvls (all-reduce in one NVSwitch domain),
     pairwise (all-to-all) or p2p (send/recv); None picks what NCCL/RCCL would, the fastest
     of its choices.
@@ -272,8 +277,9 @@ def system_for(gpu_or_system: str | System | GPU) -> System:
 
     The stand-in keeps :func:`allreduce_time` and ``price(op, gpu)`` working for every
     catalog GPU: its scale-up link is the profile's (``link_bandwidth_gbs``; PCIe 4.0 x16
-    when it has none), its domain as large as any group asked of it, and it has no
-    scale-out network (a group that needs one is refused).
+    when it has none) at ``STANDALONE_PEAK_FRACTION`` of its rate and ``ALPHA_S`` per step,
+    its domain as large as any group asked of it, and it has no scale-out network (a group
+    that needs one is refused).
     """
     from shapewise.hardware.system import System, default_system, get_system
 
@@ -299,10 +305,10 @@ def _standalone(gpu: GPU) -> System:
 
     link = gpu.link_bandwidth_gbs if gpu.link_bandwidth_gbs > 0 else PCIE4_X16_GBS
     big = 1 << 20
-    default = FabricCalibration(alpha_us=ALPHA_S * 1e6, peak_fraction=1.0, half_size_bytes=0.0,
-                                status="default",
-                                provenance={"method": "stand-in for a GPU with no system: the "
-                                            "old ring model (5 us per step, the full link)"})
+    default = FabricCalibration(alpha_us=ALPHA_S * 1e6, peak_fraction=STANDALONE_PEAK_FRACTION,
+                                half_size_bytes=0.0, status="default",
+                                provenance={"method": "stand-in for a GPU with no system: 5 us "
+                                            "per step, 80% of its link, no size ramp"})
     return System(
         id=f"{gpu.id}-standalone", name=f"{gpu.name} (no system: its own link only)", gpu=gpu,
         gpus_per_node=big,
@@ -312,14 +318,10 @@ def _standalone(gpu: GPU) -> System:
         scale_out=ScaleOut(nic="none", fabric="none", nics_per_gpu=1.0, bandwidth_gbs=link,
                            latency_us=ALPHA_S * 1e6),
         calibration={"scale_up": default, "scale_out": default},
+        sources={"scale_up.bandwidth_gbs": f"the {gpu.id} profile's link_bandwidth_gbs, or "
+                                           "PCIe 4.0 x16 (PCI-SIG) without one"},
         notes="synthesised by shapewise.cost.comm.system_for",
     )
-
-
-def link_bandwidth(gpu: GPU) -> float:
-    """Bytes/s per direction of the GPU's own scale-up link (PCIe 4.0 x16 without one)."""
-    gbs = gpu.link_bandwidth_gbs if gpu.link_bandwidth_gbs > 0 else PCIE4_X16_GBS
-    return gbs * 1e9
 
 
 def allreduce_time(nbytes: float, *, gpu: str | GPU, tp: int) -> float:

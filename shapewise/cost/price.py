@@ -19,23 +19,8 @@ from shapewise.cost.elementwise import op_time
 from shapewise.cost.gemm import gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU, get_gpu
-from shapewise.hardware.system import System, get_system
+from shapewise.hardware.system import System
 from shapewise.ops import Attention, Collective, Gemm, MemoryBound, Op
-
-
-def _gpu_of(where: str | GPU | System) -> GPU:
-    if isinstance(where, System):
-        return where.gpu
-    if isinstance(where, GPU):
-        return where
-    try:
-        return get_gpu(where)
-    except InputError:
-        pass
-    try:  # a system name: its GPU
-        return get_system(where).gpu
-    except InputError:
-        return get_gpu(where)  # the GPU catalog's error, with its closest names
 
 
 def price(op: Op, gpu: str | GPU | System) -> float:
@@ -45,10 +30,10 @@ def price(op: Op, gpu: str | GPU | System) -> float:
     >>> price(Gemm(m=4096, n=4096, k=4096), "h100") == gemm_time(4096, 4096, 4096, gpu="h100")
     True
     """
+    g = get_gpu(gpu)  # also validates: 'mi250x' is refused here as for every GPU argument
     if isinstance(op, Collective):
         return collective_time(op.kind, op.nbytes, system=system_for(gpu),
                                group_size=op.group_size, ranks_per_node=op.ranks_per_node)
-    g = _gpu_of(gpu)
     if isinstance(op, Gemm):
         return gemm_time(op.m, op.n, op.k, gpu=g, dtype=op.dtype, batch=op.batch)
     if isinstance(op, Attention):

@@ -80,7 +80,8 @@ def canonical_dtype(dtype: str, *, field_name: str = "dtype") -> str:
 # adding a field is one line in GPU or Calibration, e.g.
 #     sustained_clock_factor: float = schema(_number(at_most=1.0), sourced=True, default=1.0)
 # A field without a default is required; a field whose default is None may be absent or
-# null, and is left out of gpu_to_dict when None.
+# null, and is left out of gpu_to_dict when None (``omit_empty=True``: when empty, too).
+# Parsers compose: _named(_named(_number())) reads {"cudnn": {"fwd_efficiency": 0.7}}.
 def _short(value: Any, limit: int = 60) -> str:
     """repr() cut to ``limit`` characters: error messages quote hostile values too."""
     text = value if isinstance(value, str) else repr(value)
@@ -115,12 +116,15 @@ class _Schema:
     """the field's value as JSON-ready data (the inverse of ``parse``)"""
     sourced: bool = False
     """a datasheet fact: its key must appear in the profile's ``sources`` when present"""
+    omit_empty: bool = False
+    """left out of the JSON when empty (as well as when None)"""
 
 
 def schema(parse: Parser, *, dump: Callable[[Any], Any] = _same, sourced: bool = False,
-           **field_kwargs: Any) -> Any:
+           omit_empty: bool = False, **field_kwargs: Any) -> Any:
     """A dataclass ``field`` that is also a profile field (see the comment above)."""
-    return field(metadata={"schema": _Schema(parse, dump, sourced)}, **field_kwargs)
+    return field(metadata={"schema": _Schema(parse, dump, sourced, omit_empty)},
+                 **field_kwargs)
 
 
 def _number(*, allow_zero: bool = False, at_most: float | None = None) -> Parser:
@@ -188,6 +192,16 @@ def _per_dtype(*, at_most: float | None = None) -> Parser:
                                  f"is not a known dtype ({', '.join(DTYPE_BYTES)})")
             out[key] = number(item, check, f"{name}.{key}")
         return out
+
+    return parse
+
+
+def _named(parse_item: Parser) -> Parser:
+    """{name: item}, each item read by ``parse_item`` (e.g. per attention backend)."""
+
+    def parse(value: Any, check: _Checker, name: str) -> dict[str, Any]:
+        return {str(key): parse_item(item, check, f"{name}.{_short(key)}")
+                for key, item in _object(value, check, name).items()}
 
     return parse
 
@@ -290,7 +304,7 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     out = {}
     for name, spec, _ in _schema_fields(type(obj)):
         value = getattr(obj, name)
-        if value is not None:
+        if value is not None and not (spec.omit_empty and not value):
             out[name] = spec.dump(value)
     return out
 
@@ -397,6 +411,11 @@ class GPU:
     link_bandwidth_gbs: float = schema(_number(allow_zero=True), sourced=True)
     """scale-up link bandwidth per GPU per direction, GB/s (0: no scale-up link)"""
     tdp_w: float | None = schema(_number(), sourced=True, default=None)
+    sustained_clock: float | None = schema(_number(at_most=1.0), default=None)
+    """share of its microbenchmarked math rate the GPU sustains through a long training
+    run (power and thermal limits); None: not known (1.0 is used). Fitted, not a datasheet
+    fact: ``sustained_clock_source`` says on what"""
+    sustained_clock_source: str = schema(_string(), default="", repr=False)
     ctas_per_sm: int = schema(_integer, default=1)
     sources: Mapping[str, str] = schema(_citations, dump=dict, repr=False)
     """spec field -> key of ``references`` (or a citation of its own when there are none)"""
@@ -528,14 +547,17 @@ def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     return gpus, index
 
 
-#: Parts that software never sees as one device, with what to name instead. An MI250X is
-#: two GCDs, each its own 64 GB GPU to ROCm and torch (the OLCF Frontier User Guide: "8
-#: separate GPUs" per node of 4 MI250X), so a 128 GB 'mi250x' would fit models that do not.
+#: Parts software never sees as one device. An MI250X is two GCDs, each its own 64 GB GPU
+#: (OLCF Frontier User Guide: "8 separate GPUs" per node of 4 MI250X): a 128 GB one misleads.
 _NOT_ONE_DEVICE = {
     _norm(n): ("is two GPUs (GCDs) of 64 GB each, never one 128 GB device: use "
                "'mi250x-gcd' for the GPU one process sees (or the system 'frontier')")
     for n in ("mi250x", "amd instinct mi250x", "mi250x-oam", "mi250x module")
 }
+
+
+#: Asked when no GPU matches; hardware.system registers "a system (name) means its GPU".
+GPU_RESOLVERS: list[Callable[[Any], GPU | None]] = []
 
 
 def list_gpus() -> list[GPU]:
@@ -544,12 +566,29 @@ def list_gpus() -> list[GPU]:
     return [gpus[k] for k in sorted(gpus)]
 
 
-def get_gpu(name: str | GPU, *, field_name: str = "gpu") -> GPU:
+def get_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
     """Look a GPU up by id, name or alias, case-insensitively (``'h100'``, ``'A100-80GB'``).
 
     A :class:`GPU` passes through unchanged; a path to a ``.json`` file is loaded as a
-    profile. An unknown name raises :class:`InputError` listing the closest names.
+    profile; a system (a :class:`~shapewise.hardware.system.System` or a system name such
+    as ``'dgx-h100'``) means its GPU. An unknown name raises :class:`InputError` listing the
+    closest names.
     """
+    if isinstance(name, GPU):
+        return name
+    try:
+        return _catalog_gpu(name, field_name=field_name)
+    except InputError:
+        if isinstance(name, str) and _norm(name) in _NOT_ONE_DEVICE:
+            raise
+        for resolve in GPU_RESOLVERS:  # the system catalog: a system means its GPU
+            if (found := resolve(name)) is not None:
+                return found
+        raise
+
+
+def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
+    """A catalog GPU by id, name, alias or profile path (no system names)."""
     if isinstance(name, GPU):
         return name
     if not isinstance(name, str) or not name.strip():

@@ -25,6 +25,7 @@ h200                               ``hgx-h200`` (DGX/HGX H200, 8 GPUs, NVSwitch)
 b200                               ``hgx-b200`` (DGX/HGX B200, 8 GPUs, NVSwitch)
 gb200                              ``gb200-nvl72`` (72 GPUs in one NVLink domain)
 mi300x                             ``mi300x-8`` (8 OAM, xGMI full mesh)
+mi325x                             ``mi325x-8`` (the same platform with MI325X)
 mi250x-gcd, and the name mi250x    ``frontier`` (4 MI250X = 8 GCDs per node)
 =================================  ==============================================
 """
@@ -32,9 +33,7 @@ mi250x-gcd, and the name mi250x    ``frontier`` (4 MI250X = 8 GCDs per node)
 from __future__ import annotations
 
 import difflib
-import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -44,13 +43,63 @@ from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, _norm, get_gpu
+from shapewise.hardware.catalog import (
+    GPU,
+    GPU_RESOLVERS,
+    _aliases,
+    _catalog_gpu,
+    _Checker,
+    _citations,
+    _integer,
+    _nested,
+    _norm,
+    _number,
+    _parse_fields,
+    _plain_json,
+    _schema_fields,
+    _short,
+    _string,
+    _to_dict,
+    get_gpu,
+    schema,
+)
 
+# The JSON schema of a system is the catalog's: each field below declares in its dataclass
+# metadata how it is read, validated and written back (shapewise.hardware.catalog.schema).
 SCHEMA_VERSION = 1
 MAX_SYSTEM_BYTES = 1024 * 1024
 
 Topology = Literal["switch", "direct"]
 _TOPOLOGIES = ("switch", "direct")
+_fraction = _number(at_most=1.0)
+_latency = _number(at_most=1e4)
+
+
+def _flag(value: Any, check: _Checker, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise check.fail(name, f"must be true or false, got {_short(value)}")
+    return value
+
+
+def _name(value: Any, check: _Checker, name: str) -> str:
+    text = _string()(value, check, name)
+    if not text.strip():
+        raise check.fail(name, "must be a non-empty string")
+    return text
+
+
+def _schema_version(value: Any, check: _Checker, name: str) -> int:
+    version = _integer(value, check, name)
+    if version != SCHEMA_VERSION:
+        raise check.fail(name, f"is {version}; this shapewise reads {SCHEMA_VERSION}")
+    return version
+
+
+def _gpu(value: Any, check: _Checker, name: str) -> GPU:
+    try:  # a catalog GPU only: a system name here would recurse into this catalog
+        return _catalog_gpu(_name(value, check, name))
+    except InputError as exc:
+        raise check.fail(name, str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,43 +110,45 @@ class FabricCalibration:
     ``bandwidth · peak_fraction / (1 + (half_size_bytes / size) ** RAMP_EXPONENT)``.
     """
 
-    alpha_us: float
+    alpha_us: float = schema(_latency)
     """latency of one algorithm step (one hop of a ring or tree), microseconds"""
-    peak_fraction: float
+    peak_fraction: float = schema(_fraction)
     """share of the wire bandwidth a large collective achieves (0 < x <= 1)"""
-    half_size_bytes: float
+    half_size_bytes: float = schema(_number(allow_zero=True, at_most=1e12))
     """message size at which the bandwidth reaches half of ``peak_fraction`` (protocol,
     channel and pipeline ramp-up)"""
-    nvls_peak_fraction: float | None = None
+    nvls_peak_fraction: float | None = schema(_fraction, default=None)
     """NVLink SHARP (NVLS) all-reduce: share of the wire bandwidth it achieves (scale-up
     switches with in-network reduction only; None: not modelled for this fabric)"""
-    nvls_latency_us: float | None = None
+    nvls_latency_us: float | None = schema(_latency, default=None)
     """NVLS all-reduce: its fixed latency, microseconds (it runs only NCCL's Simple
     protocol and synchronises through the switch, so NCCL keeps the ring for small sizes)"""
-    status: Literal["fitted", "default"] = "default"
+    status: Literal["fitted", "default"] = schema(_string(choices=("fitted", "default")),
+                                                  default="default")
     """"fitted" to the measurements that ``provenance`` names, or a labelled default"""
-    provenance: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    provenance: Mapping[str, Any] = schema(_plain_json, dump=dict, default_factory=dict,
+                                           repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScaleUp:
     """The link between GPUs of one scale-up domain (NVLink/NVSwitch, xGMI)."""
 
-    name: str
-    fabric: str
-    """fabric family, the key its calibration is fitted under (e.g. 'nvlink4', 'xgmi3')"""
-    bandwidth_gbs: float
+    name: str = schema(_name)
+    fabric: str = schema(_name)
+    """fabric family, the key its calibration is fitted under (e.g. 'nvlink4', 'xgmi-mi300')"""
+    bandwidth_gbs: float = schema(_number(), sourced=True)
     """per GPU per direction, GB/s (1e9 bytes/s), all links together"""
-    latency_us: float
+    latency_us: float = schema(_latency, sourced=True)
     """hardware latency of one hop, microseconds"""
-    domain_size: int
+    domain_size: int = schema(_integer, sourced=True)
     """GPUs that reach each other over this link (8 on HGX, 72 on GB200 NVL72)"""
-    topology: Topology
+    topology: Topology = schema(_string(choices=_TOPOLOGIES))
     """'switch': every GPU reaches any other at ``bandwidth_gbs`` (NVSwitch); 'direct':
     point-to-point links, so a group of k GPUs gets at most (k−1)·``link_bandwidth_gbs``"""
-    link_bandwidth_gbs: float | None = None
+    link_bandwidth_gbs: float | None = schema(_number(), sourced=True, default=None)
     """one direct GPU-to-GPU link (or link bundle), per direction, GB/s ('direct' only)"""
-    in_network_reduction: bool = False
+    in_network_reduction: bool = schema(_flag, default=False)
     """the switches reduce in the network (NVLink SHARP, used by NCCL's NVLS algorithm)"""
 
 
@@ -105,37 +156,59 @@ class ScaleUp:
 class ScaleOut:
     """The network between scale-up domains (InfiniBand, RoCE, Slingshot)."""
 
-    nic: str
-    fabric: str
+    nic: str = schema(_name, sourced=True)
+    fabric: str = schema(_name)
     """fabric family, the key its calibration is fitted under (e.g. 'ib-ndr')"""
-    nics_per_gpu: float
+    nics_per_gpu: float = schema(_number())
     """NICs per GPU (0.5 when two GPUs share one, as Frontier's GCDs do)"""
-    bandwidth_gbs: float
+    bandwidth_gbs: float = schema(_number(), sourced=True)
     """per GPU per direction, GB/s (line rate of its share of the NICs)"""
-    latency_us: float
+    latency_us: float = schema(_latency, sourced=True)
     """hardware latency of one network hop, microseconds"""
+
+
+def _calibrations(value: Any, check: _Checker, name: str) -> dict[str, FabricCalibration]:
+    if not isinstance(value, dict):
+        raise check.fail(name, f"must be an object, got {type(value).__name__}")
+    for key in value:
+        if key not in ("scale_up", "scale_out"):
+            raise check.fail(f"{name}.{_short(key)}", "is not a known field (typo?)")
+    out = {}
+    for key in ("scale_up", "scale_out"):
+        if key not in value:
+            raise check.fail(f"{name}.{key}", "is missing")
+        out[key] = _nested(FabricCalibration)(value[key], check, f"{name}.{key}")
+    return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class System:
-    """A GPU in its node: scale-up link and domain, scale-out network, sources."""
+    """A GPU in its node: scale-up link and domain, scale-out network, sources.
 
-    id: str
-    name: str
-    gpu: GPU
+    The fields declared with ``schema`` are the system JSON's keys.
+    """
+
+    schema_version: int = schema(_schema_version, default=SCHEMA_VERSION, repr=False)
+    id: str = schema(_string(pattern=r"[a-z0-9][a-z0-9._-]*"))
+    name: str = schema(_name)
+    gpu: GPU = schema(_gpu, dump=lambda g: g.id)
     """the GPU profile from the catalog (what one process sees: one GCD on MI250X)"""
-    gpus_per_node: int
-    scale_up: ScaleUp
-    scale_out: ScaleOut
-    calibration: Mapping[str, FabricCalibration]
-    """'scale_up' and 'scale_out': the collective model's parameters of each fabric"""
-    aliases: tuple[str, ...] = ()
-    default_for: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = schema(_aliases, dump=list, default=())
+    default_for: tuple[str, ...] = schema(_aliases, dump=list, default=())
     """GPU ids whose usual node this is (``get_system('h100')`` finds it)"""
-    sources: Mapping[str, str] = field(default_factory=dict, repr=False)
-    references: Mapping[str, str] = field(default_factory=dict, repr=False)
-    notes: str = field(default="", repr=False)
+    gpus_per_node: int = schema(_integer, sourced=True)
+    scale_up: ScaleUp = schema(_nested(ScaleUp), dump=_to_dict)
+    scale_out: ScaleOut = schema(_nested(ScaleOut), dump=_to_dict)
+    calibration: Mapping[str, FabricCalibration] = schema(
+        _calibrations, dump=lambda c: {k: _to_dict(v) for k, v in c.items()})
+    """'scale_up' and 'scale_out': the collective model's parameters of each fabric"""
+    sources: Mapping[str, str] = schema(_citations, dump=dict, repr=False)
+    """spec field (dotted: 'scale_up.bandwidth_gbs') -> key of ``references``"""
+    references: Mapping[str, str] = schema(_citations, dump=dict, default_factory=dict,
+                                           repr=False)
+    notes: str = schema(_string(), default="", repr=False)
     path: str = field(default="", repr=False)
+    """the file it was loaded from (not a system field)"""
 
     @property
     def domain_size(self) -> int:
@@ -149,213 +222,61 @@ class System:
                 f"{self.scale_out.bandwidth_gbs:g} GB/s/GPU")
 
 
-# ------------------------------------------------------------------------------- parsing
-# Every spec value needs a source: these keys must appear in "sources".
-_SOURCED = (
-    "gpus_per_node", "scale_up.bandwidth_gbs", "scale_up.latency_us", "scale_up.domain_size",
-    "scale_out.nic", "scale_out.bandwidth_gbs", "scale_out.latency_us",
-)
-_TOP = {"schema_version", "id", "name", "gpu", "aliases", "default_for", "gpus_per_node",
-        "scale_up", "scale_out", "calibration", "sources", "references", "notes"}
-_UP = {"name", "fabric", "bandwidth_gbs", "latency_us", "domain_size", "topology",
-       "link_bandwidth_gbs", "in_network_reduction"}
-_OUT = {"nic", "fabric", "nics_per_gpu", "bandwidth_gbs", "latency_us"}
-_CAL = {"alpha_us", "peak_fraction", "half_size_bytes", "nvls_peak_fraction",
-        "nvls_latency_us", "status", "provenance"}
+def _sourced(cls: type, prefix: str = "") -> tuple[str, ...]:
+    return tuple(prefix + name for name, spec, _ in _schema_fields(cls) if spec.sourced)
 
 
-class _Fields:
-    """Typed reads from one JSON object; every error names the file and the dotted field."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, name: str, problem: str) -> InputError:
-        return InputError(f"{self.where}: field '{name}' {problem}")
-
-    def obj(self, raw: Any, name: str, allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(raw, dict):
-            raise self.fail(name, f"must be an object, got {type(raw).__name__}")
-        unknown = sorted(set(raw) - allowed, key=str)
-        if unknown:
-            prefix = f"{name}." if name else ""
-            raise self.fail(f"{prefix}{str(unknown[0])[:60]}", "is not a known field (typo?)")
-        return raw
-
-    def number(self, raw: Mapping[str, Any], key: str, name: str, *, at_most: float = 1e15,
-               allow_zero: bool = False, required: bool = True) -> float | None:
-        if key not in raw:
-            if required:
-                raise self.fail(name, "is missing")
-            return None
-        value = raw[key]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {type(value).__name__}")
-        if isinstance(value, int) and abs(value) > 10**15:
-            raise self.fail(name, "must be a finite number of sensible size")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise self.fail(name, "must be a finite number")
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(name, f"must be {'non-negative' if allow_zero else 'positive'}, "
-                            f"got {value:g}")
-        if value > at_most:
-            raise self.fail(name, f"must be at most {at_most:g}, got {value:g}")
-        return value
-
-    def integer(self, raw: Mapping[str, Any], key: str, name: str) -> int:
-        value = self.number(raw, key, name)
-        if isinstance(raw[key], float) or value != int(value):  # type: ignore[arg-type]
-            raise self.fail(name, f"must be an integer, got {raw[key]!r:.60}")
-        return int(value)  # type: ignore[arg-type]
-
-    def string(self, raw: Mapping[str, Any], key: str, name: str, *, required: bool = True,
-               choices: tuple[str, ...] | None = None) -> str:
-        if key not in raw:
-            if required:
-                raise self.fail(name, "is missing")
-            return ""
-        value = raw[key]
-        if not isinstance(value, str) or (required and not value.strip()):
-            raise self.fail(name, "must be a non-empty string")
-        if choices is not None and value not in choices:
-            raise self.fail(name, f"must be one of {', '.join(choices)}, got {value!r:.60}")
-        return value
-
-    def strings(self, raw: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and _norm(v)
-                                                  for v in value):
-            raise self.fail(key, "must be a list of names (letters or digits)")
-        return tuple(value)
-
-    def flag(self, raw: Mapping[str, Any], key: str, name: str) -> bool:
-        value = raw.get(key, False)
-        if not isinstance(value, bool):
-            raise self.fail(name, f"must be true or false, got {value!r:.60}")
-        return value
+#: spec values that must each name a source ("sources" keys), when present
+_SOURCED = (*_sourced(System), *_sourced(ScaleUp, "scale_up."),
+            *_sourced(ScaleOut, "scale_out."))
 
 
-def _parse_calibration(raw: Any, name: str, f: _Fields) -> FabricCalibration:
-    raw = f.obj(raw, name, _CAL)
-    provenance = raw.get("provenance", {})
-    if not isinstance(provenance, dict):
-        raise f.fail(f"{name}.provenance", "must be an object")
-    try:  # free-form, but plain JSON with finite numbers
-        json.dumps(provenance, allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        raise f.fail(f"{name}.provenance", "must hold plain JSON data") from None
-    return FabricCalibration(
-        alpha_us=f.number(raw, "alpha_us", f"{name}.alpha_us", at_most=1e4),  # type: ignore[arg-type]
-        peak_fraction=f.number(raw, "peak_fraction", f"{name}.peak_fraction",  # type: ignore[arg-type]
-                               at_most=1.0),
-        half_size_bytes=f.number(raw, "half_size_bytes", f"{name}.half_size_bytes",  # type: ignore[arg-type]
-                                 allow_zero=True, at_most=1e12),
-        nvls_peak_fraction=f.number(raw, "nvls_peak_fraction", f"{name}.nvls_peak_fraction",
-                                    at_most=1.0, required=False),
-        nvls_latency_us=f.number(raw, "nvls_latency_us", f"{name}.nvls_latency_us",
-                                 at_most=1e4, required=False),
-        status=f.string(raw, "status", f"{name}.status",  # type: ignore[arg-type]
-                        choices=("fitted", "default")),
-        provenance=provenance,
-    )
+def _value(system_kwargs: dict[str, Any], dotted: str) -> Any:
+    head, _, tail = dotted.partition(".")
+    value = system_kwargs.get(head)
+    return getattr(value, tail) if tail and value is not None else value
 
 
 def parse_system(raw: Any, *, where: str) -> System:
     """Validate a decoded system object and build its :class:`System` (errors name ``where``)."""
-    f = _Fields(where)
-    raw = f.obj(raw, "", _TOP)
-    version = f.integer(raw, "schema_version", "schema_version")
-    if version != SCHEMA_VERSION:
-        raise f.fail("schema_version", f"is {version}; this shapewise reads {SCHEMA_VERSION}")
-    sid = f.string(raw, "id", "id")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", sid):
-        raise f.fail("id", f"must be lower-case letters, digits, '.', '_' or '-', got {sid!r:.60}")
-    gpu_name = f.string(raw, "gpu", "gpu")
-    try:
-        gpu = get_gpu(gpu_name)
-    except InputError as exc:
-        raise f.fail("gpu", str(exc)) from None
-
-    up = f.obj(raw.get("scale_up"), "scale_up", _UP)
-    topology = f.string(up, "topology", "scale_up.topology", choices=_TOPOLOGIES)
-    link = f.number(up, "link_bandwidth_gbs", "scale_up.link_bandwidth_gbs",
-                    required=topology == "direct")
-    scale_up = ScaleUp(
-        name=f.string(up, "name", "scale_up.name"),
-        fabric=f.string(up, "fabric", "scale_up.fabric"),
-        bandwidth_gbs=f.number(up, "bandwidth_gbs", "scale_up.bandwidth_gbs"),  # type: ignore[arg-type]
-        latency_us=f.number(up, "latency_us", "scale_up.latency_us", at_most=1e4),  # type: ignore[arg-type]
-        domain_size=f.integer(up, "domain_size", "scale_up.domain_size"),
-        topology=topology,  # type: ignore[arg-type]
-        link_bandwidth_gbs=link,
-        in_network_reduction=f.flag(up, "in_network_reduction",
-                                    "scale_up.in_network_reduction"),
-    )
-    out = f.obj(raw.get("scale_out"), "scale_out", _OUT)
-    scale_out = ScaleOut(
-        nic=f.string(out, "nic", "scale_out.nic"),
-        fabric=f.string(out, "fabric", "scale_out.fabric"),
-        nics_per_gpu=f.number(out, "nics_per_gpu", "scale_out.nics_per_gpu"),  # type: ignore[arg-type]
-        bandwidth_gbs=f.number(out, "bandwidth_gbs", "scale_out.bandwidth_gbs"),  # type: ignore[arg-type]
-        latency_us=f.number(out, "latency_us", "scale_out.latency_us", at_most=1e4),  # type: ignore[arg-type]
-    )
-    gpus_per_node = f.integer(raw, "gpus_per_node", "gpus_per_node")
-    if scale_up.domain_size < gpus_per_node:
-        raise f.fail("scale_up.domain_size", f"({scale_up.domain_size}) must be at least "
-                     f"gpus_per_node ({gpus_per_node})")
-    if scale_up.domain_size % gpus_per_node:
-        raise f.fail("scale_up.domain_size", f"({scale_up.domain_size}) must be a whole "
-                     f"number of nodes of {gpus_per_node}")
-
-    cal_raw = f.obj(raw.get("calibration"), "calibration", {"scale_up", "scale_out"})
-    calibration = {}
-    for key in ("scale_up", "scale_out"):
-        if key not in cal_raw:
-            raise f.fail(f"calibration.{key}", "is missing")
-        calibration[key] = _parse_calibration(cal_raw[key], f"calibration.{key}", f)
-    up_cal = calibration["scale_up"]
-    if up_cal.nvls_peak_fraction is not None and not scale_up.in_network_reduction:
-        raise f.fail("calibration.scale_up.nvls_peak_fraction",
-                     "needs scale_up.in_network_reduction: true")
+    check = _Checker(where)
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: a system must be a JSON object, got {type(raw).__name__}")
+    if "schema_version" not in raw:  # read first: a future schema fails on its version
+        raise check.fail("schema_version", "is missing")
+    _schema_version(raw["schema_version"], check, "schema_version")
+    kw = _parse_fields(System, raw, check)
+    up, cal, gpn = kw["scale_up"], kw["calibration"], kw["gpus_per_node"]
+    if up.topology == "direct" and up.link_bandwidth_gbs is None:
+        raise check.fail("scale_up.link_bandwidth_gbs", "is missing: 'direct' links need it")
+    if up.domain_size < gpn or up.domain_size % gpn:
+        raise check.fail("scale_up.domain_size", f"({up.domain_size}) must be a whole number "
+                         f"of nodes of gpus_per_node ({gpn})")
+    up_cal = cal["scale_up"]
+    if up_cal.nvls_peak_fraction is not None and not up.in_network_reduction:
+        raise check.fail("calibration.scale_up.nvls_peak_fraction",
+                         "needs scale_up.in_network_reduction: true")
     if (up_cal.nvls_peak_fraction is None) != (up_cal.nvls_latency_us is None):
-        raise f.fail("calibration.scale_up.nvls_latency_us",
-                     "and nvls_peak_fraction come together (both or neither)")
-    if calibration["scale_out"].nvls_peak_fraction is not None:
-        raise f.fail("calibration.scale_out.nvls_peak_fraction",
-                     "applies to the scale-up switches only")
-
-    sources = f.obj(raw.get("sources"), "sources", set(raw.get("sources") or {}))
-    references = raw.get("references", {})
-    if not isinstance(references, dict):
-        raise f.fail("references", "must be an object")
-    for group, entries in (("sources", sources), ("references", references)):
-        for key, value in entries.items():
-            if not isinstance(value, str) or not value.strip():
-                raise f.fail(f"{group}.{str(key)[:60]}", "must be a non-empty string")
-    for key in _SOURCED:
-        if key not in sources:
-            raise f.fail(f"sources.{key}", "is missing: every spec value needs a source")
+        raise check.fail("calibration.scale_up.nvls_latency_us",
+                         "and nvls_peak_fraction come together (both or neither)")
+    if cal["scale_out"].nvls_peak_fraction is not None:
+        raise check.fail("calibration.scale_out.nvls_peak_fraction",
+                         "applies to the scale-up switches only")
+    sources, references = kw["sources"], kw.get("references", {})
+    for key in _SOURCED:  # every spec value present needs its source
+        if _value(kw, key) is not None and key not in sources:
+            raise check.fail(f"sources.{key}", "is missing: every spec value needs a source")
     if references:
         for key, value in sources.items():
             if value not in references:
-                raise f.fail(f"sources.{key}", f"names {value!r:.60}, which is not a key of "
-                             "'references'")
-    return System(
-        id=sid,
-        name=f.string(raw, "name", "name"),
-        gpu=gpu,
-        gpus_per_node=gpus_per_node,
-        scale_up=scale_up,
-        scale_out=scale_out,
-        calibration=calibration,
-        aliases=f.strings(raw, "aliases"),
-        default_for=f.strings(raw, "default_for"),
-        sources=dict(sources),
-        references=dict(references),
-        notes=f.string(raw, "notes", "notes", required=False),
-        path=where,
-    )
+                raise check.fail(f"sources.{_short(key)}",
+                                 f"names {_short(value)!r}, which is not a key of 'references'")
+    return System(**kw, path=where)
+
+
+def system_to_dict(system: System) -> dict[str, Any]:
+    """The system as JSON-ready data (the inverse of :func:`parse_system`)."""
+    return _to_dict(system)
 
 
 def load_system(path: str | os.PathLike[str]) -> System:
@@ -419,6 +340,24 @@ def default_system(gpu: str | GPU, *, field_name: str = "gpu") -> System | None:
     systems, _, by_gpu = _catalog(_env())
     sid = by_gpu.get(g.id)
     return None if sid is None else systems[sid]
+
+
+def find_system(name: str) -> System | None:
+    """The system whose id, name or alias is ``name`` (not a GPU name), or None."""
+    systems, index, _ = _catalog(_env())
+    sid = index.get(_norm(name))
+    return None if sid is None else systems[sid]
+
+
+def _gpu_of(name: Any) -> GPU | None:
+    """A system (object or name) as a GPU argument: its GPU (registered in the catalog)."""
+    if isinstance(name, System):
+        return name.gpu
+    found = find_system(name) if isinstance(name, str) and name.strip() else None
+    return None if found is None else found.gpu
+
+
+GPU_RESOLVERS.append(_gpu_of)
 
 
 def get_system(name: str | System | GPU, *, field_name: str = "system") -> System:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from shapewise.model.flops import flops_per_token, step_flops
 from shapewise.model.hf import SUPPORTED_MODEL_TYPES, from_hf_config
+from shapewise.model.load import load_shape
+from shapewise.model.loaded import LoadedShape
 from shapewise.model.memory import activation_bytes_per_layer, memory_per_gpu
 from shapewise.model.params import count_params, param_breakdown, param_tensors
 from shapewise.model.presets import PRESETS, get_preset, list_presets
@@ -17,6 +19,7 @@ from shapewise.model.shape import ModelShape
 __all__ = [
     "PRESETS",
     "SUPPORTED_MODEL_TYPES",
+    "LoadedShape",
     "ModelShape",
     "activation_bytes_per_layer",
     "count_params",
@@ -24,6 +27,7 @@ __all__ = [
     "from_hf_config",
     "get_preset",
     "list_presets",
+    "load_shape",
     "memory_per_gpu",
     "param_breakdown",
     "param_tensors",

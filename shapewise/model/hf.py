@@ -25,7 +25,7 @@ from typing import Any
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.model.moe import MOE_READERS
+from shapewise.model.loaded import LoadedShape, missing, typo_notes
 from shapewise.model.shape import ModelShape, check_bool
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
@@ -38,8 +38,8 @@ ConfigReader = Callable[[Mapping[str, Any]], tuple[dict[str, Any], dict[str, str
 def _get(cfg: Mapping[str, Any], key: str, default: Any = _REQUIRED) -> Any:
     if key in cfg and cfg[key] is not None:
         return cfg[key]
-    if default is _REQUIRED:
-        raise InputError(f"{key}: missing (the config must state it)")
+    if default is _REQUIRED:  # with the config's own near-miss of it, if it has one
+        raise InputError(missing(key, cfg, "the config must state it"))
     return default
 
 
@@ -177,35 +177,93 @@ _READERS: dict[str, ConfigReader] = {
     "mistral": _mistral,
     "qwen2": _qwen2,
     "vit": _vit,
-    **MOE_READERS,  # mixtral, qwen2_moe, qwen3_moe, deepseek_v2/v3, olmoe, gpt_oss
 }
+#: the dense families read here; :func:`supported_model_types` adds registered ones
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
 
 
+def register_model_type(model_type: str, reader: ConfigReader) -> None:
+    """Teach :func:`from_hf_config` another ``model_type``.
+
+    The seam for families read in their own module (the MoE families: Mixtral, Qwen-MoE,
+    DeepSeek, GPT-OSS): that module defines ``reader(cfg) -> (ModelShape fields, {field:
+    config name})`` on the helpers above (``_get``, ``_flag``, ``_llama_like``), calls this,
+    and is imported at the end of this module so every caller knows the family.
+    """
+    if model_type in _READERS:
+        raise ValueError(f"model_type {model_type!r} already has a reader")
+    _READERS[model_type] = reader
+
+
+def supported_model_types() -> tuple[str, ...]:
+    """Every ``model_type`` :func:`from_hf_config` reads, registered ones included."""
+    return tuple(_READERS)
+
+
 # ---------------------------------------------------------------------------- loading
+class _Asked(Mapping[str, Any]):
+    """The config as a reader sees it, remembering each field the reader asked for: a
+    field it never asked for that is one typo from one it asked for and did not find is
+    worth a note (the field it meant took its default)."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+        self.asked: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.asked.add(key)
+        return self._data[key]
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return key in self._data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return self._data.get(key, default)
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 def _read(path: Path) -> Any:
     return read_json(path, limit=MAX_CONFIG_BYTES, what="a config.json")
+
+
+def config_name(path: Path) -> str:
+    """A model's name from its config's path: the folder of a ``config.json``, else the
+    file's stem."""
+    return path.parent.name if path.name == "config.json" else path.stem
 
 
 def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelShape:
     """The shape of the model a Hugging Face config describes.
 
     ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
-    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit, and the
-    mixtures of experts of :mod:`shapewise.model.moe`.
+    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit (and any
+    registered with :func:`register_model_type`).
     """
+    return read_hf_config(source).shape
+
+
+def read_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> LoadedShape:
+    """:func:`from_hf_config`, with what was assumed while reading (``notes``)."""
     if isinstance(source, Mapping):
-        cfg: Any = source
-        where, default_name = "", ""
-    elif isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if os.path.isdir(path):  # a model folder: its config.json (False on bad paths)
-            path = path / "config.json"
-        cfg = _read(path)
-        where = f"{path}: "
-        default_name = path.parent.name if path.name == "config.json" else path.stem
-    else:
+        return hf_shape(source)
+    if not isinstance(source, str | os.PathLike):
         raise InputError(f"config: expected a path or a dict, got {type(source).__name__}")
+    path = Path(source)
+    if os.path.isdir(path):  # a model folder: its config.json (False on bad paths)
+        path = path / "config.json"
+    return hf_shape(_read(path), path=str(path), default_name=config_name(path))
+
+
+def hf_shape(cfg: Any, *, path: str = "", default_name: str = "") -> LoadedShape:
+    """The shape of a decoded ``config.json`` (``path``: the file it came from, for errors)."""
+    where = f"{path}: " if path else ""
     if not isinstance(cfg, Mapping):
         raise InputError(f"{where}config: expected a JSON object, got {type(cfg).__name__}")
 
@@ -214,14 +272,15 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
     if reader is None:
         raise InputError(
             f"{where}model_type: {model_type!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"supported: {', '.join(_READERS)}"
         )
     names: dict[str, str] = {}
+    asked = _Asked(cfg)
     try:
-        fields, names = reader(cfg)
+        fields, names = reader(asked)
         name = cfg.get("_name_or_path")
         fields["name"] = name if isinstance(name, str) and name else default_name
-        return ModelShape(**fields)
+        shape = ModelShape(**fields)
     except InputError as exc:
         # ModelShape speaks its own field names; say them as this config spells them
         message = str(exc)
@@ -229,3 +288,9 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
             pattern = r"\b(" + "|".join(map(re.escape, names)) + r")\b"
             message = re.sub(pattern, lambda m: names[m.group(1)], message)
         raise InputError(where + message) from None
+    notes = typo_notes([k for k in cfg if isinstance(k, str)], asked.asked)
+    return LoadedShape(shape=shape, source="hf", path=path, notes=tuple(notes))
+
+
+# The mixture-of-experts families register their readers (shapewise/model/moe.py).
+from shapewise.model import moe as _moe  # noqa: E402, F401  (import registers them)

@@ -32,7 +32,7 @@ parallelism) plus, while a layer's backward runs, that one layer's recomputed ac
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype
@@ -60,6 +60,27 @@ def _training_dtype(dtype: str) -> int:
     return DTYPE_BYTES[key]
 
 
+def _layer_parts(shape: ModelShape, *, sb: int, e: int, dropout: bool) -> tuple[int, int]:
+    """(replicated, split) bytes of one layer for ``sb`` = s·b tokens: what every TP rank
+    keeps whole without sequence parallelism, and what TP splits (module doc)."""
+    h, f = shape.hidden_size, shape.ffn_size
+    kv = shape.kv_heads * shape.head_dim
+    replicated = (
+        2 * e * sb * h  # inputs of the two norms
+        + e * sb * h  # QKV GEMM input (norm output)
+        + e * sb * h  # MLP first GEMM input (norm output)
+        + (2 * sb * h if dropout else 0)  # 1-byte masks after attention and after the MLP
+    )
+    mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * f  # gate, up, product | in, out
+    q = shape.q_size  # a·d (= h unless the head dim is decoupled)
+    split = (
+        e * sb * (q + 2 * kv)  # Q, K, V (what FlashAttention reads back)
+        + e * sb * q  # attention output = output-projection input
+        + mlp
+    )
+    return replicated, split
+
+
 def activation_bytes_per_layer(shape: ModelShape, *, micro_batch: int, seq_len: int | None = None,
                                tp: int = 1, dtype: str = "bf16", dropout: bool = True) -> int:
     """Bytes one layer stores for its backward (no recompute), per GPU; see the module doc."""
@@ -68,24 +89,7 @@ def activation_bytes_per_layer(shape: ModelShape, *, micro_batch: int, seq_len: 
     check_tp(shape, tp)
     e = _training_dtype(dtype)
     check_bool("dropout", dropout)
-    h, f = shape.hidden_size, shape.ffn_size
-    kv = shape.kv_heads * shape.head_dim
-    sb = s * b
-    # replicated on every TP rank (no sequence parallelism)
-    replicated = (
-        2 * e * sb * h  # inputs of the two norms
-        + e * sb * h  # QKV GEMM input (norm output)
-        + e * sb * h  # MLP first GEMM input (norm output)
-        + (2 * sb * h if dropout else 0)  # 1-byte masks after attention and after the MLP
-    )
-    # split across TP ranks (heads and FFN columns)
-    mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * f  # gate, up, product | in, out
-    q = shape.q_size  # a·d (= h unless the head dim is decoupled)
-    split = (
-        e * sb * (q + 2 * kv)  # Q, K, V (what FlashAttention reads back)
-        + e * sb * q  # attention output = output-projection input
-        + mlp
-    )
+    replicated, split = _layer_parts(shape, sb=s * b, e=e, dropout=dropout)
     return replicated + split // tp
 
 
@@ -145,3 +149,206 @@ def memory_per_gpu(shape: ModelShape, *, micro_batch: int, seq_len: int | None =
     }
     out["total"] = sum(out.values())
     return out
+
+
+# --------------------------------------------------------------------------- under a plan
+
+#: CUDA context, cuBLAS/cuDNN workspaces and NCCL communicator buffers, outside PyTorch's
+#: allocator: a CUDA 12 context takes about 0.5 GiB on A100/H100 (nvidia-smi of an idle
+#: torch process) and each NCCL communicator a few hundred MiB of buffers; 1 GiB in all.
+CONTEXT_BYTES = 1 * 2**30
+#: PyTorch's caching allocator rounds blocks up and fragments under a changing working set:
+#: 5% over the live tensors is allowed for it (allocator-stats reports of reserved over
+#: allocated in steady training are typically a few percent).
+ALLOCATOR_FRACTION = 0.05
+
+
+def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:
+    """Parameters one GPU of pipeline ``stage`` holds (after tensor parallelism, before any
+    data-parallel sharding): its layers, the embeddings on the first stage, the final norm
+    and output layer on the last (a tied embedding has a copy there too when pp > 1)."""
+    from shapewise.model.params import param_tensors
+
+    P, t = plan.pp, plan.tp
+    ep = getattr(plan, "ep", 1)
+    total = 0
+    for p in param_tensors(shape):
+        numel = p.numel // t if p.sharded else p.numel
+        if p.routed:  # each expert-parallel rank holds E/ep of the routed experts
+            numel //= ep
+        if p.name.startswith("layers."):
+            total += numel * _stage_layers(shape, p, P, stage)
+        elif p.category == "embeddings":
+            if stage == 0:
+                total += numel
+            if (stage == P - 1 and P > 1 and shape.tie_word_embeddings
+                    and p.name == "embed_tokens.weight"):
+                total += numel  # Megatron keeps the tied table on the last stage too
+        elif stage == P - 1:
+            total += numel  # final norm, lm_head, ViT pooler/classifier
+    return total
+
+
+def _stage_layers(shape: ModelShape, p: Any, P: int, stage: int) -> int:
+    """How many of ``stage``'s layers hold the per-layer tensor ``p``: every layer, or for a
+    mixture of experts the leading dense layers (the dense MLP) or the MoE layers."""
+    L = shape.num_hidden_layers
+    start = sum(L // P + (1 if i < L % P else 0) for i in range(stage))
+    end = start + L // P + (1 if stage < L % P else 0)
+    if p.layers == L:
+        return end - start
+    lo, hi = (0, shape.num_dense_layers) if not p.routed and not _is_moe_tensor(p) else (
+        shape.num_dense_layers, L)
+    return max(0, min(end, hi) - max(start, lo))
+
+
+def _is_moe_tensor(p: Any) -> bool:
+    """A tensor of the MoE layers' MLP (router, experts, shared experts), not the dense MLP."""
+    return p.name.startswith(("layers.*.mlp.gate.", "layers.*.mlp.experts.",
+                              "layers.*.mlp.shared_expert"))
+
+
+def in_flight(plan: Any, stage: int) -> float:
+    """Micro-batches whose activations pipeline ``stage`` holds at its peak.
+
+    1F1B: stage i of p runs p − i forwards before its first backward (capped by the m
+    micro-batches of the step); interleaving over v chunks adds (p − 1)/(p·v) of a stage's
+    worth (Narayanan et al. 2021, §2.2; Korthikanti et al. 2022, §4.2.3)."""
+    p, m, v = plan.pp, plan.grad_accum, plan.virtual_stages
+    if p == 1:
+        return 1.0
+    n = float(min(m, p - stage))
+    if v > 1:
+        n *= 1 + (p - 1) / (p * v)
+    return n
+
+
+def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
+                optimizer: Optimizer = "adam", dropout: bool = False) -> dict[str, int]:
+    """Peak bytes on one GPU of pipeline ``stage`` under ``setup.plan``.
+
+    States (mixed-precision Adam, 16 bytes/param with bf16 gradients): weights in the
+    training dtype, gradients in ``grad_reduce_dtype``, an fp32 master copy and Adam's m
+    and v, each divided over the dp·cp shard group from its ZeRO stage on (1: optimizer
+    states and master; 2: + gradients; 3/FSDP: + weights, which then also hold two gathered
+    layers, the one running and the one prefetched, and one layer's unsharded gradients).
+    Activations: Korthikanti et al. per layer (sequence parallelism divides all of it by t,
+    full recompute keeps each layer's input plus one layer rebuilt), times the layers on the
+    stage, times the micro-batches in flight (:func:`in_flight`). The last stage adds the
+    logits in the training dtype and the fp32 log-probabilities the loss keeps for its
+    backward. Then the allocator allowance (:data:`ALLOCATOR_FRACTION`,
+    :data:`CONTEXT_BYTES`). ``dropout=False``: today's pre-training runs (Llama, MPT) use
+    none.
+    """
+    from shapewise.hardware.catalog import DTYPE_BYTES
+
+    plan = setup.plan
+    e = DTYPE_BYTES[setup.dtype]
+    gb = DTYPE_BYTES[setup.grad_reduce_dtype]
+    t, P, L = plan.tp, plan.pp, shape.num_hidden_layers
+    dpg, zero = plan.shard_group, plan.shard_stage
+    n = stage_params(shape, plan, stage)
+    layers = L // P + (1 if stage < L % P else 0)
+    layer_params = _layer_params(shape, t, getattr(plan, "ep", 1))
+    shard = dpg if dpg > 1 else 1
+    out: dict[str, int] = {
+        "weights": e * n // (shard if zero >= 3 else 1),
+        "gradients": gb * n // (shard if zero >= 2 else 1),
+        "master_weights": 0 if e >= MASTER_WEIGHT_BYTES else
+        MASTER_WEIGHT_BYTES * n // (shard if zero >= 1 else 1),
+        "optimizer_states": OPTIMIZER_STATE_BYTES[optimizer] * n // (shard if zero >= 1 else 1),
+    }
+    if zero >= 3 and shard > 1:
+        pg = DTYPE_BYTES[setup.param_gather_dtype]
+        out["gathered"] = 2 * pg * layer_params + gb * layer_params
+    recipe = getattr(setup, "recipe", None)
+    if recipe is not None:  # the cached fp8 copies (row- and column-wise) of the GEMM weights
+        out["fp8_weights"] = 2 * _stage_matmul_params(shape, plan, stage) // (
+            shard if zero >= 3 else 1)
+    s, b = setup.seq_len // plan.cp, plan.micro_batch
+    sb = s * b
+    h = shape.hidden_size
+    replicated, split = _layer_parts(shape, sb=sb, e=e, dropout=dropout)
+    moe_layers = 0
+    if shape.is_moe:  # the stage's MoE layers keep their experts' activations instead
+        from shapewise.model.moe import moe_mlp_activation_bytes
+        from shapewise.model.params import ParamTensor
+
+        router = ParamTensor("layers.*.mlp.gate.weight", 1, 1, "mlp", False)
+        moe_layers = _stage_layers(shape, router, P, stage)
+        rep_moe, split_moe = moe_mlp_activation_bytes(
+            shape, sb=sb, e=e, ep=getattr(plan, "ep", 1),
+            capacity_factor=getattr(setup, "capacity_factor", None),
+            imbalance=getattr(setup, "imbalance", 1.0))
+        dense_mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * shape.ffn_size
+        moe_parts = (replicated + rep_moe, split - dense_mlp + split_moe)
+    kinds = [((replicated, split), layers - moe_layers)]
+    if moe_layers:
+        kinds.append((moe_parts, moe_layers))
+    acts = 0.0
+    for (rep_b, split_b), count in kinds:
+        if plan.sequence_parallel:
+            layer_bytes = (rep_b + split_b) // t
+            layer_input = e * sb * h // t
+        else:
+            layer_bytes = rep_b + split_b // t
+            layer_input = e * sb * h
+        if plan.recompute == "full":  # (the one rebuilt layer: the larger kind, below)
+            acts += count * layer_input * in_flight(plan, stage)
+        else:  # with FlashAttention, selective recompute has no s² softmax left to drop
+            acts += count * layer_bytes * in_flight(plan, stage)
+    if plan.recompute == "full":
+        acts += max((rb + sbt) // t if plan.sequence_parallel else rb + sbt // t
+                    for (rb, sbt), count in kinds if count)
+    out["activations"] = int(acts)
+    if stage == P - 1:
+        if shape.arch == "vit":
+            heads = (1 if shape.num_labels else 0) + (1 if shape.pooler else 0)
+            out["logits"] = e * sb * h + heads * e * b * h + 4 * b * (shape.num_labels or 0)
+        else:
+            v = shape.vocab_size or 0
+            out["logits"] = 2 * e * sb * h + e * sb * v // t  # norm/GEMM inputs, logits
+            if not setup.fused_loss:  # fp32 log-probabilities kept for the backward
+                out["loss"] = 4 * sb * v // t
+    live = sum(out.values())
+    out["allocator"] = int(ALLOCATOR_FRACTION * live) + CONTEXT_BYTES
+    out["total"] = sum(out.values())
+    return out
+
+
+def _layer_params(shape: ModelShape, tp: int, ep: int = 1) -> int:
+    """Parameters of one transformer layer on one TP (and EP) rank; for a mixture of
+    experts, of its largest layer (a dense or an MoE one)."""
+    from shapewise.model.params import param_tensors
+
+    dense = moe = 0
+    for p in param_tensors(shape):
+        if not p.name.startswith("layers."):
+            continue
+        numel = p.numel // tp if p.sharded else p.numel
+        if p.routed:
+            numel //= ep
+        if p.layers == shape.num_hidden_layers:  # in every layer
+            dense += numel
+            moe += numel
+        elif p.routed or _is_moe_tensor(p):
+            moe += numel
+        else:
+            dense += numel
+    return max(dense, moe) if shape.is_moe else dense
+
+
+def _stage_matmul_params(shape: ModelShape, plan: Any, stage: int) -> int:
+    """Elements of the GEMM weights in ``stage``'s layers on one GPU (the fp8 recipe's
+    weight copies; the output layer stays in bf16)."""
+    from shapewise.model.params import param_tensors
+
+    total = 0
+    for p in param_tensors(shape):
+        if not (p.matmul and p.name.startswith("layers.")):
+            continue
+        numel = p.numel // plan.tp if p.sharded else p.numel
+        if p.routed:
+            numel //= getattr(plan, "ep", 1)
+        total += numel * _stage_layers(shape, p, plan.pp, stage)
+    return total

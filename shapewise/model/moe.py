@@ -2,8 +2,9 @@
 
 One reader per ``model_type``; each maps the config's own field names onto
 :class:`~shapewise.model.shape.ModelShape`'s MoE and MLA fields, taking transformers'
-config-class default for a field the file leaves out. :mod:`shapewise.model.hf` dispatches
-here through :data:`MOE_READERS`.
+config-class default for a field the file leaves out. Each is registered with
+:func:`shapewise.model.hf.register_model_type` when this module is imported (hf.py imports it
+at its end).
 
 ==============  ===============================  =========================================
 model_type      models                           what is particular
@@ -223,6 +224,18 @@ MOE_READERS: dict[str, MoeReader] = {
     "olmoe": _olmoe,
     "gpt_oss": _gpt_oss,
 }
+
+
+def _register() -> None:
+    from shapewise.model.hf import register_model_type, supported_model_types
+
+    known = supported_model_types()
+    for model_type, reader in MOE_READERS.items():
+        if model_type not in known:
+            register_model_type(model_type, reader)
+
+
+_register()
 
 
 # ------------------------------------------------------------------ expert parallelism

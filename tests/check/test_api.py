@@ -32,7 +32,9 @@ def _only(findings: list, rule_id: str):  # type: ignore[no-untyped-def]
 def test_gpt2_fires_the_vocabulary_rule_with_fix_50304_and_a_speedup(gpu: str) -> None:
     f = _only(check_shape(HF / "gpt2" / "config.json", gpu=gpu), "SW001")
     assert f.fix == 50304 and f.value == 50257 and f.field == "vocab_size"
-    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.02
+    # check's default step is one micro-batch, which the optimizer and the fixed host
+    # overhead per step (#10) dominate for GPT-2: the fix still shortens it
+    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.0
     assert f.severity == "warning"
     assert f.summary().startswith("vocab_size 50257 → 50304: logits GEMM ")
 

@@ -52,7 +52,8 @@ def only(findings: list[Finding], rule_id: str) -> Finding:
 
 # ------------------------------------------------------------------------------ registry
 def test_registry_ids_are_stable_documented_and_named() -> None:
-    assert list(RULES) == [f"SW{i:03d}" for i in range(1, 15)]
+    # SW001-SW011 the shape rules, SW012-SW014 the MoE rules, SW016-SW019 the plan rules
+    assert list(RULES) == [f"SW{i:03d}" for i in (*range(1, 15), *range(16, 20))]
     assert set(RULE_NAMES) == set(RULES)
     for rule_id, fn in RULES.items():
         doc = inspect.getdoc(fn)
@@ -93,7 +94,9 @@ def test_sw001_gpt2_vocab_padded_to_50304_with_cost_model_speedups() -> None:
 
     assert f.gemm_speedup == pytest.approx(logits(old) / logits(new))
     assert f.step_speedup == pytest.approx(old.step_time_s / new.step_time_s)
-    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.02
+    # the step also holds the optimizer and a fixed host overhead per step (#10): 2.2 ms
+    # saved of a ~130 ms step at micro-batch 4
+    assert f.gemm_speedup > 1.2 and f.step_speedup > 1.01
     assert f.severity == "warning"  # 50257 is not even 16-byte aligned
 
 

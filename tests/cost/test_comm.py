@@ -109,6 +109,23 @@ def test_p2p_and_all_to_all_by_hand() -> None:
     assert t == pytest.approx(max(up, net))
 
 
+def test_nvl72_counts_ranks_per_nvlink_domain_the_rack() -> None:
+    nvl = get_system("gb200-nvl72")
+    assert nvl.gpus_per_node == 4 and nvl.domain_size == 72
+    # 72 ranks in one NVLink domain: no NIC phase, NVLS on offer
+    one = collective_times("all_reduce", 1e9, system=nvl, group_size=72, ranks_per_node=72)
+    assert one == collective_times("all_reduce", 1e9, system=nvl, group_size=72)
+    assert "nvls" in one
+    # 144 ranks span two racks: the network joins them
+    two = collective_times("all_reduce", 1e9, system=nvl, group_size=144, ranks_per_node=72)
+    assert "nvls" not in two and min(two.values()) > min(one.values())
+    # two stages in one rack talk over NVLink; on HGX one rank per node crosses the network
+    assert collective_time("send_recv", 1e8, system=nvl, group_size=2, ranks_per_node=2) < \
+        collective_time("send_recv", 1e8, system="hgx-b200", group_size=2, ranks_per_node=1)
+    with pytest.raises(InputError, match="ranks_per_node: 144 exceeds the 72 GPUs"):
+        collective_time("all_reduce", 1, system=nvl, group_size=144, ranks_per_node=144)
+
+
 def test_direct_links_give_a_pair_one_link() -> None:
     mi = get_system("mi300x-8")
     assert scale_up_bandwidth(mi, 2) == 64e9
@@ -178,6 +195,9 @@ def test_price_takes_a_system_or_a_gpu() -> None:
     assert price(gemm, h) == price(gemm, "h100") == price(gemm, "dgx-h100")
     fr = Collective(kind="all_reduce", nbytes=1e8, group="dp", group_size=64, ranks_per_node=8)
     assert price(fr, "mi250x-gcd") == price(fr, "frontier") > price(fr, "mi300x")
+    for op in (fr, gemm):  # as everywhere a GPU is named, 'mi250x' is not one device
+        with pytest.raises(InputError, match="mi250x-gcd"):
+            price(op, "mi250x")
 
 
 def test_allreduce_time_is_a_thin_call() -> None:
@@ -211,5 +231,6 @@ def test_bad_input_names_the_field(call, field: str) -> None:
 
 
 def test_a_gpu_without_a_system_keeps_its_own_link() -> None:
-    # L4 has no NVLink and no shipped system: PCIe 4.0 x16 within one box, as before
-    assert sw.allreduce_time(1e9, gpu="l4", tp=2) == pytest.approx(1e9 / 31.5e9 + 2 * 5e-6)
+    # L4 has no NVLink and no shipped system: PCIe 4.0 x16 at 80% within one box
+    assert sw.allreduce_time(1e9, gpu="l4", tp=2) == pytest.approx(1e9 / (0.8 * 31.5e9)
+                                                                   + 2 * 5e-6)

@@ -27,8 +27,8 @@ def test_allreduce_alpha_beta() -> None:
     assert t8 > t2 > 0
     # a thin call into the collective model on the H100's usual node (tests/cost/test_comm.py)
     assert t8 == sw.collective_time("all_reduce", 1e9, system="hgx-h100", group_size=8)
-    # no NVLink on an L4: PCIe 4.0 x16
+    # no NVLink and no system for an L4: PCIe 4.0 x16, at 80% of its rate
     assert sw.allreduce_time(1e9, gpu="l4", tp=2) == pytest.approx(
-        1e9 / (PCIE4_X16_GBS * 1e9) + 2 * 5e-6)
+        1e9 / (0.8 * PCIE4_X16_GBS * 1e9) + 2 * 5e-6)
     with pytest.raises(InputError, match="tp"):
         sw.allreduce_time(1e6, gpu="h100", tp=0)

@@ -552,11 +552,19 @@ def test_a_field_declared_with_schema_is_parsed_checked_and_written_back() -> No
         required_count: int = catalog.schema(catalog._integer)
         factor: float = catalog.schema(catalog._number(at_most=1.0), default=1.0)
         optional: float | None = catalog.schema(catalog._number(), default=None)
+        nested: dict = catalog.schema(catalog._named(catalog._named(catalog._number())),
+                                      omit_empty=True, default_factory=dict)
 
     check = catalog._Checker("p.json")
     part = Part(**catalog._parse_fields(Part, {"required_count": 3, "optional": None}, check))
     assert part == Part(required_count=3)
     assert catalog._to_dict(part) == {"required_count": 3, "factor": 1.0}
+    raw = {"required_count": 1, "nested": {"cudnn": {"fwd": 0.5}}}
+    assert catalog._to_dict(Part(**catalog._parse_fields(Part, raw, check))) == {
+        **raw, "factor": 1.0}
+    with pytest.raises(InputError, match=r"field 'nested\.cudnn\.fwd' must be positive"):
+        catalog._parse_fields(Part, {"required_count": 1, "nested": {"cudnn": {"fwd": -1}}},
+                              check)
     for bad, name in (({}, "required_count"), ({"required_count": 1, "factor": 2}, "factor"),
                       ({"required_count": 1, "typo": 0}, "typo")):
         with pytest.raises(InputError, match=f"p.json: field '{name}'"):

@@ -24,7 +24,7 @@ from typing import Any
 
 def fake_measure(*, budget: float, sleep_s: float = 0.2, slow_first_s: float = 0.0,
                  order: str = "predicted", gpu: str = "h100") -> Any:
-    """A stand-in for ``shapewise.tuning._measure``: timings derived from the prediction."""
+    """A stand-in for ``shapewise.tuning.trial._measure``: timings derived from the prediction."""
     from shapewise.model.params import count_params
     from shapewise.step import estimate
     from shapewise.tuning import predicted_parts
@@ -54,13 +54,14 @@ def fake_measure(*, budget: float, sleep_s: float = 0.2, slow_first_s: float = 0
 
 def main(argv: list[str]) -> int:
     import shapewise.tuning as tuning
+    from shapewise.tuning import liveness, trial
 
     kw = json.loads(argv[1])
     fake = kw.pop("fake", None)
     if fake is not None:
         if fake.pop("remote", False):
-            tuning._host_id = lambda: {"host": "elsewhere", "pidns": None}  # type: ignore[attr-defined]
-        tuning._measure = fake_measure(budget=float(kw.get("params") or 0) or 1.0, **fake)  # type: ignore[attr-defined]
+            liveness.host_id = lambda: {"host": "elsewhere", "pidns": None}
+        trial._measure = fake_measure(budget=float(kw.get("params") or 0) or 1.0, **fake)  # type: ignore[attr-defined]
     report = tuning.tune(**kw)
     print(json.dumps(report.to_dict()))
     return 0

@@ -98,7 +98,7 @@ def _wait_running(storage: str, study: str, pid: int) -> int:
             time.sleep(0.2)
             continue
         for t in st.get_trials(states=(TrialState.RUNNING,)):
-            owner = t.system_attrs.get(tuning._OWNER)
+            owner = t.system_attrs.get(tuning.liveness.OWNER)
             if owner and owner.get("pid") == pid and owner.get("trial") == t.number:
                 return t.number
         time.sleep(0.2)
@@ -131,7 +131,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path, kind: str, detect: str) -
     report = _finish(_start(study=study, storage=storage, fake={"sleep_s": 0.1}))
     trials = _load(storage, study).get_trials()
     assert trials[killed].state == TrialState.FAIL
-    why = trials[killed].system_attrs.get(tuning._WHY_FAILED, "")
+    why = trials[killed].system_attrs.get(tuning.liveness.WHY_FAILED, "")
     if detect == "pid":  # same host: the dead process is seen at once
         assert "is gone" in why
     elif kind == "journal":  # our heartbeat (JournalStorage has none of its own)

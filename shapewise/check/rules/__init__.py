@@ -17,23 +17,39 @@ module                                      rules
 :mod:`~shapewise.check.rules.waves`         SW009 wave quantization
 :mod:`~shapewise.check.rules.moe`           SW012 expert FFN, SW013 experts per ep rank,
                                             SW014 tokens per expert (mixtures of experts)
+:mod:`~shapewise.check.rules.schedule`      SW016 layers per virtual stage, SW017
+                                            micro-batches per stage, SW018 pipeline bubble,
+                                            SW019 plan memory (with ``plan=``)
 ==========================================  =================================================
 
 How to add a rule
 -----------------
-One block, in the module of its theme (or a new module imported below)::
+One block, in the module of its theme (or a new module imported below). A rule the
+training cannot run past is an error, unpriced::
 
-    layers_per_stage = register(Rule(
-        id="SW015", name="layers-per-stage", field="num_hidden_layers", severity="error",
-        doc=\"\"\"Layers divisible by pp·v (virtual pipeline stages).
+    layers_per_virtual_stage = register(Rule(
+        id="SWnnn", name="layers-per-virtual-stage", field="num_hidden_layers",
+        severity="error",
+        doc=\"\"\"Layers divisible by pp·v (interleaved pipeline stages).
 
-        Why: ... (with the source). Fix: ... Severity: error.
+        Why: ... (with its source). Fix: the nearest multiple. Severity: error.
         \"\"\",
-        applies=lambda c: c.shape is not None and ...,     # the predicate: it fires
-        fix=lambda c: ...,                                  # the value to use instead
-        change=lambda c, fix: Change(shape={"num_hidden_layers": fix}),  # to price it
-        kernels=("qkv_proj", "mlp_up"), kernel="layer GEMMs", basis="throughput",
-        message=lambda c, fix: f"num_hidden_layers {...} ...; use {fix}",
+        applies=lambda c: c.shape is not None and ...,   # the predicate: it is broken
+        fix=lambda c: ...,                                # the value to use instead
+        message=lambda c, fix: f"num_hidden_layers {c.shape.num_hidden_layers} ...; use {fix}",
+    ))
+
+A rule about speed says what its fix changes, and the machinery prices it::
+
+    ffn_multiple = register(Rule(
+        id="SWnnn", name="...", field="intermediate_size", doc=...,
+        applies=..., fix=...,
+        change=lambda c, fix: Change(shape={"intermediate_size": fix}),
+        kernels=("mlp_up", "mlp_gate_up", "mlp_down"), kernel="MLP GEMMs",
+        basis="throughput",
+        severity="info",   # the floor: raised to warning when it buys >= 2% of the step
+        message=lambda c, fix: ...,
+        detail=lambda c, fix, new: ...,   # new: the step with the fix (None: unpriced)
     ))
 
 * ``id``: the next free ``SWnnn``; ids are never renumbered nor reused. Add the rule to
@@ -62,7 +78,7 @@ One block, in the module of its theme (or a new module imported below)::
 from __future__ import annotations
 
 # the rule modules register their rules on import (RULES is kept in id order)
-from shapewise.check.rules import alignment, heads, moe, parallel, waves  # noqa: F401
+from shapewise.check.rules import alignment, heads, moe, parallel, schedule, waves  # noqa: F401
 from shapewise.check.rules.alignment import (
     ffn_size,
     gemm_alignment,

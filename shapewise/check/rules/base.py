@@ -27,6 +27,7 @@ least :data:`WARNING_STEP_LOSS` of the step (or when a size misses even 16-byte 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -178,6 +179,8 @@ class CheckContext:
     """expert-parallel size (mixtures of experts: E/ep experts per rank)"""
     shape: ModelShape | None = None
     trace: Trace | None = None
+    plan: Any = None
+    """the parallel plan (``shapewise.Plan``) the step runs under; None: one GPU as above"""
     estimate: Estimate | None = None
     """the step of ``shape`` as given; None when it cannot run (tp does not divide)"""
     note: str = ""
@@ -193,8 +196,13 @@ class CheckContext:
         key = (shape, tp or self.tp, micro_batch or self.micro_batch, seq_len or self.seq_len)
         if key not in self._cache:
             try:
-                self._cache[key] = estimate(shape, gpu=self.gpu, micro_batch=key[2],
-                                            seq_len=key[3], tp=key[1], dtype=self.dtype)
+                if self.plan is not None:  # the same plan at the changed tp / micro-batch
+                    plan = dataclasses.replace(self.plan, tp=key[1], micro_batch=key[2])
+                    self._cache[key] = estimate(shape, gpu=self.gpu, seq_len=key[3],
+                                                dtype=self.dtype, plan=plan)
+                else:
+                    self._cache[key] = estimate(shape, gpu=self.gpu, micro_batch=key[2],
+                                                seq_len=key[3], tp=key[1], dtype=self.dtype)
             except InputError:
                 self._cache[key] = None
         return self._cache[key]
@@ -254,7 +262,8 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
 
 def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int = 1,
                   micro_batch: int = 1, seq_len: int | None = None,
-                  pipeline_stages: int = 1, note: str = "", ep: int = 1) -> CheckContext:
+                  pipeline_stages: int = 1, note: str = "", plan: Any = None,
+                  ep: int = 1) -> CheckContext:
     """A context for ``shape``; prices it unless tensor parallelism cannot split it.
 
     Raises InputError for settings no rule can judge (a sequence longer than learned
@@ -266,13 +275,19 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
         seq_len = shape.max_position_embeddings
     s = resolve_seq_len(shape, seq_len)
     est = None
-    if not tp_problems(shape, tp) and not (shape.is_moe or shape.mla):
-        # a mixture of experts is judged by its own rules (SW020-SW022) without the step
-        est = estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
-                       dtype=dtype)
+    if plan is not None:  # the plan's dims are the run settings (shapewise.plan validates)
+        tp, micro_batch, pipeline_stages = plan.tp, plan.micro_batch, plan.pp
+        ep = getattr(plan, "ep", ep)
+    # an expert count the ep size does not divide cannot run (SW013 says so)
+    ep_ok = not shape.is_moe or shape.num_experts % ep == 0  # type: ignore[operator]
+    if (not tp_problems(shape, tp) and ep_ok
+            and (plan is None or plan.pp <= shape.num_hidden_layers)):
+        est = (estimate(shape, gpu=gpu, seq_len=s, dtype=dtype, plan=plan) if plan is not None
+               else estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
+                             dtype=dtype, ep=ep))
     ctx = CheckContext(gpu=gpu, dtype=dtype, tp=tp, micro_batch=micro_batch, seq_len=s,
-                       pipeline_stages=pipeline_stages, shape=shape, estimate=est, note=note,
-                       ep=ep)
+                       pipeline_stages=pipeline_stages, shape=shape, plan=plan, estimate=est,
+                       note=note, ep=ep)
     if est is not None:
         ctx._cache[(shape, tp, micro_batch, s)] = est
     return ctx
