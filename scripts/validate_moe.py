@@ -87,43 +87,67 @@ def xla_fp8(folder: Path) -> None:
                   f"{absolute[int(0.9 * len(absolute))]:.1f}%")
 
 
+def _steps_module():  # type: ignore[no-untyped-def]
+    """scripts/validate_steps.py: how a published llm-foundry run becomes a shape and plan."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "validate_steps", Path(__file__).resolve().parent / "validate_steps.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def foundry(folder: Path) -> None:
-    """llm-foundry's H100 fp8/bf16 pairs of the same run: measured and predicted speedup."""
+    """llm-foundry's H100 fp8/bf16 pairs of the same run: measured and predicted speedup.
+
+    Each run is priced as scripts/validate_steps.py prices the bf16 rows (its shape, FSDP
+    plan over 8 GPUs, global batch, recompute, attention kernel); the fp8 row of a pair runs
+    TransformerEngine's default recipe, per-tensor delayed scaling (``te-delayed``)."""
+    from shapewise.plan import make_setup
+    from shapewise.step import price_step
+
     path = folder / "llmfoundry_mpt_throughput.csv"
     if not path.is_file():
         print(f"{path}: not found; fp8 pairs skipped")
         return
+    vs = _steps_module()
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+
+    def predict(row: dict[str, str]) -> float:
+        kw = vs.case(row)
+        if kw["dtype"] == "fp8":
+            kw.update(dtype="bf16", recipe="te-delayed")
+        kw["gpu"] = vs.with_attention_rate(kw["gpu"], vs.MPT_TRITON_ATTENTION["fwd"],
+                                           vs.MPT_TRITON_ATTENTION["bwd"])
+        shape = vs.mpt_shape(row)
+        return float(price_step(shape, make_setup(shape, **kw)).tokens_per_s)
+
     fp8 = {(r["model"], r["seq_len"], r["n_gpus"]): r for r in rows
            if r["precision"] == "amp_fp8"}
-    print("\n| model | seq | micro-batch bf16/fp8 | bf16 tok/s/GPU | fp8 tok/s/GPU | measured "
-          "| predicted |\n|---|---:|---:|---:|---:|---:|---:|")
-    diffs = []
+    print("\n| model | seq | micro-batch bf16/fp8 | bf16 tok/s/GPU | fp8 tok/s/GPU | fp8 "
+          "predicted | measured speedup | predicted |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    diffs, errors = [], []
     for r in rows:
         key = (r["model"], r["seq_len"], r["n_gpus"])
         if r["gpu"] != "h100_80gb" or r["precision"] == "amp_fp8" or key not in fp8:
             continue
-        f, s = fp8[key], int(r["seq_len"])
-        # MPT as benchmarked (mpt_model_configs.csv): biases, learned positions of length s,
-        # tied embeddings, GELU MLP
-        shape = ModelShape.gpt(hidden_size=int(r["d_model"]), num_attention_heads=int(
-            r["n_heads"]), num_hidden_layers=int(r["n_layers"]), intermediate_size=int(
-            r["ffn_hidden"]), vocab_size=int(r["vocab_size"]), max_position_embeddings=s,
-            name=r["model"])
-        bf = estimate(shape, gpu="h100", seq_len=s, micro_batch=int(r["micro_batch"]),
-                      recompute=r["act_ckpt"] == "True")
-        f8 = estimate(shape, gpu="h100", seq_len=s, micro_batch=int(f["micro_batch"]),
-                      recompute=f["act_ckpt"] == "True", recipe="te-delayed")
+        f = fp8[key]
+        bf_pred, f8_pred = predict(r), predict(f)
         meas = float(f["tput_tok_per_s_per_gpu"]) / float(r["tput_tok_per_s_per_gpu"])
-        pred = f8.tokens_per_s / bf.tokens_per_s
+        pred = f8_pred / bf_pred
         diffs.append(pred - meas)
-        print(f"| {r['model']} | {s} | {r['micro_batch']}/{f['micro_batch']} | "
-              f"{r['tput_tok_per_s_per_gpu']} | {f['tput_tok_per_s_per_gpu']} | {meas:.2f} | "
-              f"{pred:.2f} |")
+        errors.append(100 * (f8_pred / float(f["tput_tok_per_s_per_gpu"]) - 1))
+        print(f"| {r['model']} | {r['seq_len']} | {r['micro_batch']}/{f['micro_batch']} | "
+              f"{r['tput_tok_per_s_per_gpu']} | {f['tput_tok_per_s_per_gpu']} | "
+              f"{f8_pred:.0f} | {meas:.2f} | {pred:.2f} |")
     if diffs:
-        print(f"{len(diffs)} pairs: median signed {statistics.median(diffs):+.2f}x, "
-              f"max |diff| {max(map(abs, diffs)):.2f}x")
+        print(f"{len(diffs)} pairs: speedup median signed {statistics.median(diffs):+.2f}x, "
+              f"max |diff| {max(map(abs, diffs)):.2f}x; fp8 tokens/s median |error| "
+              f"{statistics.median(map(abs, errors)):.1f}%, median signed "
+              f"{statistics.median(errors):+.1f}%")
 
 
 def llama3_breakdown() -> None:
@@ -148,6 +172,10 @@ def llama3_breakdown() -> None:
         r0 = sum(o.total_s for o in e0.breakdown if o.name not in named)
         r1 = sum(o.total_s for o in e1.breakdown if o.name not in named)
         print(f"  the rest: {r0 * 1e3:.0f} ms ({r0 / e0.step_time_s:.0%}) -> {r1 * 1e3:.0f} ms")
+        o0 = e0.categories.get("optimizer", 0) + e0.categories.get("overhead", 0)
+        o1 = e1.categories.get("optimizer", 0) + e1.categories.get("overhead", 0)
+        print(f"  optimizer and host overheads: {o0 * 1e3:.0f} ms ({o0 / e0.step_time_s:.0%})"
+              f" -> {o1 * 1e3:.0f} ms")
 
 
 if __name__ == "__main__":
