@@ -135,3 +135,29 @@ def test_fp8_attention_runs_at_the_fitted_speedup() -> None:
         FP8_ATTENTION_SPEEDUP["forward"])
     assert phase(bf16, "backward") / phase(fp8, "backward") == pytest.approx(
         FP8_ATTENTION_SPEEDUP["backward"])
+
+
+def test_expert_parallel_plan() -> None:
+    from shapewise.model.memory import stage_params
+    from shapewise.model.params import count_params, param_tensors
+    from shapewise.plan import Plan
+
+    with pytest.raises(InputError, match=r"^ep: 4 expert-parallel ranks must divide the "
+                                         r"dp·cp = 2"):
+        Plan(dp=2, ep=4)
+    assert Plan(dp=8, ep=4).label().split()[3] == "ep4"
+    ds = from_hf_config(MOE / "deepseek-v2-lite")
+    routed = sum(p.layers * p.numel for p in param_tensors(ds) if p.routed)
+    for ep in (1, 2):
+        plan = Plan(dp=2, pp=3, ep=ep)
+        # the three stages hold every parameter once, the routed experts split over ep
+        held = sum(stage_params(ds, plan, i) for i in range(3))
+        assert held == count_params(ds) - routed + routed // ep
+    e = estimate(ds, gpu="h100", seq_len=4096, plan=Plan(dp=2, pp=3, ep=2, global_batch=12),
+                 recipe="te-delayed")
+    assert e.fits in (True, False) and len(e.stage_memory) == 3
+    assert all(m > 0 for m in e.stage_memory)
+    names = {o.name for o in e.breakdown}
+    assert "ep_dispatch" in names and "fp8_quantize" in names
+    with pytest.raises(InputError, match=r"^ep: 3 does not divide num_experts 64"):
+        estimate(ds, gpu="h100", seq_len=4096, plan=Plan(dp=3, ep=3))
