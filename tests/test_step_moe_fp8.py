@@ -161,3 +161,18 @@ def test_expert_parallel_plan() -> None:
     assert "ep_dispatch" in names and "fp8_quantize" in names
     with pytest.raises(InputError, match=r"^ep: 3 does not divide num_experts 64"):
         estimate(ds, gpu="h100", seq_len=4096, plan=Plan(dp=3, ep=3))
+
+
+def test_plan_training_takes_a_recipe_and_expert_parallelism() -> None:
+    from shapewise.planner import plan_training
+
+    mixtral = from_hf_config(MOE / "mixtral-8x7b")
+    best = plan_training(mixtral, gpu="h100", n_gpus=64, global_batch=512, seq_len=4096,
+                         ep=8, recipe="te-delayed", top=3)
+    assert best and all(e.plan.ep == 8 and e.fits for e in best)
+    assert all(e.memory["fp8_weights"] > 0 for e in best)
+    bf16 = plan_training(mixtral, gpu="h100", n_gpus=64, global_batch=512, seq_len=4096,
+                         ep=8, top=1)[0]
+    assert best[0].tokens_per_s > bf16.tokens_per_s
+    with pytest.raises(InputError, match=r"^recipe: mxfp8 runs on Blackwell"):
+        plan_training(mixtral, gpu="h100", n_gpus=8, global_batch=64, recipe="mxfp8")
