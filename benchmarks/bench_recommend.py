@@ -37,10 +37,12 @@ def main() -> None:
             rec = sw.recommend_shape(**kw)
             times.append(time.perf_counter() - t)
         b = rec.best
-        gain = f"gain {rec.gain:+.1%}" if rec.gain is not None else "no baseline"
+        gain = (f"vs {rec.baselines[0].label} {rec.baselines[0].gain_text()}"
+                if rec.baselines else "no published shape near the budget")
         print(f"{label:<30} median {statistics.median(times):5.2f} s (min {min(times):.2f}, "
-              f"{rec.n_trials} trials): h={b.hidden_size} heads={b.num_attention_heads} "
-              f"d={b.head_dim} L={b.num_hidden_layers} v={b.vocab_size} {gain}")
+              f"{rec.method}, {rec.evaluated} shapes): h={b.hidden_size} "
+              f"heads={b.num_attention_heads} d={b.head_dim} L={b.num_hidden_layers} "
+              f"v={b.vocab_size} {gain}")
 
 
 if __name__ == "__main__":

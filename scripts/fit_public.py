@@ -31,7 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import public_data
 
 from shapewise import __version__
-from shapewise.cost.fit import SHARED_BOUNDS, TENSOR_DTYPES, fit_gemm
+from shapewise.cost.defaults import default_calibration
+from shapewise.cost.fit import (
+    SHARED_BOUNDS,
+    TENSOR_DTYPES,
+    AttentionFit,
+    error_stats,
+    fit_attention,
+    fit_gemm,
+)
 from shapewise.hardware.catalog import calibration_to_dict, get_gpu
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Terms a file's timing method cannot pin down. TunableOp reports the mean host-visible
 #: time per call (launch gaps included; data README §6), not a kernel timer's duration, so
 #: the fixed per-launch term keeps its kernel-timer default when only such data exist.
-METHOD_FIXED = {"tunableop_mi300x_fp16_gemm.csv": ("launch_us",)}
+METHOD_FIXED = {"tunableop_mi300x_fp16_gemm.csv": ("launch_us",),
+                "aiter_tuned_gemm_gfx942_bf16.csv": ("launch_us",)}
 
 
 def _subsample(obs: list, limit: int, seed: int) -> list:
@@ -95,6 +104,13 @@ def fit_one(gid: str, obs: list, *, seed: int, date: str) -> dict:
     cal = gpu.calibration
     assert cal is not None
     prov = dict(cal.provenance)
+    merged = sorted(f for f in files if f in public_data.AS_16BIT)
+    if merged:
+        origin = dict(prov.get("efficiency_origin", {}))
+        for d in ("fp16", "bf16"):
+            origin[d] = (f"fitted: one 16-bit efficiency over the fp16 rows and the bf16 rows "
+                         f"of {', '.join(merged)} (same matrix-core rate)")
+        prov["efficiency_origin"] = origin
     prov["stages"] = {name: {"n_points": r.n_points,
                              "fitted_parameters": list(r.fitted),
                              "in_sample": r.in_sample,
@@ -105,7 +121,6 @@ def fit_one(gid: str, obs: list, *, seed: int, date: str) -> dict:
     fitted_shared = sorted({p for _, r in stages for p in r.fitted if not p.startswith("eff:")})
     prov["shared_parameters_fitted"] = fitted_shared
     prov["shared_parameters_default"] = [p for p in SHARED_BOUNDS if p not in fitted_shared]
-    prov["attention"] = "spec-derived defaults (no kernel-level public attention timings)"
     out = calibration_to_dict(cal)
     out["provenance"] = prov
     return out
@@ -137,6 +152,129 @@ def _print_cross_gpu_means() -> None:
             print(f"    {vendor} tensor efficiency: mean {np.mean(effs):.3f} over {len(effs)}")
 
 
+#: backends fitted on the public attention timings (sdpa-math is priced by the GEMM model)
+ATTENTION_FIT_BACKENDS = ("cudnn", "sdpa-flash", "fa2", "fa4", "triton", "ck")
+#: where the shared terms start (and stay, for backends with too few timings to fit them);
+#: fixed here, not read from defaults.py, so that a refit does not chase its own output
+ATTENTION_START = {"softmax_exposed": 0.5, "cta_overhead": 1.0}
+
+
+def fit_attention_public(folder: Path, *, write: bool, seed: int, date: str,
+                         only: list[str] | None = None) -> dict[str, AttentionFit]:
+    """Fit every backend with public timings; write per-GPU parameters into the profiles."""
+    obs = list(public_data.read_attention(folder))
+    fits: dict[str, AttentionFit] = {}
+    for backend in ATTENTION_FIT_BACKENDS:
+        rows = [o for o in obs if o.backend == backend]
+        try:
+            f = fit_attention(backend, rows, shared=ATTENTION_START, seed=seed)
+        except ValueError as err:  # too few timings: the priors stand, validated as such
+            print(f"attention {backend}: {len(rows)} timings; not fitted ({err})")
+            continue
+        fits[backend] = f
+        cv = f.cross_validated["all"]
+        print(f"attention {backend}: {f.n_points} timings; shared "
+              + ", ".join(f"{k} {v:.3g}" for k, v in f.shared.items())
+              + (f"; CV median {cv['median_abs_pct']:.1f}% p90 {cv['p90_abs_pct']:.1f}%"
+                 if cv["n"] else "; too few timings to cross-validate"))
+        for gid, prm in sorted(f.per_gpu.items()):
+            print(f"    {gid}: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(prm.items())))
+    _print_legacy_rates(fits)
+    if not write:
+        return fits
+    by_gpu: dict[str, dict[str, dict]] = defaultdict(dict)
+    for backend, f in fits.items():
+        for gid, prm in f.per_gpu.items():
+            by_gpu[gid][backend] = {**f.shared, **prm}
+    for path in sorted((REPO / "profiles").glob("*.json")):  # fits no longer made go away
+        doc = json.loads(path.read_text())
+        cal = doc.get("calibration") or {}
+        if path.stem not in by_gpu and cal.get("attention_backends") and (
+                not only or path.stem in only):
+            cal.pop("attention_backends")
+            cal.get("provenance", {}).pop("attention", None)
+            if cal.get("status") == "default":  # the block only held attention fits
+                doc.pop("calibration")
+            path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    for gid, backends in sorted(by_gpu.items()):
+        if only and gid not in only:
+            continue
+        path = REPO / "profiles" / f"{gid}.json"
+        doc = json.loads(path.read_text())
+        cal = doc.get("calibration")
+        if cal is None:  # no GEMM fit: the GEMM terms stay the live defaults (status default)
+            cal = calibration_to_dict(default_calibration(get_gpu(gid).with_calibration(None)))  # type: ignore[arg-type]
+            cal["provenance"] = {"source": "GEMM terms: spec-derived defaults (see "
+                                 "shapewise/cost/defaults.py); attention_backends: fitted"}
+        cal["attention_backends"] = {b: {k: round(v, 6) for k, v in sorted(p.items())}
+                                     for b, p in sorted(backends.items())}
+        cal["provenance"]["attention"] = _attention_provenance(gid, fits, obs, seed, date)
+        doc["calibration"] = cal
+        path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return fits
+
+
+def _attention_provenance(gid: str, fits: dict[str, AttentionFit], obs: list, seed: int,
+                          date: str) -> dict:
+    out: dict = {
+        "script": "scripts/fit_public.py", "date": date, "seed": seed,
+        "shapewise_version": __version__,
+        "data": "public measurements, ../shared/data (see its README); not shipped",
+        "method": "scipy.optimize.least_squares on log(predicted/measured), soft-L1 loss, "
+        "per backend over all GPUs (shared softmax_exposed and cta_overhead; per GPU the "
+        "efficiencies, and softmax_exposed where >= 40 timings span >= 3 head dims); "
+        "5-fold cross-validation",
+        "backends": {},
+    }
+    for backend, f in sorted(fits.items()):
+        if gid not in f.per_gpu:
+            continue
+        rows = [o for o in f.observations if o.gpu == gid]
+        files: dict[str, int] = defaultdict(int)
+        for o in rows:
+            files[o.source] += 1
+        harness = {k.split("|", 1)[1]: round(v, 2) for k, v in f.harness_us.items()
+                   if k.startswith(gid + "|")}
+        out["backends"][backend] = {
+            "rows_used": len(rows), "fitted_on": dict(sorted(files.items())),
+            "harness_us": harness,
+            "harness_note": "fixed time per call of each file's timer, fitted with the "
+            "kernel terms and not used in predictions (the profile's launch_us is a kernel "
+            "timer's)",
+            "cross_validated": _cv_groups(f, gid),
+        }
+    return out
+
+
+def _cv_groups(f: AttentionFit, gid: str) -> dict:
+    """Held-out errors of ``gid``'s timings per dtype and direction (finite numbers only)."""
+    out: dict = {}
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for o, cv in zip(f.observations, f.cv_predictions, strict=True):
+        if o.gpu == gid and np.isfinite(cv):
+            groups[f"{o.dtype} {'bwd' if o.backward else 'fwd'}"].append((cv, o.time_s))
+    for key, pairs in sorted(groups.items()):
+        st = error_stats(np.array([p for p, _ in pairs]), np.array([m for _, m in pairs]))
+        out[key] = {"n": st["n"], "median_abs_pct": round(st["median_abs_pct"], 2),
+                    "p90_abs_pct": round(st["p90_abs_pct"], 2)}
+    return out
+
+
+def _print_legacy_rates(fits: dict[str, AttentionFit]) -> None:
+    """FLOP per clock per SM of the FlashAttention-2-class fits (defaults.ATTENTION_PRIORS)."""
+    for backend in ("fa2", "sdpa-flash"):
+        f = fits.get(backend)
+        if f is None:
+            continue
+        for gid, prm in sorted(f.per_gpu.items()):
+            g = get_gpu(gid)
+            per_clock = g.sm_count * g.boost_clock_mhz * 1e6
+            rates = {d: prm[f"{d}_efficiency"] * g.peak_flops("bf16") / per_clock
+                     for d in ("fwd", "bwd") if f"{d}_efficiency" in prm}
+            print(f"    {backend} on {gid}: " + ", ".join(
+                f"{d} {r:.0f} FLOP/clock/SM" for d, r in rates.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--data", help="folder of the public CSVs (default ../shared/data)")
@@ -144,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-per-source", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="profile ids to fit (default: all with data)")
+    ap.add_argument("--skip-gemm", action="store_true", help="fit attention backends only")
+    ap.add_argument("--skip-attention", action="store_true", help="fit GEMMs only")
     args = ap.parse_args(argv)
     folder = public_data.data_dir(args.data)
     if folder is None:
@@ -154,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     for gid, o in public_data.read_calibration(folder):
         by_gpu[gid].append(o)
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    for gid in sorted(by_gpu):
+    for gid in sorted(by_gpu) if not args.skip_gemm else ():
         if args.only and gid not in args.only:
             continue
         obs = _subsample(by_gpu[gid], args.max_per_source, args.seed)
@@ -176,8 +316,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.write:
             path = REPO / "profiles" / f"{gid}.json"
             doc = json.loads(path.read_text())
+            old = doc.get("calibration") or {}
+            if old.get("attention_backends"):  # the attention fit below owns these
+                cal["attention_backends"] = old["attention_backends"]
+                cal["provenance"]["attention"] = old["provenance"].get("attention")
             doc["calibration"] = cal
             path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    if not args.skip_attention:
+        fit_attention_public(folder, write=args.write, seed=args.seed, date=date,
+                             only=args.only)
     _print_cross_gpu_means()
     if public_data.SKIPPED:
         print("skipped rows:", dict(public_data.SKIPPED))

@@ -11,6 +11,7 @@ Calibration files only: ``xla_matmul_perf_table.csv`` is the validation set and 
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from collections import Counter
@@ -27,6 +28,8 @@ CALIBRATION_FILES = (
     "kernelbench_fp32_matmul.csv",
     "tunableop_mi300x_fp16_gemm.csv",
     "deepgemm_h800_fp8.csv",
+    "aiter_tuned_gemm_gfx942_bf16.csv",
+    "h100_tf32_gemm_squares.csv",
     # llmcompass_fp16_matmul.csv: host wall-clock with ~20 us of launch+sync per call
     # (its README); not a kernel time, so not fitted.
     # vidur_a100_attention.csv: system-level attention op time (2.6x a standalone kernel,
@@ -40,6 +43,8 @@ SOURCE_COMMITS = {
     "kernelbench_fp32_matmul.csv": "ScalingIntelligence/KernelBench@21fbe5a64289/423217d9fda9",
     "tunableop_mi300x_fp16_gemm.csv": "vllm-project/vllm@ce164b70",
     "deepgemm_h800_fp8.csv": "deepseek-ai/DeepGEMM@a6d97a1/55ab91f",
+    "aiter_tuned_gemm_gfx942_bf16.csv": "ROCm/aiter@e4048607/9ba74fe",
+    "h100_tf32_gemm_squares.csv": "waynehacking8/blackwell-tensorcore-kernels@fd74d2ac68cf",
     "xla_matmul_perf_table.csv": "ROCm/xla@d02afb4fc18a",
 }
 
@@ -160,6 +165,38 @@ def read_calibration(folder: Path) -> Iterator[tuple[str, GemmObservation]]:
         if (o := _obs("h100-sxm", "fp8", r["m_per_group"], r["n"], r["k"], "1",
                       r["time_us_derived"], src)):
             yield o
+    yield from read_calibration_new(folder)
+
+
+#: files whose bf16 rows are read as 16-bit rows of the shared fp16/bf16 efficiency
+AS_16BIT = ("aiter_tuned_gemm_gfx942_bf16.csv",)
+_SQUARES_DTYPE = {"cublas_tf32": "tf32", "cublas": "fp32", "cublas_tc": "fp16"}
+
+
+def read_calibration_new(folder: Path) -> Iterator[tuple[str, GemmObservation]]:
+    """The two GEMM calibration files added for issue #11 (item 6)."""
+    src = "aiter_tuned_gemm_gfx942_bf16.csv"
+    if (folder / src).is_file():
+        for r in _rows(folder, src):
+            if r["cu_num"] != "304":  # MI308X (80 CUs) has no profile
+                SKIPPED[f"{src}: {r['cu_num']} CUs (no profile)"] += 1
+                continue
+            # MI300X or MI325X (the file cannot tell; same 304 CUs and clock): MI300X profile.
+            # bf16 and fp16 run the same MFMA instructions at the same peak, and the fit keeps
+            # one 16-bit efficiency (fit.SHARED_EFFICIENCY): these rows join TunableOp's fp16
+            if (o := _obs("mi300x", "fp16", r["m"], r["n"], r["k"], r["batch"], r["time_us"],
+                          src)):
+                yield o
+    src = "h100_tf32_gemm_squares.csv"
+    if (folder / src).is_file():
+        for r in _rows(folder, src):
+            dt = _SQUARES_DTYPE.get(r["kernel_label"])
+            if dt is None:
+                SKIPPED[f"{src}: {r['kernel_label']}"] += 1
+                continue
+            if (o := _obs("h100-sxm", dt, r["m"], r["n"], r["k"], r["batch"], r["time_us"],
+                          src)):
+                yield o
 
 
 def read_validation(folder: Path) -> Iterator[tuple[str, str, GemmObservation]]:
@@ -172,3 +209,144 @@ def read_validation(folder: Path) -> Iterator[tuple[str, str, GemmObservation]]:
             continue
         if (o := _obs(gid, dt, r["m"], r["n"], r["k"], r["b"], r["time_us"], src)):
             yield gid, r["dtype"], o[1]
+
+
+# --------------------------------------------------------------------------- attention
+
+ATTENTION_FILES = ("cudnn_frontend_sdpa.csv", "attention_issue_threads.csv",
+                   "vidur_a100_attention.csv")
+SOURCE_COMMITS.update({
+    "cudnn_frontend_sdpa.csv": "NVIDIA/cudnn-frontend (per-row source commit)",
+    "attention_issue_threads.csv": "public issue/PR threads (per-row source URL)",
+    "vidur_a100_attention.csv": "microsoft/vidur@e2d00e9",
+})
+
+#: implementation names in cudnn_frontend_sdpa.csv -> backend ids
+_SDPA_IMPL = {
+    "cudnn": "cudnn", "cudnn_fe": "cudnn", "cudnn_sdpa": "cudnn", "pyt_cudnn": "cudnn",
+    "cudnn_fe_fp8": "cudnn", "pyt_flash_attention": "sdpa-flash",
+    "pytorch_sdpa(flash2 backend)": "sdpa-flash", "flash_attention": "fa2",
+    "pyt_math": "sdpa-math",
+}
+_THREAD_IMPL = {
+    "ROCm flash-attention (CK) batched API": ("ck", "mi250x-gcd"),
+    "PyTorch SDPA FLASH_ATTENTION (packed layout)": ("sdpa-flash", "h100-sxm"),
+    "PyTorch SDPA CUDNN_ATTENTION (packed layout)": ("cudnn", "h100-sxm"),
+    "Triton tutorial 06-fused-attention": ("triton", "h100-sxm"),
+    "FlashAttention-2 (as run by Triton tutorial)": ("fa2", "h100-sxm"),
+    "FA4 CuTe-DSL (hdim_qk 192 / hdim_v 128)": ("fa4", "b200"),
+}
+
+
+def _sdpa_gpu(name: str) -> str | None:
+    from shapewise.hardware.catalog import get_gpu
+
+    head = name.split(" ")[0].lower()
+    try:
+        return get_gpu(head).id
+    except ValueError:
+        return None
+
+
+def _window(notes: str) -> int | None:
+    for part in notes.split(";"):
+        part = part.strip()
+        if part.startswith("sliding_window="):
+            return int(part.split("=", 1)[1])
+    return None
+
+
+def _fa_style_time(r: dict[str, str], d: int, dv: int) -> float:
+    """Seconds from a TFLOP/s figure in the FlashAttention benchmark convention.
+
+    fwd = 4·b·s_q·s_k·h·d (halved when causal); bwd = 2.5 × fwd (the data README).
+    """
+    b, h = int(r["batch"]), int(r["n_heads"])
+    sq, sk = int(r["seqlen_q"]), int(r["seqlen_k"])
+    f = 2.0 * b * sq * sk * h * (d + dv) * (0.5 if r["causal"] == "True" else 1.0)
+    if r["mode"] == "bwd":
+        f *= 2.5
+    return f / (float(r["tflops"]) * 1e12)
+
+
+def read_attention(folder: Path):  # -> Iterator[AttentionObservation]
+    """Every usable forward or backward row of the attention calibration files.
+
+    Skipped (and counted in SKIPPED): fwd_bwd rows (a sum of both passes), deterministic
+    backward rows (not PyTorch's default), mxfp8, PyTorch math OOM rows (``inf``), rows with
+    dropout, GPUs without a profile, and the MI300X SDPA regression baseline (launch-bound
+    tiny shapes, "a warning more than a calibration": the data README).
+    vidur_a100_attention.csv is read by :func:`read_vidur_attention` (system-level op time).
+    """
+    from shapewise.cost.fit import AttentionObservation
+
+    src = "cudnn_frontend_sdpa.csv"
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
+        backend = _SDPA_IMPL.get(r["impl"])
+        gid = _sdpa_gpu(r["gpu"])
+        if r["mode"] not in ("fwd", "bwd"):
+            SKIPPED[f"{src}: {r['mode']} (both passes in one figure)"] += 1
+            continue
+        if "deterministic_bwd=True" in r["notes"] and r["mode"] == "bwd":
+            SKIPPED[f"{src}: deterministic backward"] += 1
+            continue
+        if r["dtype"] not in ("bf16", "fp16", "fp8"):
+            SKIPPED[f"{src}: {r['dtype']}"] += 1
+            continue
+        if gid is None or backend is None:
+            SKIPPED[f"{src}: no profile or backend for {r['gpu'][:20]} {r['impl']}"] += 1
+            continue
+        d, dv = int(r["head_dim"]), int(r["head_dim_v"] or r["head_dim"])
+        try:
+            t = float(r["time_us"]) * 1e-6 if r["time_us"] else _fa_style_time(r, d, dv)
+        except (ValueError, ZeroDivisionError):
+            t = math.nan
+        if not (t > 0 and math.isfinite(t)):
+            SKIPPED[f"{src}: no finite time (OOM)"] += 1
+            continue
+        yield AttentionObservation(
+            gid, backend, r["dtype"], int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
+            int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True",
+            _window(r["notes"]), r["mode"] == "bwd", t, f"{src} {r['source']}")
+    src = "attention_issue_threads.csv"
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
+        hit = _THREAD_IMPL.get(r["impl"])
+        if hit is None:
+            SKIPPED[f"{src}: {r['impl'][:40]} (regression baseline, launch-bound)"] += 1
+            continue
+        if "dropout=0.17" in r["notes"]:
+            SKIPPED[f"{src}: dropout"] += 1
+            continue
+        backend, gid = hit
+        d = int(r["head_dim"])
+        dv = 128 if "head_dim_v=128" in r["notes"] else d
+        dtype = r["dtype"] if r["dtype"] in ("fp16", "bf16") else "bf16"
+        if r["time_us"]:
+            t = float(r["time_us"]) * 1e-6
+        else:
+            t = _fa_style_time({**r, "seqlen_q": r["seqlen_q"], "seqlen_k": r["seqlen_k"]},
+                               d, dv)
+        yield AttentionObservation(
+            gid, backend, dtype, int(r["batch"]), int(r["n_heads"]), int(r["n_kv_heads"]),
+            int(r["seqlen_q"]), int(r["seqlen_k"]), d, dv, r["causal"] == "True", None,
+            r["mode"] == "bwd", t, f"{src} {r['source']}")
+
+
+def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]
+    """Prefill rows of vidur_a100_attention.csv (A100, vLLM/Sarathi FLASH_ATTENTION op).
+
+    The README: Kineto time of the whole attention op, ~2.6× a standalone FA2 kernel at
+    q = kv = 4096; for shape trends, not FA2-kernel calibration. Decode rows (q = 1) are a
+    different kernel (paged decode) and are not read.
+    """
+    from shapewise.cost.fit import AttentionObservation
+
+    src = "vidur_a100_attention.csv"
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
+        if r["phase"] != "prefill":
+            continue
+        yield AttentionObservation(
+            "a100-sxm-80gb", "fa2", r["dtype"], int(r["batch"]), int(r["n_q_heads"]),
+            int(r["n_kv_heads"]), int(r["q_len"]), int(r["kv_len"]), int(r["head_dim"]),
+            int(r["head_dim"]), r["causal"] == "True", None, False,
+            float(r["time_us_median"]) * 1e-6, src)

@@ -1,6 +1,6 @@
 """MoE and fp8 validation: DeepGEMM's grouped MoE rows against the GEMM model, llm-foundry's
 fp8/bf16 pairs against estimate(recipe=), and the Llama-3-8B fp8 breakdown of
-docs/cost-model.md section 7.
+docs/cost-model.md section 8.
 
 The H100 fp8 GEMM calibration is fitted on the *dense* ("Normal GEMMs") rows of
 ``deepgemm_h800_fp8.csv`` only (scripts/public_data.py skips the grouped layouts), so its

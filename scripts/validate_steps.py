@@ -170,6 +170,12 @@ def render(records: list[dict[str, Any]], table: list[dict[str, Any]]) -> str:
         f"Whole steps: llm-foundry MPT runs ({SOURCE}, `{RUNS}`), tokens/s per GPU, "
         f"shapewise {__version__}, {dt.date.today().isoformat()}.",
         "",
+        "In sample: the six step parameters of docs/cost-model.md §7 (two sustained clocks, "
+        "the per-step overhead, the FSDP overlap efficiency and MPT's attention rates) were "
+        "fitted on these rows (`python scripts/validate_steps.py --fit`); everything else "
+        "is the kernel-level model as shipped. Reference points on the same rows (#10): "
+        "llm-analysis with one 50% FLOP efficiency, 15% median error; '40% MFU', 18%.",
+        "",
         "| GPUs | rows | median abs error | median signed error | p90 abs error | "
         "published plans infeasible |",
         "|---|---:|---:|---:|---:|---:|",

@@ -184,6 +184,18 @@ def ranks_per_node(plan: Plan, dim: str, gpus_per_node: int) -> int:
     return max(1, min(size, gpus_per_node // stride))
 
 
+def shard_size(plan: Plan, gpus_per_node: int) -> int:
+    """Ranks that split the weights, gradients and optimizer states: the dp·cp group, or,
+    under FSDP hybrid shard, the part of it inside one scale-up domain (a divisor of it)."""
+    group = plan.shard_group
+    if plan.fsdp != "hybrid":
+        return group
+    shard = max(1, min(group, gpus_per_node // (plan.tp * plan.cp)))
+    while group % shard:
+        shard -= 1
+    return shard
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Setup:
     """Everything below the public API needs, validated once by :func:`make_setup`."""

@@ -24,7 +24,8 @@ from typing import Any
 
 from shapewise.errors import InputError
 from shapewise.plan import Plan, make_setup
-from shapewise.step import Estimate, _Pricer, price_step
+from shapewise.step import Estimate, price_step
+from shapewise.step_ops import Pricer
 from shapewise.step_params import step_params
 
 
@@ -138,7 +139,7 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
             raise InputError(f"global_batch: no plan of {n_gpus} GPUs divides {global_batch} "
                              f"sequences into whole micro-batches per data-parallel rank"
                              + (f" with dp·cp a multiple of ep {ep}" if ep > 1 else ""))
-    pricer = _Pricer(base, step_params(base.gpu))
+    pricer = Pricer(base, step_params(base.gpu))
     capacity = base.gpu.memory_gb * 2**30
     out: list[Estimate] = []
     for plan in plans:

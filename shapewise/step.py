@@ -39,41 +39,24 @@ window that communication can use, is fitted (docs/cost-model.md). TP is serial.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from shapewise.cost.defaults import calibration_of
-from shapewise.cost.price import price
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
-from shapewise.ops import Attention, Collective, Gemm, MemoryBound, Op
-from shapewise.plan import Plan, Setup, make_setup, ranks_per_node
+from shapewise.plan import Plan, Setup, make_setup, shard_size
+from shapewise.step_ops import (
+    OpCost,
+    Part,
+    Pricer,
+    first_stage_ops,
+    last_stage_ops,
+    layer_ops,
+)
 from shapewise.step_params import OPTIMIZER_STEP_BYTES, StepParams, step_params
 
-Kind = Literal["gemm", "attention", "memory", "comm"]
-Phase = Literal["forward", "backward", "recompute"]
 GIB = 2**30
-
-
-@dataclass(frozen=True, slots=True)
-class OpCost:
-    """One kernel of the step: its shape, how often it runs per step, and its time."""
-
-    name: str
-    kind: Kind
-    phase: Phase
-    shape: tuple[int, ...]
-    """GEMM (m, n, k); attention (batch, heads, seq, head_dim); bytes for memory/comm"""
-    count: int
-    """launches per optimizer step on this GPU (the slowest pipeline stage)"""
-    time_s: float
-    """seconds per launch"""
-    flops: float
-    """model FLOPs per launch (0 for memory-bound ops, communication and overheads)"""
-
-    @property
-    def total_s(self) -> float:
-        return self.time_s * self.count
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,248 +163,6 @@ def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
             f"micro-batch or recompute activations")
 
 
-# --------------------------------------------------------------------------- pricing
-
-
-class _Pricer:
-    """price() with a cache (plan_training prices the same ops under many plans), the
-    sustained-clock factor on compute-bound kernels, and collectives over the system."""
-
-    def __init__(self, setup: Setup, params: StepParams) -> None:
-        self.setup = setup
-        self.gpu = setup.gpu
-        self.clock = params.sustained_clock
-        self.cache: dict[Any, float] = {}
-
-    def __call__(self, op: Any) -> float:
-        hit = self.cache.get(op)
-        if hit is None:
-            hit = price(op, self.gpu)
-            if isinstance(op, Gemm | Attention):
-                hit /= self.clock  # math-bound kernels run at the sustained clock
-            self.cache[op] = hit
-        return hit
-
-    def comm(self, kind: str, nbytes: float, dim: str, *, plan: Plan, size: int | None = None
-             ) -> float:
-        n = getattr(plan, dim) if size is None else size
-        if n <= 1 and kind != "send_recv":
-            return 0.0
-        rpn = min(ranks_per_node(plan, dim, self.setup.gpus_per_node), n)
-        if kind == "send_recv":  # one hop between neighbouring stages
-            n, rpn = 2, min(rpn, 2)
-        key = ("comm", kind, float(nbytes), n, rpn)
-        hit = self.cache.get(key)
-        if hit is None:
-            hit = _collective_time(kind, nbytes, n, rpn, self.setup)
-            self.cache[key] = hit
-        return hit
-
-
-def _collective_time(kind: str, nbytes: float, n: int, rpn: int, setup: Setup) -> float:
-    """The system's collective model (:func:`shapewise.cost.comm.collective_time`)."""
-    from shapewise.cost.comm import collective_time
-
-    return float(collective_time(kind, nbytes, system=setup.system, group_size=n,
-                                 ranks_per_node=rpn))
-
-
-@dataclass(slots=True)
-class _Part:
-    """A run of ops of one phase: time (compute + serial comm) and what it is made of."""
-
-    ops: list[OpCost] = field(default_factory=list)
-
-    def add(self, name: str, kind: Kind, phase: Phase, shape: tuple[int, ...], count: int,
-            time_s: float, flops: float) -> None:
-        self.ops.append(OpCost(name, kind, phase, shape, count, time_s, flops))
-
-    def time(self, phase: str | None = None, kind: str | None = None) -> float:
-        return sum(o.total_s for o in self.ops if (phase is None or o.phase == phase)
-                   and (kind is None or o.kind == kind))
-
-    def launches(self) -> int:
-        return sum(o.count for o in self.ops if o.kind in ("gemm", "attention", "memory"))
-
-
-def _gemm(part: _Part, pr: _Pricer, name: str, g: Gemm, count: int, recompute: bool, *,
-          weight_grad_only: bool = False) -> None:
-    fl = g.flops
-    part.add(name, "gemm", "forward", (g.m, g.n, g.k), count, pr(g), fl)
-    da, db = g.backward()
-    if not weight_grad_only:
-        part.add(name, "gemm", "backward", (da.m, da.n, da.k), count, pr(da), fl)
-    part.add(name, "gemm", "backward", (db.m, db.n, db.k), count, pr(db), fl)
-    if recompute:
-        part.add(name, "gemm", "recompute", (g.m, g.n, g.k), count, pr(g), 0.0)
-
-
-def _mem(part: _Part, pr: _Pricer, name: str, op: str, numel: int, count: int, nbytes: int,
-         recompute: bool) -> None:
-    f = MemoryBound(op=op, numel=numel, bytes_per_element=nbytes)
-    b = MemoryBound(op=op, numel=numel, bytes_per_element=nbytes, backward=True)
-    part.add(name, "memory", "forward", (numel,), count, pr(f), 0.0)
-    part.add(name, "memory", "backward", (numel,), count, pr(b), 0.0)
-    if recompute:
-        part.add(name, "memory", "recompute", (numel,), count, pr(f), 0.0)
-
-
-def _block(part: _Part, pr: _Pricer, ops: list[tuple[str, Op]], recompute: bool, *,
-           mean_tokens: float | None) -> None:
-    """A layer block's forward ops (:mod:`shapewise.blocks`): each GEMM with its two backward
-    GEMMs, each memory-bound op with its backward, each expert-parallel all-to-all forward and
-    backward (through the plan's collectives); the forward replayed under recompute. An
-    expert GEMM's FLOPs are the model's (``mean_tokens`` per expert), not the padded or
-    imbalanced rows it runs."""
-    plan = pr.setup.plan
-    for name, op in ops:
-        if isinstance(op, Gemm):
-            if mean_tokens is not None and name.startswith("experts_"):
-                fl = op.flops * mean_tokens / op.m
-                part.add(name, "gemm", "forward", (op.m, op.n, op.k), 1, pr(op), fl)
-                for bw in op.backward():
-                    part.add(name, "gemm", "backward", (bw.m, bw.n, bw.k), 1, pr(bw), fl)
-                if recompute:
-                    part.add(name, "gemm", "recompute", (op.m, op.n, op.k), 1, pr(op), 0.0)
-            else:
-                _gemm(part, pr, name, op, 1, recompute)
-        elif isinstance(op, MemoryBound):
-            _mem(part, pr, name, op.op, op.numel, 1, op.bytes_per_element, recompute)
-        elif isinstance(op, Collective):  # EP all-to-all: within the dp·cp ranks
-            c = pr.comm(op.kind, op.nbytes, "dp", plan=plan, size=op.group_size)
-            for phase in ("forward", "backward") + (("recompute",) if recompute else ()):
-                part.add(name, "comm", phase, (int(op.nbytes),), 1, c, 0.0)
-
-
-def _layer(shape: ModelShape, setup: Setup, pr: _Pricer, *, moe: bool = False) -> _Part:
-    """One transformer layer (an MoE layer when ``moe``), one micro-batch, one GPU."""
-    from shapewise.blocks import attention_projections, mlp_ops, quantize_ops
-    from shapewise.model.flops import attention_forward_flops_per_sequence
-    from shapewise.recipe import FP8_ATTENTION_SPEEDUP
-
-    plan, dt, rec = setup.plan, setup.dtype, setup.recipe
-    gdt = rec.gemm_dtype if rec is not None else dt
-    nb = DTYPE_BYTES[dt]
-    t, cp, sp = plan.tp, plan.cp, plan.sequence_parallel
-    full = plan.recompute == "full"
-    b, s = plan.micro_batch, setup.seq_len
-    h, a, g_kv, d = shape.hidden_size, shape.num_attention_heads, shape.kv_heads, shape.head_dim
-    T = b * s // cp
-    Tn = T // t if sp else T  # tokens of the norms, residuals and dropout on this rank
-    p = _Part()
-    before, after = attention_projections(shape, tokens=T, tp=t, gemm_dtype=gdt)
-    mlp = mlp_ops(shape, moe=moe, tokens=T, tp=t, ep=plan.ep, dtype=dt, gemm_dtype=gdt,
-                  capacity_factor=setup.capacity_factor, imbalance=setup.imbalance)
-    mean = None
-    if moe:
-        mean = T * shape.num_experts_per_tok * plan.ep / shape.num_experts  # type: ignore[operator]
-    _block(p, pr, before, full, mean_tokens=None)
-    causal = shape.causal
-    window = shape.sliding_window if causal else None
-    be = setup.attention_backend
-    af = Attention(batch=b, heads=a // t, seq_len=s, head_dim=d, kv_heads=g_kv // t,
-                   causal=causal, window=window, dtype=dt, backend=be)
-    ab = Attention(batch=b, heads=a // t, seq_len=s, head_dim=d, kv_heads=g_kv // t,
-                   causal=causal, window=window, backward=True, dtype=dt, backend=be)
-    # MLA: QKᵀ is d_qk wide, AV d_v: priced at d_qk, scaled by the mean of the two widths
-    scale_f = scale_b = (d + shape.v_dim) / (2 * d) / cp
-    if rec is not None and rec.fp8_attention:  # cuDNN fp8 over bf16, fitted (recipe.py)
-        scale_f /= FP8_ATTENTION_SPEEDUP["forward"]
-        scale_b /= FP8_ATTENTION_SPEEDUP["backward"]
-    flops = b * attention_forward_flops_per_sequence(shape, s) / t / cp
-    shp = (b, a // t, s // cp, d)
-    p.add("attention", "attention", "forward", shp, 1, pr(af) * scale_f, flops)
-    p.add("attention", "attention", "backward", shp, 1, pr(ab) * scale_b, 2 * flops)
-    if plan.recompute in ("full", "selective"):
-        p.add("attention", "attention", "recompute", shp, 1, pr(af) * scale_f, 0.0)
-    _block(p, pr, after + mlp, full, mean_tokens=mean)
-    for name, phase, q in quantize_ops(rec, before + after + mlp):
-        p.add(name, "memory", phase, (q.numel,), 1, pr(q), 0.0)
-        if full and phase == "forward":
-            p.add(name, "memory", "recompute", (q.numel,), 1, pr(q), 0.0)
-    norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
-    _mem(p, pr, norm, norm, Tn * h, 2, nb, full)
-    _mem(p, pr, "residual_add", "residual_add", Tn * h, 2, nb, full)
-    if shape.position_embedding == "rotary":
-        rot = T * (a + g_kv) * d // t
-        if shape.mla:  # the rope part of each query head and the one shared key
-            rot = T * (a // t + 1) * shape.qk_rope_head_dim  # type: ignore[operator]
-        _mem(p, pr, "rotary", "rotary", rot, 1, nb, full)
-    if t > 1:  # Megatron: two collectives forward, their conjugates backward
-        nbytes = T * h * nb
-        if sp:  # all-gather before each column-parallel GEMM, reduce-scatter after row
-            ag = pr.comm("all_gather", nbytes, "tp", plan=plan)
-            rs = pr.comm("reduce_scatter", nbytes, "tp", plan=plan)
-            for phase in ("forward", "backward") + (("recompute",) if full else ()):
-                p.add("tp_all_gather", "comm", phase, (nbytes,), 2, ag, 0.0)
-                p.add("tp_reduce_scatter", "comm", phase, (nbytes,), 2, rs, 0.0)
-        else:
-            ar = pr.comm("all_reduce", nbytes, "tp", plan=plan)
-            for phase in ("forward", "backward") + (("recompute",) if full else ()):
-                p.add("tp_allreduce", "comm", phase, (nbytes,), 2, ar, 0.0)
-    return p
-
-
-def _first_stage(shape: ModelShape, setup: Setup, pr: _Pricer) -> _Part:
-    """What only the first stage runs: the embedding (or a ViT's patch embedding)."""
-    plan, dt = setup.plan, setup.dtype
-    nb = DTYPE_BYTES[dt]
-    b, h = plan.micro_batch, shape.hidden_size
-    T = b * setup.seq_len // plan.cp
-    p = _Part()
-    if shape.arch == "vit":
-        patch_k = shape.num_channels * shape.patch_size**2
-        # pixels need no gradient: the patch embedding has only its weight-gradient GEMM
-        _gemm(p, pr, "patch_embed", Gemm(m=b * shape.num_patches, n=h, k=patch_k, dtype=dt),
-              1, False, weight_grad_only=True)
-    else:
-        p.add("embedding", "memory", "forward", (T * h,), 1,
-              pr(MemoryBound(op="residual_add", numel=T * h, bytes_per_element=nb)), 0.0)
-        p.add("embedding", "memory", "backward", (T * h,), 1,
-              pr(MemoryBound(op="residual_add", numel=T * h, bytes_per_element=nb,
-                             backward=True)), 0.0)
-    return p
-
-
-def _last_stage(shape: ModelShape, setup: Setup, pr: _Pricer) -> _Part:
-    """What only the last stage runs: final norm, output layer and loss."""
-    plan, dt = setup.plan, setup.dtype
-    nb = DTYPE_BYTES[dt]
-    b, h, t = plan.micro_batch, shape.hidden_size, plan.tp
-    T = b * setup.seq_len // plan.cp
-    norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
-    p = _Part()
-    _mem(p, pr, "final_norm", norm, T * h, 1, nb, False)
-    if shape.arch == "vit":
-        if shape.pooler:  # ViTModel: tanh(dense) on the class token
-            _gemm(p, pr, "pooler", Gemm(m=b, n=h, k=h, dtype=dt), 1, False)
-        if shape.num_labels:
-            _gemm(p, pr, "classifier", Gemm(m=b, n=shape.num_labels, k=h, dtype=dt), 1, False)
-        return p
-    v = shape.vocab_size
-    rec = setup.recipe  # the logits stay in bf16 unless the recipe says fp8_logits
-    ldt = rec.gemm_dtype if rec is not None and rec.fp8_logits else dt
-    logits = Gemm(m=T, n=v // t, k=h, dtype=ldt)  # type: ignore[operator]
-    _gemm(p, pr, "logits", logits, 1, False)
-    if ldt != dt:
-        from shapewise.blocks import quantize_ops
-
-        for name, phase, q in quantize_ops(rec, [("logits", logits)]):
-            p.add(name, "memory", phase, (q.numel,), 1, pr(q), 0.0)
-    if setup.fused_loss:  # one kernel over the bf16 logits, gradient written in place
-        _mem(p, pr, "cross_entropy", "cross_entropy", T * v // t, 1, nb, False)
-    else:  # PyTorch: cast the logits to fp32, log-softmax, NLL; and back in the backward
-        # (the cast is priced as a copy pass and listed with the loss it feeds)
-        _mem(p, pr, "cross_entropy", "residual_add", T * v // t, 1, nb, False)
-        _mem(p, pr, "cross_entropy", "cross_entropy", T * v // t, 1, 4, False)
-    if t > 1:
-        nbytes = T * h * nb
-        ar = pr.comm("all_reduce", nbytes, "tp", plan=plan)
-        p.add("tp_allreduce", "comm", "forward", (nbytes,), 1, ar, 0.0)
-        p.add("tp_allreduce", "comm", "backward", (nbytes,), 1, ar, 0.0)
-    return p
-
-
 def _exposed(comm: float, window: float, units: int, eta: float) -> float:
     """Time a collective of ``comm`` seconds adds when it runs under ``window`` seconds of
     compute split into ``units`` buckets: the last bucket never hides."""
@@ -431,28 +172,35 @@ def _exposed(comm: float, window: float, units: int, eta: float) -> float:
 
 
 def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = None,
-               _pricer: _Pricer | None = None) -> Estimate:
+               _pricer: Pricer | None = None) -> Estimate:
     """The step of ``shape`` under a validated ``setup`` (no checks here: see make_setup)."""
     from shapewise.model.flops import step_flops
     from shapewise.model.memory import plan_memory
 
     prm = params or step_params(setup.gpu)
-    pr = _pricer or _Pricer(setup, prm)
+    pr = _pricer or Pricer(setup, prm)
     plan, g = setup.plan, setup.gpu
     nb = DTYPE_BYTES[setup.dtype]
     m, P, v = plan.grad_accum, plan.pp, plan.virtual_stages
     L = shape.num_hidden_layers
-    layer = _layer(shape, setup, pr)
-    first, last = _first_stage(shape, setup, pr), _last_stage(shape, setup, pr)
+    # the parts depend on the shape and on these plan fields only (plan_training reuses them)
+    key = (shape, setup.seq_len, setup.dtype, setup.fused_loss, setup.attention_backend,
+           plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute,
+           setup.recipe, plan.ep, setup.capacity_factor, setup.imbalance)
+    parts = pr.parts.get(key)
+    if parts is None:  # a mixture of experts: its leading dense layers and its MoE layers
+        parts = (layer_ops(shape, setup, pr), first_stage_ops(shape, setup, pr),
+                 last_stage_ops(shape, setup, pr),
+                 layer_ops(shape, setup, pr, moe=True) if shape.is_moe else None)
+        pr.parts[key] = parts
+    layer, first, last, moe_layer = parts
     per_stage = [L // P + (1 if i < L % P else 0) for i in range(P)]
-    # a mixture of experts: its leading dense layers, then MoE layers (each kind priced once)
     dense = L - shape.moe_layers
-    moe_layer = _layer(shape, setup, pr, moe=True) if shape.is_moe else None
 
-    def stage_parts(i: int) -> list[tuple[_Part, int]]:
+    def stage_parts(i: int) -> list[tuple[Part, int]]:
         if moe_layer is None:
             parts = [(layer, per_stage[i])]
-        else:
+        else:  # the layers in order: the dense ones first
             start = sum(per_stage[:i])
             n_dense = max(0, min(start + per_stage[i], dense) - start)
             parts = [(layer, n_dense), (moe_layer, per_stage[i] - n_dense)]
@@ -494,13 +242,8 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
             exposed[key] = exposed.get(key, 0.0) + value
 
     if dpg > 1:
-        if plan.fsdp == "hybrid":
-            shard = max(1, min(dpg, setup.gpus_per_node // (plan.tp * plan.cp)))
-            while dpg % shard:
-                shard -= 1
-            rep = dpg // shard
-        else:
-            shard, rep = dpg, 1
+        shard = shard_size(plan, setup.gpus_per_node)
+        rep = dpg // shard
         if stage == 3:
             ag = pr.comm("all_gather", sp_params * gather_b, "dp", plan=plan, size=shard)
             rs = pr.comm("reduce_scatter", sp_params * grad_b, "dp", plan=plan, size=shard)
@@ -541,7 +284,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
         add("pp_send_recv", 2 * m * v * pr.comm("send_recv", act, "pp", plan=plan))
 
     # ---- optimizer: Adam over this GPU's shard of fp32 master weights and states
-    opt_params = sp_params / (dpg if stage >= 1 else 1)
+    opt_params = sp_params / (shard_size(plan, setup.gpus_per_node) if stage >= 1 else 1)
     opt_bytes = OPTIMIZER_STEP_BYTES * opt_params
     t_opt = opt_bytes / (g.bandwidth * calibration_of(g).bandwidth_efficiency)
 
@@ -614,13 +357,9 @@ def estimate(
     and may not contradict an explicit one. ``seq_len`` defaults to the shape's
     ``max_position_embeddings`` (decoders) and is fixed by image and patch size for ViT.
     ``gpu`` is a GPU or system name or object; ``profile`` (a path) overrides it.
-
-    ``recipe``: an fp8 recipe (``shapewise.recipe``: 'te-delayed', 'te-current', 'mxfp8',
-    'blockwise', 'mi300x', or a ``Recipe``); ``dtype`` stays the storage type. Mixtures of
-    experts: ``ep`` (or ``plan.ep``) expert-parallel ranks, ``capacity_factor`` (None:
-    dropless) and ``imbalance`` (the busiest expert-parallel rank's tokens over the mean);
-    ``ep`` without a plan means ``Plan(dp=ep, ep=ep)``: each expert-parallel rank is a
-    data-parallel replica of the rest of the model.
+    ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`); ``dtype`` stays the storage type.
+    Mixtures of experts: ``ep`` (alone: ``Plan(dp=ep, ep=ep)``), ``capacity_factor`` (None:
+    dropless), ``imbalance`` (the busiest expert-parallel rank's tokens over the mean).
 
     >>> from shapewise import ModelShape
     >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,

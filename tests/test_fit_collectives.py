@@ -72,6 +72,15 @@ def data(tmp_path: Path) -> Path:
             rows.append(_row(gpu="NVIDIA B200 (AWS p6-b200.48xlarge)", n_gpus=n,
                              n_nodes=nodes, size_bytes=size, env_or_flags=flags,
                              oop_busbw_GBps=f"{busbw:.6f}"))
+    for n in range(4, 9):  # B200 points: forced ring at 8 GiB, busbw only
+        s = get_system("hgx-b200")
+        s = dataclasses.replace(s, calibration={"scale_up": B200_UP, "scale_out": EFA})
+        t = collective_time("all_reduce", 2**33, system=s, group_size=n, ranks_per_node=n,
+                            algorithm="ring")
+        rows.append(_row(gpu="NVIDIA B200 (AWS p6-b200.48xlarge)", n_gpus=n, n_nodes=1,
+                         size_bytes=2**33, env_or_flags="NCCL_NVLS_ENABLE=0",
+                         algo_stated="Ring",
+                         oop_busbw_GBps=f"{2**33 * 2 * (n - 1) / n / t / 1e9:.6f}"))
     rows.append(_row(gpu="AMD Instinct MI355X", n_gpus=16, n_nodes=2, size_bytes=1024,
                      oop_time_us="40"))
     with open(tmp_path / fit_collectives.FILE, "w", newline="", encoding="utf-8") as fh:
@@ -99,6 +108,11 @@ def test_the_fit_finds_the_parameters_that_made_the_data(data: Path) -> None:
     by = {t["block"]: t for t in result["table"]}
     assert by["A100 1 node (stas00)"]["median_abs_pct"] < 0.5
     assert by["B200 4 nodes (AWS p6, EFA v4 8x400G)"]["derived_times"] == len(SIZES)
+    # out of sample: the points are predicted by a fit on the sweep alone; the sweep is not
+    # held out, since the points alone are fewer than MIN_ROWS_LEFT rows
+    points = by["B200 1 node (stas00 points, NVLS on/off)"]
+    assert points["rows"] == 5 and points["held_out_median_abs_pct"] < 5
+    assert "held_out_median_abs_pct" not in by["B200 1 node (stas00 sweep)"]
 
 
 def test_write_puts_fits_and_provenance_into_the_systems(data: Path, tmp_path: Path) -> None:

@@ -223,3 +223,15 @@ def test_a_sustained_clock_slows_only_math_bound_kernels() -> None:
             assert b.time_s == pytest.approx(a.time_s / 0.8)
         elif a.kind == "memory":
             assert b.time_s == a.time_s
+
+
+def test_hybrid_shard_splits_states_within_a_node_only() -> None:
+    # 64 H100 = 8 nodes: FSDP hybrid shards over the 8 GPUs of a node, replicates across
+    full = make_setup(LLAMA, gpu="h100", seq_len=4096,
+                      plan=Plan(dp=64, fsdp="full", global_batch=64))
+    hybrid = dataclasses.replace(full, plan=Plan(dp=64, fsdp="hybrid", global_batch=64))
+    n = stage_params(LLAMA, Plan(), 0)
+    assert plan_memory(LLAMA, full)["optimizer_states"] == 8 * n // 64
+    assert plan_memory(LLAMA, hybrid)["optimizer_states"] == 8 * n // 8
+    e = price_step(LLAMA, hybrid)
+    assert "dp_all_reduce" in e.exposed_comm  # the shard's gradients across the nodes

@@ -124,3 +124,34 @@ def test_a_named_folder_without_the_data_is_an_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"validate_public.py: --data {tmp_path / 'nope'}: "
                                    f"no {public_data.VALIDATION_FILE} there")
+
+
+SDPA_COLS = ["gpu", "impl", "dtype", "batch", "seqlen_q", "seqlen_k", "n_heads", "n_kv_heads",
+             "head_dim", "head_dim_v", "causal", "mode", "time_us", "tflops",
+             "flops_convention", "software", "notes", "source"]
+
+
+def test_attention_rows_are_read_and_reported(data: Path) -> None:
+    fa = "FA benchmark_flash_attention.py style: fwd=4*b*s^2*h*d (/2 if causal), bwd=2.5x"
+    _write(data, "cudnn_frontend_sdpa.csv", SDPA_COLS, [
+        ["H200", "cudnn", "bf16", 1, 4096, 4096, 64, 8, 128, 128, "True", "fwd", 465.0, 591,
+         "runner", "cuDNN 9.19", "deterministic_bwd=False", "src-a"],
+        ["H200", "cudnn", "bf16", 1, 4096, 4096, 64, 8, 128, 128, "True", "bwd", 1450.0, 474,
+         "runner", "cuDNN 9.19", "deterministic_bwd=True", "src-a"],  # not the default
+        ["H200 (inferred)", "pytorch_sdpa(flash2 backend)", "bf16", 4, 4096, 4096, 16, 16, 128,
+         128, "False", "fwd", "", 362.03, fa, "", "TFLOP/s only", "src-b"],
+        ["GB300", "cudnn", "mxfp8", 1, 4096, 4096, 64, 8, 128, 128, "True", "fwd", 300.0, 0,
+         "runner", "", "", "src-c"],
+        ["B200", "pyt_math", "bf16", 1, 32768, 32768, 128, 8, 128, 128, "True", "fwd", "inf",
+         0, "runner", "", "", "src-d"],
+    ])
+    public_data.SKIPPED.clear()
+    obs = list(public_data.read_attention(data))
+    assert [(o.gpu, o.backend, o.backward) for o in obs] == [
+        ("h200", "cudnn", False), ("h200", "sdpa-flash", False)]
+    # a TFLOP/s-only row is converted with its file's convention: 4·b·s²·h·d / TFLOP/s
+    assert obs[1].time_s == pytest.approx(4 * 4 * 4096**2 * 16 * 128 / 362.03e12)
+    assert public_data.SKIPPED["cudnn_frontend_sdpa.csv: deterministic backward"] == 1
+    text = validate_public.render_attention(data)
+    assert "| h200 | cudnn | bf16 | fwd | 1 |" in text
+    assert "pairs of backends measured on one problem" in text

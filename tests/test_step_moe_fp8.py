@@ -30,7 +30,7 @@ def test_llama3_8b_fp8_speedup_is_what_public_runs_measured(gpu: str, recipe: st
                                                              micro_batch: int,
                                                              seq_len: int) -> None:
     """Acceptance: fp8 over bf16 between 1.0x and 1.5x on H100 and B200 (docs/cost-model.md
-    section 7 explains the figure: the GEMMs run ~1.7-2x faster, attention, logits, norms
+    section 8 explains the figure: the GEMMs run ~1.7-2x faster, attention, logits, norms
     and the quantization kernels do not)."""
     bf16 = estimate(LLAMA3_8B, gpu=gpu, seq_len=seq_len, micro_batch=micro_batch)
     fp8 = estimate(LLAMA3_8B, gpu=gpu, seq_len=seq_len, micro_batch=micro_batch,

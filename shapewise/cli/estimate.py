@@ -16,7 +16,7 @@ from shapewise.cli._common import (
     positive_int,
     print_json,
 )
-from shapewise.cli.plan import add_plan_options, gpu_of, plan_from_args, resolve_hardware
+from shapewise.cli._plan_args import add_plan_options, gpu_of, plan_from_args, resolve_hardware
 from shapewise.errors import InputError
 
 

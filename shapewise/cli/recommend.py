@@ -1,4 +1,5 @@
-"""``shapewise recommend --params 2.7B --gpu a100``: the fastest shape for a budget."""
+"""``shapewise recommend --params 2.7B --gpu a100``: the fastest shape for a budget, within
+the constraints a practitioner trains under."""
 
 from __future__ import annotations
 
@@ -16,76 +17,173 @@ from shapewise.cli._common import (
     print_json,
     resolve_gpu,
 )
+from shapewise.errors import InputError
+
+
+def _int_list(field: str):
+    def convert(text: str) -> tuple[int, ...]:
+        try:
+            vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{field}: expected comma-separated integers, got {text!r}") from None
+        if not vals or min(vals) < 1:
+            raise argparse.ArgumentTypeError(f"{field}: expected positive integers, got {text!r}")
+        return vals
+    return convert
+
+
+def _aspect(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--aspect: expected MIN:MAX (e.g. 64:128), got {text!r}") from None
+    return lo, hi
+
+
+def _ratio(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ffn-ratio: expected a number, got {text!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "recommend",
         help="search the transformer shape that trains fastest for a parameter budget",
-        description="Optuna search over hidden size, heads, KV heads, layers, FFN size and "
-        "vocabulary padding. Objective: predicted training tokens/s per GPU × params / "
-        "budget (throughput at equal model size, so the smallest shape the tolerance allows "
-        "cannot win by being small); scores within 0.5% rank the shape keeping more "
-        "multiple-of-64 rules first.",
+        description="Search hidden size, heads, KV heads, layers and vocabulary padding for "
+        "the highest predicted training tokens/s per GPU × params / budget (throughput at "
+        "equal model size), within the constraints below. The objective always prefers "
+        "wider and shallower shapes; depth is a quality decision, so it is bounded by the "
+        "aspect band. The result is compared with the nearest published shapes (and "
+        "--baseline); gains below the model's documented error for the GPU are marked "
+        "'within model error'. docs/user-guide.md explains each default and its source.",
     )
     p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
-    p.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=50257)
+    voc = p.add_mutually_exclusive_group()
+    voc.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=None,
+                     help="your tokenizer's vocabulary (padded by the search)")
+    voc.add_argument("--tokenizer", default=None,
+                     help="a tokenizer name instead of --vocab-size: gpt2 50257, llama-2 "
+                     "32000, llama-3 128256, mistral 32000, qwen2.5 151936, olmo 50280, opt "
+                     "50272, mistral-nemo 131072, gemma 256000 (default: gpt2 for gpt, "
+                     "llama-2 for llama; the output says which)")
     p.add_argument("--image-size", type=positive_int("--image-size"), default=224,
                    help="ViT: image side in pixels (default 224)")
     p.add_argument("--patch-size", type=positive_int("--patch-size"), default=16,
                    help="ViT: patch side in pixels (default 16)")
-    p.add_argument("--tp", type=positive_int("--tp"), default=1, help="tensor-parallel size")
+    p.add_argument("--tp", type=positive_int("--tp"), default=1,
+                   help="tensor-parallel size the step is priced at")
     p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="allowed deviation from the budget (default 0.05 = ±5%%)")
-    p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None)
+    c = p.add_argument_group("constraints (defaults documented in docs/user-guide.md)")
+    c.add_argument("--aspect", type=_aspect, default=None, metavar="MIN:MAX",
+                   help="hidden ÷ layers band (default 64:128 for decoders, the published "
+                   "families' range; 32:64 for ViT)")
+    c.add_argument("--layers", type=positive_int("--layers"), default=None,
+                   help="pin the depth instead of the aspect band")
+    c.add_argument("--head-dims", type=_int_list("--head-dims"), default=None,
+                   metavar="D,D", help="head dims allowed (default 64,128; 256 allowed)")
+    c.add_argument("--max-tp", type=positive_int("--max-tp"), default=None,
+                   help="largest tensor-parallel degree you plan: heads and KV heads "
+                   "divisible by it (default 1 under 100M params, 4 under 1B, 8 from 1B)")
+    c.add_argument("--pipeline-stages", type=positive_int("--pipeline-stages"), default=None,
+                   help="layers divisible by it (default 1 under 40B params, 4 from 40B)")
+    c.add_argument("--kv-ratios", type=_int_list("--kv-ratios"), default=None, metavar="R,R",
+                   help="heads ÷ KV heads searched (default 1,2,4,8 for llama)")
+    c.add_argument("--ffn-ratio", type=_ratio, default=None,
+                   help="FFN ÷ hidden before rounding (default 4 for gpt/vit, 8/3 for llama)")
+    c.add_argument("--ffn-multiple", type=positive_int("--ffn-multiple"), default=None,
+                   help="SwiGLU FFN rounded up to a multiple of this (default 256)")
+    p.add_argument("--n-gpus", type=positive_int("--n-gpus"), default=None,
+                   help="with --global-batch: rank shapes under their fastest training plan "
+                   "on this many GPUs, keeping only those that fit one")
+    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
+                   help="sequences per optimizer step (with --n-gpus)")
+    p.add_argument("--baseline", metavar="CONFIG", default=None,
+                   help="your own shape to compare with (config.json path or preset name), "
+                   "besides the nearest published shapes")
+    p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None,
+                   help="Optuna trials when the space is too large to price whole")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--top", type=positive_int("--top"), default=5, help="candidates shown")
+    p.add_argument("--top", type=positive_int("--top"), default=5,
+                   help="distinct candidates shown")
     p.add_argument("--recompute", action="store_true", help="full activation recompute")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
-def _row(label: str, c) -> list:
+def _row(label: str, c, note: str = "") -> list:
     s, e = c.shape, c.estimate
     return [label, s.hidden_size, s.num_attention_heads, s.head_dim, s.kv_heads,
-            s.num_hidden_layers, s.ffn_size, s.vocab_size if s.arch != "vit" else "-",
-            f"{c.params / 1e9:.3f}", f"{e.tokens_per_s:,.0f}", f"{e.mfu:.1%}",
-            f"{e.memory_bytes / 2**30:.1f}", c.reason]
+            s.num_hidden_layers, f"{s.hidden_size / s.num_hidden_layers:.0f}", s.ffn_size,
+            s.vocab_size if s.arch != "vit" else "-", f"{c.params / 1e9:.3f}",
+            f"{e.tokens_per_s:,.0f}", f"{e.mfu:.1%}", note]
+
+
+def constraints_from(args: argparse.Namespace):
+    """The Constraints the CLI options ask for (None options keep their defaults)."""
+    from shapewise.search.constraints import DEFAULT_HEAD_DIMS, Constraints
+
+    return Constraints(
+        aspect=args.aspect, layers=args.layers,
+        head_dims=args.head_dims or DEFAULT_HEAD_DIMS, max_tp=args.max_tp,
+        pipeline_stages=args.pipeline_stages, kv_ratios=args.kv_ratios,
+        ffn_ratio=args.ffn_ratio, ffn_multiple=args.ffn_multiple,
+        vocab_size=args.vocab_size, tokenizer=args.tokenizer)
 
 
 def run(args: argparse.Namespace) -> int:
+    from shapewise.cli.estimate import load_shape
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")
     if args.gpu or args.profile:
         args.dtype = dtype_for(args, resolve_gpu(args))
+    if not 0 < args.tolerance < 1:
+        raise InputError(f"--tolerance: must be a fraction in (0, 1), got {args.tolerance}")
+    own = load_shape(args.baseline) if args.baseline else None
     rec = recommend_shape(
         params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
-        vocab_size=args.vocab_size, arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
+        arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
         tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
         recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
         image_size=args.image_size, patch_size=args.patch_size,
+        constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
+        global_batch=args.global_batch,
     )
     if args.json:
         print_json(rec.to_dict())
         return 0
-    rows = [_row("best" if i == 0 else f"#{i + 1}", c)
+    rows = [_row("best" if i == 0 else f"#{i + 1}", c,
+                 f"{c.score / rec.candidates[0].score - 1:+.1%}" if i else "")
             for i, c in enumerate(rec.candidates[: args.top])]
-    if rec.baseline is not None:
-        rows.append(_row("baseline", rec.baseline))
+    for b in rec.baselines:
+        rows.append(_row(b.label, b.candidate, f"best {b.gain_text()}"))
+    how = (f"all {rec.evaluated} shapes of the space priced" if rec.method == "exhaustive"
+           else f"{rec.n_trials} Optuna trials, seed {rec.seed}, {rec.evaluated} shapes")
     print(f"Budget {format_count(params)} params ±{args.tolerance:.0%} on {rec.gpu} "
           f"({args.dtype}, seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
-          f"micro-batch {args.micro_batch}, tp {args.tp}); {rec.n_trials} trials, "
-          f"seed {rec.seed}")
+          f"micro-batch {args.micro_batch}, tp {args.tp}); {how}")
     print(tabulate(rows, headers=[
-        "", "hidden", "heads", "head dim", "KV heads", "layers", "FFN", "vocab (padded)",
-        "params (B)", "tokens/s/GPU", "MFU", "memory/GPU (GiB)", "reason"]))
-    if rec.gain is not None:
-        print(f"\nbest vs baseline: {rec.gain:+.1%} throughput at equal parameter count")
+        "", "hidden", "heads", "head dim", "KV heads", "layers", "h/L", "FFN",
+        "vocab (padded)", "params (B)", "tokens/s/GPU", "MFU", "vs best"],
+        disable_numparse=True))
+    best = rec.candidates[0]
+    print(f"\nwhy: {best.reason}")
+    if best.plan is not None:
+        print(f"plan: {best.plan.text}")
+    for b in rec.baselines:
+        err = " (within model error)" if b.within_error else ""
+        why = f" [{'; '.join(b.caveats)}]" if b.caveats else ""
+        print(f"best vs {b.label}: {b.gain:+.1%} throughput at equal parameter count{err}{why}")
     for note in rec.notes:
-        print(f"note: {note}")
+        if not note.startswith("plan: "):  # printed above
+            print(f"note: {note}")
     return 0

@@ -94,6 +94,9 @@ def build_report(gpu: Any, dtype: str, m: int, k: int, n_min: int, n_max: int,
         "sweep": {"m": m, "k": k, "points": sweep, "best": best, "worst": worst},
         "square_8192": {"tflops": big.tflops, "pct_of_peak": big.pct_of_peak,
                         "tile": list(big.tile), "waves": big.waves},
+        # what a long training run sustains of those rates (power, thermal; #10)
+        "sustained_clock": gpu.sustained_clock,
+        "sustained_clock_source": gpu.sustained_clock_source,
     }
 
 
@@ -123,6 +126,12 @@ def _print(rep: dict[str, Any]) -> None:
     print(f"N sweep {sw['points'][0]['n']}..{sw['points'][-1]['n']} at M={sw['m']}, "
           f"K={sw['k']}: best N={sw['best']['n']} at {sw['best']['tflops']:.0f} TFLOP/s, "
           f"worst N={sw['worst']['n']} at {sw['worst']['tflops']:.0f} TFLOP/s")
+    if rep.get("sustained_clock"):
+        print(f"In a long training run: {rep['sustained_clock']:.0%} of these math rates "
+              f"(sustained clock; {rep['sustained_clock_source']})")
+    else:
+        print("In a long training run: no sustained-clock factor known for this GPU "
+              "(burst rates are used)")
 
 
 def _plot(rep: dict[str, Any], path: str) -> None:

@@ -1,49 +1,353 @@
-"""FlashAttention-style fused attention time.
+"""Fused attention time per backend (FlashAttention 2/3/4, cuDNN, PyTorch SDPA, Triton, CK).
 
 FLOP convention (stated once, used everywhere in shapewise):
 
-* forward = 4 · batch · heads · s_q · s_kv · head_dim (QKᵀ and P·V, 2 FLOPs per MAC);
-  a causal mask halves it for s_q = s_kv (the convention of co-design.md §2 and of MFU
-  accounting: s²/2 pairs, the diagonal's extra s/2 ignored); queries that follow s_kv − s_q
-  cached keys add s_q · (s_kv − s_q) pairs;
-* backward (model FLOPs) = 2 × forward (dQ, dK, dV, dP); the kernel also recomputes
-  S = QKᵀ, so the backward *kernel* executes 2.5 × forward, which is what its time prices.
+* forward = 2 · batch · heads · pairs · (d_qk + d_v): QKᵀ (d_qk MACs per visible
+  (query, key) pair) and P·V (d_v MACs), 2 FLOPs per MAC; with d_qk = d_v = d that is the
+  familiar 4·b·h·pairs·d. ``pairs`` counts the visible (query, key) pairs: s_q·s_kv
+  without a mask; a causal mask over s_q = s_kv keeps s²/2 (the diagonal's extra s/2
+  ignored, as co-design.md §2 and MFU accounting do); queries that follow s_kv − s_q cached
+  keys add s_q·(s_kv − s_q); a sliding window w keeps at most w keys per query;
+* backward (model FLOPs) = 2 × forward (dQ, dK, dV, dP). The backward *kernel* also
+  recomputes S = QKᵀ, so it executes 2·pairs·(3·d_qk + 2·d_v) FLOPs (2.5 × forward when
+  d_qk = d_v); that is what its time prices.
 
-The kernel: each CTA owns one (batch, head, query block of BlockM rows) and walks the key
-blocks of BlockN columns; a causal mask lets it skip blocks above the diagonal. Head dims
-are dispatched to compiled sizes (multiples of 32 up to 256, as FlashAttention-2 does), so a
-head dim of 80 runs a 96-wide kernel, and QKᵀ reduces over the head dim in MMA K-steps of
-the GPU's alignment (64 bf16 elements on A100 and later), so 80 or 160 pay for 128 or 192
-there. GQA changes the bytes read (fewer K/V heads), not the
-FLOPs. Head dims that are not a multiple of 8, or above 256, have no fused kernel and fall
-back to materialised attention: two batched GEMMs and a softmax over the score matrix.
+The kernel model (one formula for every fused backend; docs/cost-model.md gives the reasons):
+
+* **Forward.** Each CTA owns one (batch, head, block of ``BlockM`` queries) and walks the
+  key blocks of ``BlockN`` keys it can see; a causal mask or a window skips whole blocks,
+  and blocks that straddle the mask are computed in full. One block pair costs
+  ``BlockM·BlockN·(2·(d_qk' + d_v')/r + κ/(16·f))``: the MMAs at ``r`` = the SM's share
+  of peak × the backend's efficiency, and the softmax's exponentials on the special-function
+  unit (16 per clock per SM, CUDA C++ Programming Guide throughput table; CDNA's
+  transcendental rate is also a quarter of its 64 lanes), of which the fraction ``κ`` is not
+  hidden behind the MMAs. ``d'`` are the head dims as the kernel runs them (rounded up to
+  its compiled sizes and to the MMA K step).
+* **Backward.** Its own tiles: each CTA owns a block of ``BlockN`` keys (dK, dV stay in
+  registers) and walks the query blocks that see them, recomputing P from the saved
+  log-sum-exp, and accumulating dQ in fp32 through global atomics (its traffic, 4 bytes ×
+  d_qk per query per visited block, is priced against the bandwidth). Two extra small
+  kernels (dO·O row sums, dQ conversion) add two launches.
+* **Schedule.** ``time = t_pair · max(work / slots, longest CTA)`` where ``work`` is the
+  block pairs of all CTAs plus ``c₀`` block-pair equivalents per CTA (loading its Q or K/V
+  block, writing its output: what makes short rows and narrow windows slow), and
+  ``slots`` the CTAs resident at once. Memory traffic (Q, K, V, O once; GQA reads K/V per
+  KV head) is a floor, and one launch per kernel is added.
+* **No fused kernel** (``sdpa-math``, or a head dim no fused backend takes): two batched
+  GEMMs and a softmax over the materialised s×s scores (:func:`_materialized`).
+
+Parameters per (GPU, backend): ``fwd_efficiency`` and ``bwd_efficiency`` (the MMA rate as a
+fraction of the dtype's dense peak), and where fp8 was measured ``fwd_efficiency_fp8`` /
+``bwd_efficiency_fp8``; per backend across GPUs ``softmax_exposed`` (κ) and ``cta_overhead``
+(c₀). They are fitted on public timings by ``scripts/fit_public.py`` and stored in the
+profiles' ``calibration.attention_backends`` with their provenance; unfitted pairs use the
+spec-derived priors of :mod:`shapewise.cost.defaults`.
+
+Which backend runs by default is what PyTorch's ``scaled_dot_product_attention`` dispatch
+picks (:func:`default_backend`, sources there).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
-from shapewise.cost.defaults import calibration_of
+from shapewise.cost.defaults import attention_backend_params, calibration_of
 from shapewise.cost.gemm import _resolve, check_dim, gemm_time
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 
-#: backward kernel work relative to the forward (5 matmuls against 2)
+#: backward kernel work relative to the forward when d_qk = d_v (5 matmuls against 2)
 BACKWARD_KERNEL_RATIO = 2.5
 #: backward model FLOPs relative to the forward (4 matmuls against 2)
 BACKWARD_MODEL_RATIO = 2.0
 FUSED_MAX_HEAD_DIM = 256
-#: Non-matmul work per (query, key) score in tensor-FLOP equivalents: the exponential and
-#: the online-softmax rescale run on the special-function/FP32 units, which are ~256x slower
-#: per element than the tensor cores on Hopper (16 vs 4096 FLOP/clk/SM); FlashAttention
-#: hides about half of it behind the matmuls, so 128 is assumed. The calibrated attention
-#: efficiency is defined at head dim 128, so this term only moves other head dims: smaller
-#: heads spend a larger share of their time on softmax (FlashAttention-2 paper, fig. 4-5:
-#: head dim 64 runs below head dim 128).
-SOFTMAX_PAIR_FLOPS = 128.0
-REFERENCE_HEAD_DIM = 128
+#: exponentials per clock per SM on the special-function unit (CUDA C++ Programming Guide,
+#: "Arithmetic Instructions" throughput table: 16 for exp2/log2/rcp on cc 5.x to 10.x);
+#: CDNA runs v_exp_f32 at a quarter of its 64 lanes, also 16 per CU per clock
+EXP_PER_CLOCK_PER_SM = 16.0
+#: kernel launches of a backward pass: dO·O row sums, the main kernel, the dQ conversion
+#: (FlashAttention-2/3 ``flash_bwd_launch_template.h``; cuDNN's backward graph is similar)
+BACKWARD_LAUNCHES = 3
+#: head-dim elements per K step of QKᵀ in the fused kernels' main loop (one 128-byte
+#: shared-memory row of bf16; FA2/FA3 kBlockKSmem = 64)
+QK_STEP = 64
+
+Direction = Literal["fwd", "bwd"]
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionBackend:
+    """One attention kernel family: where it runs and which shapes it takes."""
+
+    name: str
+    """the id users pass (``--attention-backend``)"""
+    label: str
+    vendor: Literal["nvidia", "amd", "any"]
+    min_sm: int = 0
+    """lowest NVIDIA compute capability ×10 (80 = sm_80); 0 for AMD / any"""
+    max_sm: int = 10_000
+    archs: tuple[str, ...] = ()
+    """AMD architecture families it runs on (cdna2, cdna3); empty: any of the vendor"""
+    dtypes: tuple[str, ...] = ("fp16", "bf16")
+    fp8_backward: bool = False
+    """whether an fp8 backward exists (FA3 and cuDNN on Hopper/Blackwell forward only...)"""
+    max_head_dim: int = 256
+    head_dim_multiple: int = 8
+    separate_v_dim: bool = False
+    """whether V's head dim may differ from Q/K's (MLA: 192/128)"""
+    fused: bool = True
+    mma: Literal["native", "legacy"] = "native"
+    """'legacy': written for Ampere's mma.sync, so its rate does not grow with Hopper's
+    wgmma or Blackwell's tcgen05 tensor cores (see defaults.LEGACY_MMA_FLOP_PER_CLOCK)"""
+    head_dim_buckets: tuple[int, ...] = ()
+    """compiled head-dim sizes (a head dim runs the next one up); empty: any multiple"""
+    tiles: Literal["profile", "fa2"] = "profile"
+    """forward (BlockM, BlockN): the profile's ``attention_tiles`` (FA3-class kernels on
+    Hopper/Blackwell, FA2's on Ampere/Ada), or FA2's sm80 table on every GPU"""
+    source: str = ""
+
+    def runs_on(self, gpu: GPU) -> bool:
+        if self.vendor != "any" and gpu.vendor != self.vendor:
+            return False
+        if gpu.vendor == "amd":
+            return not self.archs or gpu.arch.lower() in self.archs
+        if gpu.vendor == "nvidia":
+            return self.min_sm <= sm_version(gpu) <= self.max_sm
+        return self.vendor == "any" and self.min_sm == 0
+
+
+_FA2_BUCKETS = (32, 64, 96, 128, 160, 192, 224, 256)
+_FA3_BUCKETS = (64, 96, 128, 192, 256)
+
+BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (
+    AttentionBackend(
+        "fa2", "flash-attn 2 (flash_attn_func)", "nvidia", min_sm=80, mma="legacy",
+        head_dim_buckets=_FA2_BUCKETS, tiles="fa2",
+        source="Dao-AILab/flash-attention README: Ampere, Ada or Hopper GPUs (it also runs "
+        "on Blackwell as sm80 code: cudnn_frontend_sdpa.csv), fp16/bf16, head dims up to 256, "
+        "q, k, v of one head dim; compiled sizes: csrc/flash_attn/src/flash_*_hdim*.cu"),
+    AttentionBackend(
+        "fa3", "FlashAttention-3 (flash_attn_interface)", "nvidia", min_sm=90, max_sm=90,
+        dtypes=("fp16", "bf16", "fp8"), separate_v_dim=True, head_dim_buckets=_FA3_BUCKETS,
+        source="Dao-AILab/flash-attention README 'FlashAttention-3': H100/H800 (Hopper) "
+        "only, FP16/BF16 forward and backward, FP8 forward; head dims 64-256 "
+        "(hopper/tile_size.h); hdim_qk 192 with hdim_v 128 (DeepSeek MLA)"),
+    AttentionBackend(
+        "fa4", "FlashAttention-4 (flash_attn.cute)", "nvidia", min_sm=90, max_sm=103,
+        separate_v_dim=True, head_dim_buckets=_FA3_BUCKETS,
+        source="flash-attn-4 on PyPI: 'a CuTeDSL-based implementation of FlashAttention "
+        "for Hopper and Blackwell GPUs' (sm90, sm100/sm103); hdim_qk 192 / hdim_v 128 "
+        "measured in Dao-AILab/flash-attention PR #2270"),
+    AttentionBackend(
+        "cudnn", "cuDNN SDPA (PyTorch CUDNN_ATTENTION, cudnn-frontend, TransformerEngine)",
+        "nvidia", min_sm=80, max_sm=121, dtypes=("fp16", "bf16", "fp8"), fp8_backward=True,
+        max_head_dim=256, separate_v_dim=True,
+        source="pytorch/pytorch@001f694 sdp_utils.cpp check_cudnn_hardware_support "
+        "(sm80-sm121) and check_cudnn_tensor_shapes: head dim a multiple of 8, at most 128, "
+        "or 256 on sm90/sm10x with cuDNN > 9.22 (192/128 from 9.11); fp8 SDPA: "
+        "NVIDIA cudnn-frontend benchmarks (sm90+)"),
+    AttentionBackend(
+        "sdpa-flash", "PyTorch SDPA FLASH_ATTENTION (bundled FlashAttention-2)", "nvidia",
+        min_sm=80, max_sm=121, mma="legacy", head_dim_buckets=_FA2_BUCKETS, tiles="fa2",
+        source="pytorch/pytorch@001f694 sdp_utils.cpp can_use_flash_attention: sm80-sm121, "
+        "fp16/bf16, q, k, v of one head dim <= 256, causal only with seqlen_q == seqlen_k"),
+    AttentionBackend(
+        "sdpa-efficient", "PyTorch SDPA EFFICIENT_ATTENTION (xformers/CUTLASS)", "nvidia",
+        min_sm=50, max_sm=121, dtypes=("fp16", "bf16", "fp32", "tf32"), max_head_dim=1 << 20,
+        separate_v_dim=True, mma="legacy", tiles="fa2",
+        source="pytorch/pytorch@001f694 sdp_utils.cpp can_use_mem_efficient_attention: "
+        "sm50-sm121, fp16/fp32 (+bf16 on sm80+), head dims a multiple of 8 (16-bit) or 4, "
+        "no upper limit, V's head dim may differ"),
+    AttentionBackend(
+        "sdpa-math", "PyTorch SDPA MATH (materialised scores)", "any",
+        dtypes=("fp16", "bf16", "fp32", "tf32", "fp8"), fp8_backward=True,
+        max_head_dim=1 << 20, head_dim_multiple=1, separate_v_dim=True, fused=False,
+        source="pytorch/pytorch@001f694 sdp_utils.cpp select_sdp_backend: the math path "
+        "takes every shape and dtype"),
+    AttentionBackend(
+        "triton", "Triton fused attention (tutorial 06 and its descendants)", "any",
+        min_sm=80, archs=("cdna2", "cdna3"), head_dim_buckets=(16, 32, 64, 128, 256),
+        head_dim_multiple=16, tiles="fa2",
+        source="triton-lang/triton python/tutorials/06-fused-attention.py: "
+        "HEAD_DIM in {16, 32, 64, 128, 256}, fp16 (fp8 on Hopper); NVIDIA sm80+ and AMD CDNA"),
+    AttentionBackend(
+        "ck", "ROCm flash-attention (Composable Kernel)", "amd", archs=("cdna2", "cdna3"),
+        head_dim_buckets=(32, 64, 96, 128, 160, 192, 224, 256),
+        source="ROCm/flash-attention README (CK backend): MI200/MI300 (gfx90a, gfx942), "
+        "fp16/bf16, head dims up to 256"),
+    AttentionBackend(
+        "aotriton", "PyTorch SDPA on ROCm (AOTriton flash / efficient)", "amd",
+        archs=("cdna2", "cdna3"), dtypes=("fp16", "bf16", "fp32"), max_head_dim=256,
+        source="pytorch/pytorch@001f694 sdp_utils.cpp: ROCm flash and efficient attention "
+        "run AOTriton; head dims <= 256 (512 from AOTriton 0.9), multiple of 8 for 16-bit, "
+        "q, k, v of one head dim for the flash entry"),
+)}
+
+#: what users and configs call them -> backend ids
+BACKEND_ALIASES = {
+    "flash_attention_2": "fa2", "flash-attn": "fa2", "flash_attn": "fa2", "flash2": "fa2",
+    "flash_attention_3": "fa3", "flash3": "fa3", "flash_attention_4": "fa4", "flash4": "fa4",
+    "cudnn_attention": "cudnn", "cudnn-sdpa": "cudnn", "flash": "sdpa-flash",
+    "flash_attention": "sdpa-flash", "efficient": "sdpa-efficient",
+    "efficient_attention": "sdpa-efficient", "mem_efficient": "sdpa-efficient",
+    "math": "sdpa-math", "eager": "sdpa-math",
+}
+
+
+def sm_version(gpu: GPU) -> int:
+    """Compute capability ×10 of an NVIDIA profile (90 for 'sm_90'); 0 otherwise."""
+    code = gpu.arch_code.lower()
+    if gpu.vendor != "nvidia" or not code.startswith("sm_"):
+        return 0
+    digits = "".join(ch for ch in code[3:] if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(BACKENDS)
+
+
+def resolve_backend(name: str, *, field_name: str = "backend") -> AttentionBackend:
+    """The backend called ``name`` (an id or a known alias), or InputError naming it."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{field_name}: must be a backend name, got {name!r}")
+    key = name.strip().lower().replace("_", "-")
+    key = BACKEND_ALIASES.get(name.strip().lower(), BACKEND_ALIASES.get(key, key))
+    if key not in BACKENDS:
+        raise InputError(f"{field_name}: unknown attention backend {name!r}; known: "
+                         f"{', '.join(BACKENDS)}")
+    return BACKENDS[key]
+
+
+def unsupported_reason(backend: AttentionBackend, gpu: GPU, *, dtype: str, head_dim: int,
+                       head_dim_v: int | None = None, causal: bool = True,
+                       seq_len: int | None = None, seq_len_kv: int | None = None,
+                       backward: bool = False) -> str | None:
+    """Why ``backend`` cannot run this attention on ``gpu`` (None: it can)."""
+    dv = head_dim if head_dim_v is None else head_dim_v
+    if not backend.runs_on(gpu):
+        where = (f"{gpu.arch_code}" if gpu.vendor == "nvidia" else gpu.arch)
+        return f"{backend.name} does not run on {gpu.name} ({where})"
+    if dtype not in backend.dtypes:
+        return f"{backend.name} has no {dtype} kernel (it takes {', '.join(backend.dtypes)})"
+    if backward and dtype == "fp8" and not backend.fp8_backward:
+        return f"{backend.name} has no fp8 backward"
+    if backend.name == "fa3" and backward and dtype == "fp8":
+        return "fa3 has no fp8 backward"
+    if not backend.separate_v_dim and dv != head_dim:
+        return (f"{backend.name} needs V's head dim equal to Q/K's "
+                f"(got {head_dim} and {dv})")
+    mult = backend.head_dim_multiple
+    if dtype in ("fp32", "tf32") and backend.name == "sdpa-efficient":
+        mult = 4
+    for d, what in ((head_dim, "head dim"), (dv, "V head dim")):
+        if d % mult:
+            return f"{backend.name} needs the {what} to be a multiple of {mult} (got {d})"
+        if d > backend.max_head_dim:
+            return f"{backend.name} takes head dims up to {backend.max_head_dim} (got {d})"
+        if backend.head_dim_buckets and d > max(backend.head_dim_buckets):
+            return (f"{backend.name} takes head dims up to {max(backend.head_dim_buckets)} "
+                    f"(got {d})")
+    sm = sm_version(gpu)
+    if backend.name == "cudnn":
+        big = sm in (90, 100, 103)
+        if not big and max(head_dim, dv) > 128:
+            return f"cudnn takes head dims up to 128 on {gpu.arch_code} (got {max(head_dim, dv)})"
+        if backward and not (max(head_dim, dv) <= 128 or (head_dim, dv) in ((192, 128),
+                                                                           (256, 256))):
+            return (f"cudnn has no backward for head dims {head_dim}/{dv} (it takes <= 128, "
+                    "192/128 or 256/256)")
+    if backend.name in ("fa2", "sdpa-flash") and backward and sm in (86, 89, 120, 121) \
+            and 192 < head_dim <= 224:
+        return f"{backend.name} has no backward for head dims in (192, 224] on {gpu.arch_code}"
+    if (backend.name == "sdpa-flash" and causal and seq_len is not None
+            and seq_len_kv is not None and seq_len != seq_len_kv):
+        return "sdpa-flash takes a causal mask only when seq_len == seq_len_kv"
+    return None
+
+
+def check_backend(backend: str | AttentionBackend, gpu: str | GPU, *, dtype: str = "bf16",
+                  head_dim: int, head_dim_v: int | None = None, causal: bool = True,
+                  seq_len: int | None = None, seq_len_kv: int | None = None,
+                  backward: bool = False) -> AttentionBackend:
+    """The backend if it can run this attention on ``gpu``; else InputError naming it."""
+    b = backend if isinstance(backend, AttentionBackend) else resolve_backend(backend)
+    g, dt = _resolve(gpu, dtype)
+    why = unsupported_reason(b, g, dtype=dt, head_dim=head_dim, head_dim_v=head_dim_v,
+                             causal=causal, seq_len=seq_len, seq_len_kv=seq_len_kv,
+                             backward=backward)
+    if why is not None:
+        raise InputError(f"backend: {why}")
+    return b
+
+
+def available_backends(gpu: str | GPU, *, dtype: str = "bf16", head_dim: int = 128,
+                       head_dim_v: int | None = None, causal: bool = True,
+                       seq_len: int | None = None, seq_len_kv: int | None = None,
+                       training: bool = True) -> tuple[str, ...]:
+    """Backends that can run this attention on ``gpu`` (forward, and backward if training)."""
+    g, dt = _resolve(gpu, dtype)
+    out = []
+    for b in BACKENDS.values():
+        if any(unsupported_reason(b, g, dtype=dt, head_dim=head_dim, head_dim_v=head_dim_v,
+                                  causal=causal, seq_len=seq_len, seq_len_kv=seq_len_kv,
+                                  backward=bw) for bw in ((False, True) if training
+                                                          else (False,))):
+            continue
+        out.append(b.name)
+    return tuple(out)
+
+
+def dispatch_order(gpu: GPU) -> tuple[str, ...]:
+    """PyTorch SDPA's priority order on ``gpu`` (pytorch/pytorch@001f694, sdp_utils.cpp).
+
+    * ``priority_order``: cuDNN first when ``check_prefer_cudnn_attention`` holds (compute
+      capability 9.x or 10.x with cuDNN newer than 9.15), else the default order flash,
+      efficient, math, cuDNN. Older PyTorch releases put flash first everywhere.
+    * On ROCm the flash and efficient entries run AOTriton (or CK when selected with
+      ``torch.backends.cuda.preferred_rocm_fa_library``).
+    """
+    if gpu.vendor == "amd":
+        return ("aotriton", "sdpa-math")
+    sm = sm_version(gpu)
+    if sm // 10 in (9, 10):
+        return ("cudnn", "sdpa-flash", "sdpa-efficient", "sdpa-math")
+    return ("sdpa-flash", "sdpa-efficient", "sdpa-math", "cudnn")
+
+
+def default_backend(gpu: str | GPU, *, dtype: str = "bf16", head_dim: int = 128,
+                    head_dim_v: int | None = None, causal: bool = True,
+                    seq_len: int | None = None, seq_len_kv: int | None = None,
+                    training: bool = True) -> str:
+    """The backend PyTorch's ``scaled_dot_product_attention`` picks for this call.
+
+    The first backend of :func:`dispatch_order` whose checks pass, for the forward and,
+    when ``training`` (inputs that require grad: the checks then include the backward's
+    head-dim rules, as ``check_cudnn_d256_bprop_head_dim`` does), the backward. fp8 is not
+    an SDPA dtype: fp8 attention runs cuDNN's fp8 kernels (TransformerEngine) where they
+    exist, else the model prices the bf16 dispatch.
+    """
+    g, dt = _resolve(gpu, dtype)
+    order = dispatch_order(g)
+    if dt == "fp8":
+        order = ("cudnn", *order)
+    for name in order:
+        b = BACKENDS[name]
+        if not any(unsupported_reason(b, g, dtype=dt, head_dim=head_dim,
+                                      head_dim_v=head_dim_v, causal=causal, seq_len=seq_len,
+                                      seq_len_kv=seq_len_kv, backward=bw)
+                   for bw in ((False, True) if training else (False,))):
+            return name
+    return "sdpa-math"
+
+
+# --------------------------------------------------------------------------- FLOPs
 
 
 def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool,
@@ -75,13 +379,109 @@ def visible_pairs(seq_len: int, seq_len_kv: int, causal: bool,
 
 def attention_flops(*, batch: int, heads: int, seq_len: int, head_dim: int,
                     causal: bool = True, seq_len_kv: int | None = None,
-                    backward: bool = False, window: int | None = None) -> float:
+                    backward: bool = False, window: int | None = None,
+                    head_dim_v: int | None = None) -> float:
     """Model FLOPs of attention forward (or backward, 2× forward); causal counts exactly."""
     skv = seq_len if seq_len_kv is None else seq_len_kv
     if window is not None:
         window = check_dim(window, "window")
-    fwd = 4.0 * batch * heads * head_dim * visible_pairs(seq_len, skv, causal, window)
+    dv = head_dim if head_dim_v is None else head_dim_v
+    fwd = 2.0 * batch * heads * (head_dim + dv) * visible_pairs(seq_len, skv, causal, window)
     return fwd * BACKWARD_MODEL_RATIO if backward else fwd
+
+
+# --------------------------------------------------------------------------- tiles
+
+#: FlashAttention-2 forward tiles (BlockM, BlockN) by head-dim bucket on sm80, and on
+#: Hopper/Blackwell where it runs its sm80 code (Dao-AILab/flash-attention
+#: csrc/flash_attn/src/flash_fwd_launch_template.h, via shared/reference/gpu_specs.md)
+FA2_FWD_TILES = {64: (128, 128), 128: (128, 64), 256: (128, 64)}
+#: backward (BlockM queries, BlockN keys per CTA): FA2 flash_bwd_launch_template.h (A100/H100)
+FA2_BWD_TILES = {64: (128, 128), 128: (64, 128), 256: (64, 64)}
+#: FA3 backward (hopper/flash_bwd_launch_template.h): 128×128, 64×128 (80×128 non-causal), 64×80
+FA3_BWD_TILES = {64: (128, 128), 128: (64, 128), 256: (64, 80)}
+
+
+def _lookup(table: dict[int, tuple[int, int]] | Any, d: int) -> tuple[int, int]:
+    key = min((h for h in table if h >= d), default=max(table))
+    return table[key]
+
+
+def masked_block_skipping(backend: str, gpu: GPU, dtype: str, backward: bool
+                          ) -> tuple[bool, bool]:
+    """(skips blocks above the causal diagonal, skips blocks outside a sliding window).
+
+    Every fused kernel skips both, except cuDNN's fp8 backward, whose public timings
+    (cudnn_frontend_sdpa.csv, cuDNN 9.19-9.22) show it computing masked blocks: on sm90 a
+    causal fp8 backward takes as long as the non-causal one (118.7 vs 130.5 ms at 32k,
+    H200), and on sm100 a 128-key window costs as much as full causal attention (its time
+    grows with s²: 1.7 ms at 4k, 90 ms at 32k on GB200).
+    """
+    if backend == "cudnn" and dtype == "fp8" and backward:
+        return sm_version(gpu) >= 100, False
+    return True, True
+
+
+def kernel_tiles(backend: AttentionBackend, gpu: GPU, head_dim: int, backward: bool
+                 ) -> tuple[int, int]:
+    """(BlockM, BlockN) of ``backend``'s kernel at ``head_dim`` on ``gpu``."""
+    native = backend.mma == "native" and gpu.vendor == "nvidia" and sm_version(gpu) >= 90
+    if backward:
+        return _lookup(FA3_BWD_TILES if native else FA2_BWD_TILES, head_dim)
+    if backend.tiles == "fa2" and sm_version(gpu) >= 90:
+        return _lookup(FA2_FWD_TILES, head_dim)
+    return _lookup(gpu.attention_tiles, head_dim)
+
+
+def _kernel_dim(backend: AttentionBackend, d: int) -> int:
+    """The head dim the kernel is compiled for (the next compiled size up)."""
+    if backend.head_dim_buckets:
+        return min((h for h in backend.head_dim_buckets if h >= d),
+                   default=max(backend.head_dim_buckets))
+    return 16 * math.ceil(d / 16)  # the MMA K step of 16-bit tensor cores
+
+
+@lru_cache(maxsize=1 << 14)
+def block_schedule(seq_len: int, seq_len_kv: int, causal: bool, window: int | None,
+                   bm: int, bn: int, backward: bool) -> tuple[int, int, int]:
+    """(CTAs, visited block pairs, longest CTA's block pairs) for one (batch, head).
+
+    Forward CTAs own query blocks, backward CTAs own key blocks. A block pair is visited
+    when any of its (query, key) pairs is visible: causal queries are the last ``seq_len``
+    of ``seq_len_kv`` positions, a window keeps the last ``window`` keys of each query.
+    """
+    q_blocks = -(-seq_len // bm)
+    k_blocks = -(-seq_len_kv // bn)
+    if not causal:
+        return ((k_blocks, q_blocks * k_blocks, q_blocks) if backward
+                else (q_blocks, q_blocks * k_blocks, k_blocks))
+    offset = seq_len_kv - seq_len
+    lo: list[int] = []
+    hi: list[int] = []
+    for i in range(q_blocks):
+        first_q = i * bm + offset  # the block's first and last query positions (in keys)
+        last_q = min((i + 1) * bm, seq_len) - 1 + offset
+        h = min(k_blocks, last_q // bn + 1)  # key blocks up to the last query's diagonal
+        lo_key = 0 if window is None else max(0, first_q - window + 1)
+        lo.append(min(h, lo_key // bn))
+        hi.append(h)
+    visited = sum(h - low for low, h in zip(lo, hi, strict=True))
+    if not backward:
+        return q_blocks, visited, max(h - low for low, h in zip(lo, hi, strict=True))
+    # per key block: how many query blocks visit it (a difference array over lo..hi)
+    diff = [0] * (k_blocks + 1)
+    for low, h in zip(lo, hi, strict=True):
+        diff[low] += 1
+        diff[h] -= 1
+    run, longest, ctas = 0, 0, 0
+    for j in range(k_blocks):
+        run += diff[j]
+        longest = max(longest, run)
+        ctas += run > 0
+    return max(ctas, 1), visited, longest
+
+
+# --------------------------------------------------------------------------- the model
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,14 +500,97 @@ class AttentionExplanation:
     launch_s: float
     calibration: str
     note: str
+    backend: str = ""
+    """the backend priced (``sdpa-math`` for the materialised path)"""
+    backend_choice: str = ""
+    """why this backend: 'explicit', or PyTorch's default dispatch"""
+    efficiency: float = 0.0
+    """the MMA rate priced, as a fraction of the dtype's dense peak"""
+    params: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class FusedParams:
+    """The per-(GPU, backend) numbers the fused-kernel formula takes (see the module doc)."""
+
+    efficiency: float
+    """MMA rate as a fraction of the dtype's dense peak"""
+    softmax_exposed: float
+    """κ: share of the exponentials' special-function time not hidden behind the MMAs"""
+    cta_overhead: float
+    """c₀: fixed work per CTA, in block pairs"""
+    launch_s: float
+    stream_bw: float
+    """bytes/s a streaming kernel sustains"""
+
+
+def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
+               kv_heads: int, seq_len: int, seq_len_kv: int, head_dim_k: int,
+               head_dim_vk: int, head_dim: int, head_dim_v: int, causal: bool,
+               window: int | None, tiles: tuple[int, int], backward: bool,
+               skip: tuple[bool, bool] = (True, True)
+               ) -> tuple[float, float, float, int, int]:
+    """(time, compute, memory, ctas, waves) of one fused call; the formula of the module doc.
+
+    ``head_dim_k`` / ``head_dim_vk`` are the head dims as the kernel runs them (padded),
+    ``head_dim`` / ``head_dim_v`` the tensors' own (for the bytes moved); ``skip`` says
+    whether the kernel skips masked blocks (:func:`masked_block_skipping`).
+    """
+    bm, bn = tiles
+    c_sched = causal and skip[0]
+    w_sched = window if (c_sched and skip[1]) else None
+    ctas1, visited1, longest = block_schedule(seq_len, seq_len_kv, c_sched, w_sched, bm, bn,
+                                              backward)
+    bh = batch * heads
+    # QKᵀ reduces over the head dim in K steps of 64 elements (the kernels' smem K tile),
+    # so 80 or 160 pay for 128 or 192; P·V has the head dim as its N, paid at the kernel's
+    # compiled size
+    dqk = QK_STEP * math.ceil(head_dim_k / QK_STEP) if head_dim_k >= QK_STEP else head_dim_k
+    # forward: S = QKᵀ over d_qk, O = P·V over d_v; backward: S, dP, dV, dQ, dK, i.e. three
+    # products over d_qk and two over d_v
+    mma = 2.0 * (3 * dqk + 2 * head_dim_vk) if backward else 2.0 * (dqk + head_dim_vk)
+    sm_rate = gpu.peak_flops(dtype) * p.efficiency / gpu.sm_count
+    clock = gpu.boost_clock_mhz * 1e6
+    t_pair = bm * bn * (mma / sm_rate + p.softmax_exposed / (EXP_PER_CLOCK_PER_SM * clock))
+    slots = gpu.sm_count * gpu.ctas_per_sm
+    ctas = bh * ctas1
+    work = bh * visited1 + p.cta_overhead * ctas
+    compute = t_pair * max(work / slots, longest + p.cta_overhead)
+    waves = -(-ctas // slots)
+    nb = DTYPE_BYTES[dtype]
+    # Q, O once; K, V once per KV head (GQA shares them across its query heads)
+    q_o = bh * seq_len * (head_dim + head_dim_v) * nb
+    k_v = batch * kv_heads * seq_len_kv * (head_dim + head_dim_v) * nb
+    memory = (q_o + k_v) / p.stream_bw
+    launches = 1
+    if backward:
+        # read Q, K, V, O, dO, write dQ, dK, dV; dQ accumulates in fp32 through atomics:
+        # 4 bytes · d_qk per query row for every key block that row visits
+        memory = 2 * memory + bh * visited1 * bm * head_dim * 4 / p.stream_bw
+        launches = BACKWARD_LAUNCHES
+    t = max(compute, memory) + launches * p.launch_s
+    return t, compute, memory, ctas, waves
+
+
+def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[FusedParams, str]:
+    """The parameters :func:`fused_time` uses for ``backend`` on ``gpu``, and their origin."""
+    cal = calibration_of(gpu)
+    prm, origin = attention_backend_params(gpu, backend, dtype)
+    key = ("bwd" if backward else "fwd") + "_efficiency"
+    eff = prm.get(key + "_fp8" if dtype == "fp8" else key, prm[key])
+    return FusedParams(
+        efficiency=min(1.0, eff), softmax_exposed=prm["softmax_exposed"],
+        cta_overhead=prm["cta_overhead"], launch_s=prm.get("launch_us", cal.launch_us) * 1e-6,
+        stream_bw=gpu.bandwidth * cal.bandwidth_efficiency,
+    ), origin
+
+
 def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int | None,
-              seq_len_kv: int | None, window: int | None
-              ) -> tuple[int, int, int, int, int, int, int | None]:
+              seq_len_kv: int | None, window: int | None, head_dim_v: int | None
+              ) -> tuple[int, int, int, int, int, int, int | None, int]:
     b = check_dim(batch, "batch")
     a = check_dim(heads, "heads")
     s = check_dim(seq_len, "seq_len")
@@ -117,97 +600,123 @@ def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int
         raise InputError(f"kv_heads: {g} must divide heads ({a})")
     skv = s if seq_len_kv is None else check_dim(seq_len_kv, "seq_len_kv")
     w = None if window is None else check_dim(window, "window")  # causal: visible_pairs
-    return b, a, s, d, g, skv, w
+    dv = d if head_dim_v is None else check_dim(head_dim_v, "head_dim_v")
+    return b, a, s, d, g, skv, w, dv
 
 
 def explain_attention(
     *, batch: int, heads: int, seq_len: int, head_dim: int, gpu: str | GPU,
     dtype: str = "bf16", causal: bool = True, kv_heads: int | None = None,
     seq_len_kv: int | None = None, backward: bool = False, window: int | None = None,
+    head_dim_v: int | None = None, backend: str | None = None,
 ) -> AttentionExplanation:
     """The breakdown behind :func:`attention_time`."""
-    b, a, s, d, g_heads, skv, w = _validate(batch, heads, seq_len, head_dim, kv_heads,
-                                            seq_len_kv, window)
+    b, a, s, d, g_heads, skv, w, dv = _validate(batch, heads, seq_len, head_dim, kv_heads,
+                                                seq_len_kv, window, head_dim_v)
     gpu_, dt = _resolve(gpu, dtype)
-    cal = calibration_of(gpu_)
     flops = attention_flops(batch=b, heads=a, seq_len=s, head_dim=d, causal=causal,
-                            seq_len_kv=skv, backward=backward, window=w)
-    launch = cal.launch_us * 1e-6
-    calib = "fitted" if cal.status == "fitted" else "spec-derived defaults"
-    nbytes = DTYPE_BYTES[dt]
-    stream_bw = gpu_.bandwidth * cal.bandwidth_efficiency
-
-    if d % 8 or d > FUSED_MAX_HEAD_DIM or dt not in ("bf16", "fp16", "fp8"):
-        return _materialized(b, a, s, d, skv, causal, backward, gpu_, dt, flops, launch,
-                             stream_bw, calib)
-
-    kd = min(FUSED_MAX_HEAD_DIM, 32 * math.ceil(d / 32))  # compiled head-dim buckets
-    table = gpu_.attention_tiles
-    key = min((h for h in table if h >= kd), default=max(table))
-    bm, bn = table[key]
-    q_blocks = math.ceil(s / bm)
-    kv_blocks = math.ceil(skv / bn)
-    offset = skv - s
+                            seq_len_kv=skv, backward=backward, window=w, head_dim_v=dv)
     if causal:
-        # key blocks up to the block holding the last query's diagonal; a window also
-        # skips the blocks wholly before the first query's oldest visible key
-        per_q = [min(kv_blocks, math.ceil((min((i + 1) * bm, s) + offset) / bn))
-                 - (0 if w is None else max(0, (i * bm + offset - w + 1) // bn))
-                 for i in range(q_blocks)]
+        visible_pairs(s, skv, causal, w)  # raises for seq_len_kv < seq_len
+    shape = dict(dtype=dt, head_dim=d, head_dim_v=dv, causal=causal, seq_len=s,
+                 seq_len_kv=skv)
+    if backend is None:
+        # one backend for both passes: the dispatch picks it at the forward, for inputs
+        # that require grad, and its backward runs the same kernel family
+        name = default_backend(gpu_, **shape, training=True)
+        choice = "PyTorch SDPA default dispatch"
+        if dt == "fp8" and name != "cudnn":
+            dt = "bf16" if "bf16" in gpu_.peak_tflops else "fp16"
+            choice += f" (no fp8 attention kernel on {gpu_.name}: priced in {dt})"
+            shape["dtype"] = dt
+            name = default_backend(gpu_, **shape, training=True)
     else:
-        per_q = [kv_blocks] * q_blocks
-    ctas = b * a * q_blocks
-    slots = gpu_.sm_count * gpu_.ctas_per_sm
-    waves = math.ceil(ctas / slots)
-    eff = cal.attention_bwd_efficiency if backward else cal.attention_fwd_efficiency
-    work = BACKWARD_KERNEL_RATIO if backward else 1.0
-    # QKᵀ reduces over the head dim in MMA K-steps of alignment_bytes (64 bf16 elements on
-    # A100 and later), so it pays for d rounded up to that; P·V has d as its N dimension and
-    # pays the kernel's 32-multiple. Rate set so that head dim 128 runs at ``eff``.
-    align = gpu_.alignment_elements(dt)
-    kd_qk = align * math.ceil(d / align)
-    per_pair = 2.0 * kd_qk + 2.0 * kd + SOFTMAX_PAIR_FLOPS
-    ref = 4.0 * REFERENCE_HEAD_DIM
-    sm_rate = gpu_.peak_flops(dt) * eff / gpu_.sm_count * (ref + SOFTMAX_PAIR_FLOPS) / ref
-    t_block = work * bm * bn * per_pair / sm_rate
-    avg_blocks = sum(per_q) / q_blocks
-    # Whole waves of CTAs, each walking its key blocks; the longest CTA bounds the tail.
-    compute = t_block * max(waves * avg_blocks, max(per_q))
-    # Q and O (and for backward dO, dQ, plus dK, dV) once; K and V once per KV head.
-    q_o = 2 * b * a * s * d * nbytes
-    k_v = 2 * b * g_heads * skv * d * nbytes
-    memory = (q_o + k_v) * (2.0 if backward else 1.0) / stream_bw
-    t = max(compute, memory) + launch
+        name = check_backend(backend, gpu_, backward=backward, **shape).name
+        choice = "explicit"
+    be = BACKENDS[name]
+    cal = calibration_of(gpu_)
+    launch = cal.launch_us * 1e-6
+    stream_bw = gpu_.bandwidth * cal.bandwidth_efficiency
+    if not be.fused:
+        reason = _fallback_reason(gpu_, dt, d, dv)
+        return _materialized(b, a, s, d, dv, skv, causal, backward, gpu_, dt, flops, launch,
+                             stream_bw, reason, choice)
+    prm, origin = fused_params(gpu_, name, dt, backward)
+    kd, kdv = _kernel_dim(be, d), _kernel_dim(be, dv)
+    tiles = kernel_tiles(be, gpu_, max(kd, kdv), backward)
+    t, compute, memory, ctas, waves = fused_time(
+        gpu_, dt, prm, batch=b, heads=a, kv_heads=g_heads, seq_len=s, seq_len_kv=skv,
+        head_dim_k=kd, head_dim_vk=kdv, head_dim=d, head_dim_v=dv, causal=causal, window=w,
+        tiles=tiles, backward=backward,
+        skip=masked_block_skipping(name, gpu_, dt, backward))
     note = ""
     if kd != d:
         note = f"head dim {d} runs the {kd}-wide kernel ({kd / d - 1:.0%} wasted math)"
     return AttentionExplanation(
         time_s=t, flops=flops, tflops=flops / t / 1e12, path="fused", kernel_head_dim=kd,
-        block=(bm, bn), ctas=ctas, waves=waves, compute_s=compute, memory_s=memory,
-        launch_s=launch, calibration=calib, note=note,
+        block=tiles, ctas=ctas, waves=waves, compute_s=compute, memory_s=memory,
+        launch_s=(BACKWARD_LAUNCHES if backward else 1) * launch, calibration=origin,
+        note=note, backend=name, backend_choice=choice, efficiency=prm.efficiency,
+        params={"efficiency": prm.efficiency, "softmax_exposed": prm.softmax_exposed,
+                "cta_overhead": prm.cta_overhead},
     )
 
 
-def _materialized(b: int, a: int, s: int, d: int, skv: int, causal: bool, backward: bool,
-                  gpu: GPU, dt: str, flops: float, launch: float, stream_bw: float,
-                  calib: str) -> AttentionExplanation:
-    """No fused kernel: S = QKᵀ and O = P·V as batched GEMMs plus a softmax pass over S."""
-    qk = gemm_time(s, skv, d, gpu=gpu, dtype=dt, batch=b * a)
-    pv = gemm_time(s, d, skv, gpu=gpu, dtype=dt, batch=b * a)
-    score_bytes = b * a * s * skv * DTYPE_BYTES[dt]
-    softmax = 2 * score_bytes / stream_bw + launch  # read S, write P
-    t = qk + pv + softmax
-    if backward:  # dV, dP, dS (softmax backward), dQ, dK
-        t = 2 * (qk + pv) + 3 * score_bytes / stream_bw + launch
-    reason = (f"head dim {d} is not a multiple of 8" if d % 8
-              else f"head dim {d} is above {FUSED_MAX_HEAD_DIM}" if d > FUSED_MAX_HEAD_DIM
-              else f"no fused kernel for {dt}")
+def _fallback_reason(gpu: GPU, dt: str, d: int, dv: int) -> str:
+    if d % 8 or dv % 8:
+        return f"head dim {d if d % 8 else dv} is not a multiple of 8"
+    if max(d, dv) > FUSED_MAX_HEAD_DIM:
+        return f"head dim {max(d, dv)} is above {FUSED_MAX_HEAD_DIM}"
+    return f"no fused {dt} kernel on {gpu.name} for this shape"
+
+
+#: elementwise passes over the materialised scores in PyTorch's math path
+#: (aten/src/ATen/native/transformers/attention.cpp _scaled_dot_product_attention_math):
+#: softmax reads and writes them, ``_safe_softmax``'s guard against fully masked rows reads
+#: them and the result and writes once more; a causal mask is added in place (read, write)
+MATH_FWD_PASSES = 5
+MATH_CAUSAL_PASSES = 2
+#: backward: softmax backward reads P and dP and writes dS; the guard's backward reads the
+#: gradient and writes it
+MATH_BWD_PASSES = 5
+
+
+def _materialized(b: int, a: int, s: int, d: int, dv: int, skv: int, causal: bool,
+                  backward: bool, gpu: GPU, dt: str, flops: float, launch: float,
+                  stream_bw: float, reason: str, choice: str) -> AttentionExplanation:
+    """No fused kernel: PyTorch's math path, as ``_scaled_dot_product_attention_math`` runs.
+
+    fp16/bf16 inputs are upcast to fp32 first (``allow_fp16_bf16_reduction_math_sdp`` is
+    False by default), so S = QKᵀ and O = P·V are fp32 batched GEMMs (TF32 off, PyTorch's
+    default matmul precision) over every head (GQA's K/V are repeated to all query heads),
+    and the s×s fp32 scores take the elementwise passes above. The causal mask is applied
+    after the full product: no work is skipped.
+    """
+    mdt = "fp32" if dt in ("fp16", "bf16", "fp8") and "fp32" in gpu.peak_tflops else dt
+    qk = gemm_time(s, skv, d, gpu=gpu, dtype=mdt, batch=b * a)
+    pv = gemm_time(s, dv, skv, gpu=gpu, dtype=mdt, batch=b * a)
+    score_bytes = b * a * s * skv * DTYPE_BYTES[mdt]
+    passes = MATH_FWD_PASSES + (MATH_CAUSAL_PASSES if causal else 0)
+    elementwise = passes * score_bytes / stream_bw
+    t = qk + pv + elementwise + passes * launch
+    if backward:  # dV = Pᵀ·dO, dP = dO·Vᵀ, dS (softmax backward), dQ = dS·K, dK = dSᵀ·Q
+        dvt = gemm_time(skv, dv, s, gpu=gpu, dtype=mdt, batch=b * a)
+        dp = gemm_time(s, skv, dv, gpu=gpu, dtype=mdt, batch=b * a)
+        dq = gemm_time(s, d, skv, gpu=gpu, dtype=mdt, batch=b * a)
+        dk = gemm_time(skv, d, s, gpu=gpu, dtype=mdt, batch=b * a)
+        # autograd runs one backward kernel per forward elementwise op. Its four products
+        # carry twice the FLOPs and launches of the forward's two: at degenerate sizes
+        # (s = 1) the GEMM model's tile rounding can price them below that, no kernel does
+        elementwise = max(MATH_BWD_PASSES * score_bytes / stream_bw, elementwise)
+        t = max(dvt + dp + dq + dk, 2 * (qk + pv)) + elementwise + passes * launch
     return AttentionExplanation(
         time_s=t, flops=flops, tflops=flops / t / 1e12, path="materialized",
-        kernel_head_dim=d, block=(0, 0), ctas=0, waves=0, compute_s=t - launch,
-        memory_s=2 * score_bytes / stream_bw, launch_s=launch, calibration=calib,
-        note=f"{reason}: no FlashAttention kernel, the s×s scores are materialised"
+        kernel_head_dim=d, block=(0, 0), ctas=0, waves=0, compute_s=t - elementwise,
+        memory_s=elementwise, launch_s=launch,
+        calibration=f"GEMM model ({mdt} materialised path)",
+        note=f"{reason}: no fused kernel, the s×s scores are materialised in {mdt}"
         + (" (causal mask applied after the full product)" if causal else ""),
+        backend="sdpa-math", backend_choice=choice,
     )
 
 
@@ -215,13 +724,18 @@ def attention_time(
     *, batch: int, heads: int, seq_len: int, head_dim: int, gpu: str | GPU,
     dtype: str = "bf16", causal: bool = True, kv_heads: int | None = None,
     seq_len_kv: int | None = None, backward: bool = False, window: int | None = None,
+    head_dim_v: int | None = None, backend: str | None = None,
 ) -> float:
-    """Predicted time in seconds of one fused attention call (forward, or its backward).
+    """Predicted time in seconds of one attention call (forward, or its backward).
 
-    ``backward=True`` prices the backward kernel alone (2.5× the forward's math);
-    ``kv_heads`` < ``heads`` is grouped-query attention; ``window`` is a causal sliding
-    window (Mistral): each query sees at most that many keys, and the kernel skips key
-    blocks wholly outside it.
+    ``backend`` is one of :data:`BACKENDS` (fa2, fa3, fa4, cudnn, sdpa-flash,
+    sdpa-efficient, sdpa-math, triton, ck, aotriton); None prices what PyTorch's SDPA
+    dispatch picks for this GPU, dtype and head dim (:func:`default_backend`). A backend
+    that cannot run the shape on the GPU is an InputError naming it. ``backward=True``
+    prices the backward kernel alone; ``kv_heads`` < ``heads`` is grouped-query attention;
+    ``head_dim_v`` is V's head dim when it differs (MLA: 192/128); ``window`` is a causal
+    sliding window (each query sees at most that many keys; whole key blocks outside it
+    are skipped).
 
     >>> f = attention_time(batch=1, heads=32, seq_len=4096, head_dim=128, gpu="h100")
     >>> b = attention_time(batch=1, heads=32, seq_len=4096, head_dim=128, gpu="h100",
@@ -232,5 +746,5 @@ def attention_time(
     return explain_attention(
         batch=batch, heads=heads, seq_len=seq_len, head_dim=head_dim, gpu=gpu, dtype=dtype,
         causal=causal, kv_heads=kv_heads, seq_len_kv=seq_len_kv, backward=backward,
-        window=window,
+        window=window, head_dim_v=head_dim_v, backend=backend,
     ).time_s

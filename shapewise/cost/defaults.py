@@ -8,6 +8,9 @@ that have public measurements and prints how far these defaults sit from those f
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 from shapewise.hardware.catalog import GPU, Calibration
 
 #: Main-loop efficiency of a large tensor-core GEMM, as a fraction of the dense peak.
@@ -42,12 +45,14 @@ DEFAULT_CALIBRATION_VALUES = {
     "tile_reuse_cost": 0.44,
     # compute and memory traffic overlap imperfectly: 20% of the shorter adds to the longer
     "overlap_penalty": 0.20,
-    # FlashAttention-2 paper (Dao 2023, arXiv 2307.08691): forward up to 73% of A100 peak,
-    # backward up to 63%; FlashAttention-3 (Shah et al. 2024, arXiv 2407.08608): 740 TFLOP/s
-    # bf16 forward on H100 = 75%. Attention efficiency is taken relative to the GEMM
-    # main-loop efficiency: 0.73/0.87 and 0.63/0.87 of the A100 GEMM ceiling.
-    "attention_fwd_rel": 0.84,
-    "attention_bwd_rel": 0.72,
+    # The attention prior of GPUs and backends without a fit of their own (FA3/cuDNN-class
+    # kernels), relative to the GEMM main-loop efficiency: the means of the cuDNN fits on
+    # H100/H200, B200 and GB200 (scripts/fit_public.py; forward 0.82, 0.77, 1.00 and
+    # backward 0.57, 0.51, 0.60 of peak against a GEMM efficiency of 0.83). The forward's MMAs run
+    # near the GEMM rate once the exposed softmax and per-CTA work are priced separately
+    # (cost/attention.py); the backward's five products, dQ atomics and recompute run lower.
+    "attention_fwd_rel": 1.0,
+    "attention_bwd_rel": 0.68,
 }
 
 
@@ -82,5 +87,103 @@ def default_calibration(gpu: GPU) -> Calibration:
 
 
 def calibration_of(gpu: GPU) -> Calibration:
-    """The GPU's fitted calibration, or the defaults when it has none."""
-    return gpu.calibration if gpu.calibration is not None else default_calibration(gpu)
+    """The GPU's fitted calibration, or the defaults when it has none.
+
+    A profile whose block says ``status: default`` but carries fitted attention backends
+    (a GPU with public attention timings and no GEMM timings) gets today's GEMM defaults
+    with those attention fits.
+    """
+    cal = gpu.calibration
+    if cal is None:
+        return default_calibration(gpu)
+    if cal.status == "default":
+        base = default_calibration(gpu)
+        return dataclasses.replace(base, attention_backends=cal.attention_backends,
+                                   provenance={**base.provenance, **cal.provenance})
+    return cal
+
+
+#: Attention priors: what a (GPU, backend) without a fit of its own is priced with.
+#: Fitted on the public attention timings by ``scripts/fit_public.py`` (it prints these
+#: cross-GPU figures); each is a physical quantity, not a per-file factor.
+ATTENTION_PRIORS = {
+    # FlashAttention-2-class kernels (mma.sync, written for Ampere) sustain about the same
+    # MMA work per SM per clock on H100/H200, B200 and GB200 however fast the newer tensor
+    # cores are: PyTorch's bundled FA2 fitted 1496, 1574, 1624 FLOP/clock/SM forward and
+    # 1249, 1200, 1253 backward (fit_public.py prints them); A100's whole peak is 2048
+    "legacy_fwd_flop_per_clock": 1560.0,
+    "legacy_bwd_flop_per_clock": 1230.0,
+    # share of the softmax exponentials not hidden behind the MMAs, and the fixed work per
+    # CTA in block pairs, for backends without a fit: the cuDNN fit (the native class with
+    # the most timings, 334, over head dims 64-256); FA2-class backends take sdpa-flash's
+    "softmax_exposed": 0.31,
+    "cta_overhead": 4.6,
+    # PyTorch's EFFICIENT_ATTENTION (xformers' CUTLASS kernel) against FlashAttention-2: the
+    # FlashAttention-2 paper (Dao 2023, arXiv 2307.08691) reports about 2x over
+    # FlashAttention-1, whose speed xformers' kernel matches in its figures
+    "efficient_vs_fa2": 0.5,
+}
+
+#: backend-wide fitted values (softmax_exposed κ, cta_overhead c₀) used where a GPU has no
+#: fit of that backend; scripts/fit_public.py prints them ("shared ..."). A GPU with a fit
+#: carries its own copy in its profile. FA2-class kernels share the sdpa-flash values.
+ATTENTION_BACKEND_SHARED: dict[str, dict[str, float]] = {
+    # sdpa-flash's timings are all head dim 128: κ stays at the fit's start (0.5), c₀ fitted
+    "sdpa-flash": {"softmax_exposed": 0.5, "cta_overhead": 6.0},
+    "fa2": {"softmax_exposed": 0.5, "cta_overhead": 6.0},
+    "sdpa-efficient": {"softmax_exposed": 0.5, "cta_overhead": 6.0},
+}
+
+
+def _sibling_fit(gpu: GPU, backend: str) -> tuple[Mapping[str, float], str] | None:
+    """A fit of ``backend`` on another profile with the same SM (arch_code), if any.
+
+    Efficiency as a fraction of peak carries over between SKUs of one chip (H100 and H200
+    share the GH100 SM; B200 and GB200 the GB100 SM): the kernel and its tiles are the same.
+    """
+    from shapewise.hardware.catalog import list_gpus
+
+    for other in sorted(list_gpus(), key=lambda g: g.id):
+        if other.id == gpu.id or other.arch_code != gpu.arch_code or other.calibration is None:
+            continue
+        fit = other.calibration.attention_backends.get(backend)
+        if fit:
+            return fit, f"fitted on {other.id} (same {gpu.arch_code} SM)"
+    return None
+
+
+def attention_backend_params(gpu: GPU, backend: str, dtype: str
+                             ) -> tuple[dict[str, float], str]:
+    """Parameters of ``backend`` on ``gpu`` for the fused-attention formula, and their origin.
+
+    Keys: fwd_efficiency, bwd_efficiency (and _fp8 variants when fitted), softmax_exposed,
+    cta_overhead. Order: this GPU's fit; a fit on a GPU with the same SM; the priors.
+    """
+    from shapewise.cost.attention import BACKENDS
+
+    cal = calibration_of(gpu)
+    be = BACKENDS[backend]
+    shared = {"softmax_exposed": ATTENTION_PRIORS["softmax_exposed"],
+              "cta_overhead": ATTENTION_PRIORS["cta_overhead"],
+              **ATTENTION_BACKEND_SHARED.get(backend, {})}
+    fwd, bwd = cal.attention_fwd_efficiency, cal.attention_bwd_efficiency
+    origin = "spec-derived prior (no fit of this backend on this SM)"
+    if be.mma == "legacy" and gpu.vendor == "nvidia":
+        peak = gpu.peak_flops(dtype if dtype in gpu.peak_tflops else "fp16")
+        per_clock = gpu.sm_count * gpu.boost_clock_mhz * 1e6
+        fwd = min(fwd, ATTENTION_PRIORS["legacy_fwd_flop_per_clock"] * per_clock / peak)
+        bwd = min(bwd, ATTENTION_PRIORS["legacy_bwd_flop_per_clock"] * per_clock / peak)
+        if backend == "sdpa-efficient":
+            fwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
+            bwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
+        origin = "prior: FlashAttention-2-class rate per SM per clock (no fit on this SM)"
+    prm = {**shared, "fwd_efficiency": fwd, "bwd_efficiency": bwd}
+    # a fit (this GPU's, else one on the same SM) overrides what it measured; a direction
+    # it did not measure keeps the prior
+    own = cal.attention_backends.get(backend)
+    if own:
+        return {**prm, **own}, f"fitted on {gpu.id}"
+    sib = _sibling_fit(gpu, backend)
+    if sib is not None:
+        return {**prm, **sib[0]}, sib[1]
+    return prm, origin

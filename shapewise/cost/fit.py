@@ -15,6 +15,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -290,3 +291,264 @@ def fit_gemm(gpu: GPU, observations: Sequence[GemmObservation], *, fix: Iterable
     eff = {d: v for d, v in eff.items() if d in gpu.peak_tflops}
     final = dataclasses.replace(cal, status="fitted", gemm_efficiency=eff, provenance=prov)
     return FitResult(final, in_sample, cross, len(obs), tuple(names))
+
+
+# --------------------------------------------------------------------------- attention
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionObservation:
+    """One measured fused-attention call (forward or backward) of one backend."""
+
+    gpu: str
+    """profile id"""
+    backend: str
+    dtype: str
+    batch: int
+    heads: int
+    kv_heads: int
+    seq_len: int
+    seq_len_kv: int
+    head_dim: int
+    head_dim_v: int
+    causal: bool
+    window: int | None
+    backward: bool
+    time_s: float
+    source: str = ""
+
+
+def predict_attention(o: AttentionObservation, params: Mapping[str, float],
+                      gpu: GPU | None = None) -> float:
+    """Model time of ``o`` with the backend parameters ``params`` (no calibration lookup)."""
+    from shapewise.cost.attention import (
+        BACKENDS,
+        FusedParams,
+        _kernel_dim,
+        fused_time,
+        kernel_tiles,
+        masked_block_skipping,
+    )
+    from shapewise.hardware.catalog import get_gpu
+
+    g = get_gpu(o.gpu) if gpu is None else gpu
+    cal = calibration_of(g)
+    be = BACKENDS[o.backend]
+    key = ("bwd" if o.backward else "fwd") + "_efficiency"
+    eff = params.get(key + "_fp8", params[key]) if o.dtype == "fp8" else params[key]
+    p = FusedParams(efficiency=min(1.0, eff), softmax_exposed=params["softmax_exposed"],
+                    cta_overhead=params["cta_overhead"],
+                    launch_s=params.get("launch_us", cal.launch_us) * 1e-6,
+                    stream_bw=g.bandwidth * cal.bandwidth_efficiency)
+    kd, kdv = _kernel_dim(be, o.head_dim), _kernel_dim(be, o.head_dim_v)
+    tiles = kernel_tiles(be, g, max(kd, kdv), o.backward)
+    return fused_time(g, o.dtype, p, batch=o.batch, heads=o.heads, kv_heads=o.kv_heads,
+                      seq_len=o.seq_len, seq_len_kv=o.seq_len_kv, head_dim_k=kd,
+                      head_dim_vk=kdv, head_dim=o.head_dim, head_dim_v=o.head_dim_v,
+                      causal=o.causal, window=o.window, tiles=tiles, backward=o.backward,
+                      skip=masked_block_skipping(o.backend, g, o.dtype, o.backward))[0]
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionFit:
+    """Fitted parameters of one backend: per GPU (per chip, see :func:`attention_chip`) its
+    efficiencies, shared κ and c₀."""
+
+    backend: str
+    per_gpu: dict[str, dict[str, float]]
+    shared: dict[str, float]
+    harness_us: dict[str, float]
+    """fixed time per call of each (GPU, source file)'s timing harness: fitted so that it does
+    not bias the kernel parameters, and not shipped (a profile keeps its kernel-timer launch)"""
+    n_points: int
+    cross_validated: dict[str, Any]
+    observations: tuple[AttentionObservation, ...] = ()
+    """the timings fitted (those of (chip, direction, dtype) with enough timings)"""
+    cv_predictions: tuple[float, ...] = ()
+    """held-out prediction of each of ``observations``, in order (nan: not predicted)"""
+
+
+ATTENTION_SHARED_BOUNDS = {"softmax_exposed": (0.0, 4.0), "cta_overhead": (0.0, 16.0)}
+#: fewest timings of one (chip, direction, dtype) that fit its efficiency
+ATTENTION_MIN_TIMINGS = 4
+#: fixed time per call as the file's timer sees it, microseconds (a kernel timer: a few us;
+#: timing around PyTorch's Python call adds the host-side dispatch)
+ATTENTION_LAUNCH_BOUNDS = (0.0, 300.0)
+
+
+def _harness(o: AttentionObservation) -> str:
+    return f"{o.gpu}|{o.source}"
+
+
+@lru_cache(maxsize=256)
+def attention_chip(gpu_id: str) -> str:
+    """Profiles that share one chip as the kernels see it share their attention parameters.
+
+    Same SM architecture, SM count, clock and dense peak (H100 SXM, H200 and GH200): an
+    efficiency as a fraction of peak is a property of the kernel on that SM, so their
+    timings are fitted together. The key names the chip by its first profile id.
+    """
+    from shapewise.hardware.catalog import get_gpu, list_gpus
+
+    def sig(g: GPU) -> tuple:
+        return (g.vendor, g.arch_code, g.sm_count, g.boost_clock_mhz,
+                tuple(sorted(g.peak_tflops.items())))
+
+    me = sig(get_gpu(gpu_id))
+    return min(g.id for g in list_gpus() if sig(g) == me)
+
+
+def _chip(o: AttentionObservation) -> str:
+    return attention_chip(o.gpu)
+
+
+def _attention_names(obs: Sequence[AttentionObservation], fit_shared: bool) -> list[str]:
+    """Free parameters: per GPU the efficiencies (16-bit, fp8; forward, backward) and, where
+    head dims vary enough, κ; per (GPU, source file) the harness's fixed time per call;
+    per backend κ and c₀ (``fit_shared``)."""
+    names = []
+    for key in sorted({_harness(o) for o in obs}):
+        if sum(_harness(o) == key for o in obs) >= 10:  # enough rows to see a fixed cost
+            names.append(f"harness:{key}")
+    for gid in sorted({_chip(o) for o in obs}):
+        rows = [o for o in obs if _chip(o) == gid]
+        if len(rows) >= 40 and len({o.head_dim for o in rows}) >= 3:
+            # the exponentials' exposed share differs by SM generation (Blackwell's tensor
+            # cores doubled, its special-function unit did not): per GPU where head dims vary
+            names.append(f"{gid}:softmax_exposed")
+        for bw in (False, True):
+            for fp8 in (False, True):
+                if any(o.backward == bw and (o.dtype == "fp8") == fp8 for o in rows):
+                    names.append(f"{gid}:{'bwd' if bw else 'fwd'}_efficiency"
+                                 + ("_fp8" if fp8 else ""))
+    if fit_shared:
+        # κ trades against the efficiency unless head dims vary (the exponentials cost the
+        # same per pair at every head dim, the MMAs do not): fixed where they do not
+        if len({o.head_dim for o in obs}) >= 3:
+            names.append("softmax_exposed")
+        names.append("cta_overhead")
+    return names
+
+
+def _attention_params(names: Sequence[str], x: Sequence[float], shared0: Mapping[str, float]
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, float],
+                                 dict[str, float]]:
+    """(per-GPU parameters, backend-wide parameters, per-harness fixed time in us)."""
+    per: dict[str, dict[str, float]] = {}
+    harness: dict[str, float] = {}
+    shared = dict(shared0)
+    for n, v in zip(names, x, strict=True):
+        if n.startswith("harness:"):
+            harness[n[len("harness:"):]] = float(v)
+        elif ":" in n:
+            gid, key = n.split(":")
+            per.setdefault(gid, {})[key] = float(v)
+        else:
+            shared[n] = float(v)
+    return per, shared, harness
+
+
+def attention_obs_params(o: AttentionObservation, per: Mapping[str, Mapping[str, float]],
+                         shared: Mapping[str, float], harness: Mapping[str, float]
+                         ) -> dict[str, float]:
+    """The parameters :func:`predict_attention` needs for ``o`` from a fit's parts.
+
+    A direction or dtype the fit has no value for (it had no such rows) is the other fitted
+    value of that GPU: only reached in cross-validation, when a fold holds all such rows.
+    """
+    prm = {**shared, **per[_chip(o)]}
+    for d in ("fwd", "bwd"):
+        other = "bwd" if d == "fwd" else "fwd"
+        if f"{d}_efficiency" not in prm:
+            prm[f"{d}_efficiency"] = prm.get(f"{d}_efficiency_fp8",
+                                             prm.get(f"{other}_efficiency", 0.5))
+    if _harness(o) in harness:
+        prm["launch_us"] = harness[_harness(o)]
+    return prm
+
+
+def _attention_solve(obs: Sequence[AttentionObservation], names: list[str],
+                     shared0: Mapping[str, float]) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    from shapewise.hardware.catalog import get_gpu
+
+    gpus = {gid: get_gpu(gid) for gid in {o.gpu for o in obs}}
+    log_meas = np.log([o.time_s for o in obs])
+    def bounds(n: str) -> tuple[float, float]:
+        if ":" not in n:
+            return ATTENTION_SHARED_BOUNDS[n]
+        if n.startswith("harness:"):
+            return ATTENTION_LAUNCH_BOUNDS
+        if n.endswith("softmax_exposed"):
+            return ATTENTION_SHARED_BOUNDS["softmax_exposed"]
+        return EFFICIENCY_BOUNDS
+
+    lo = [bounds(n)[0] for n in names]
+    hi = [bounds(n)[1] for n in names]
+    x0 = np.array([shared0.get(n, 0.5) if ":" not in n
+                   else 5.0 if n.startswith("harness:") else 0.5 for n in names])
+    x0 = np.clip(x0, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        per, shared, harness = _attention_params(names, x, shared0)
+        pred = [predict_attention(o, attention_obs_params(o, per, shared, harness), gpus[o.gpu])
+                for o in obs]
+        return np.log(pred) - log_meas
+
+    best = None
+    for start in (0.5, 0.3, 0.8):  # the loss is not convex in the efficiencies: a few starts
+        xs = np.where([":" in n and not n.startswith("harness:") and "efficiency" in n
+                       for n in names], start, x0)
+        xs = np.clip(xs, np.array(lo) + 1e-6, np.array(hi) - 1e-6)
+        res = least_squares(residuals, xs, bounds=(lo, hi), loss="soft_l1", f_scale=0.1,
+                            diff_step=1e-3, max_nfev=200)
+        if best is None or res.cost < best.cost:
+            best = res
+    assert best is not None
+    return best.x
+
+
+def fit_attention(backend: str, observations: Sequence[AttentionObservation], *,
+                  shared: Mapping[str, float], fit_shared: bool = True, folds: int = 5,
+                  seed: int = 0) -> AttentionFit:
+    """Fit ``backend``'s per-GPU efficiencies (and, with ``fit_shared``, its κ and c₀).
+
+    Least squares on log(predicted/measured) with a soft-L1 loss, as the GEMM fit; k-fold
+    cross-validation refits on the other folds and predicts each held-out point.
+    """
+    obs = [o for o in observations if o.backend == backend and o.time_s > 0
+           and math.isfinite(o.time_s)]
+    # an efficiency is fitted only from enough timings of its (chip, direction, dtype):
+    # one or two timings (a number quoted in an issue thread) test the prior instead
+    count: dict[tuple, int] = {}
+    for o in obs:
+        key = (_chip(o), o.backward, o.dtype == "fp8")
+        count[key] = count.get(key, 0) + 1
+    obs = [o for o in obs if count[(_chip(o), o.backward, o.dtype == "fp8")]
+           >= ATTENTION_MIN_TIMINGS]
+    if len(obs) < 2:
+        raise InputError(f"measurements: {len(obs)} usable {backend} timings; a fit needs 2")
+    fit_shared = fit_shared and len(obs) >= 20
+    names = _attention_names(obs, fit_shared)
+    x = _attention_solve(obs, names, shared)
+    per_chip, sh, harness = _attention_params(names, x, shared)
+    per = {o.gpu: per_chip[_chip(o)] for o in obs}  # every profile of a chip gets its fit
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(obs))
+    k = max(2, min(folds, len(obs) // 4)) if len(obs) >= 8 and folds else 0
+    cv_pred = np.full(len(obs), np.nan)
+    for f in range(k):
+        test = set(order[f::k].tolist())
+        train = [o for i, o in enumerate(obs) if i not in test]
+        tn = _attention_names(train, fit_shared)
+        per_f, sh_f, h_f = _attention_params(tn, _attention_solve(train, tn, shared), shared)
+        for i in test:
+            o = obs[i]
+            if _chip(o) in per_f:
+                cv_pred[i] = predict_attention(o, attention_obs_params(o, per_f, sh_f, h_f))
+    meas = np.array([o.time_s for o in obs])
+    ok = np.isfinite(cv_pred)
+    cross = {"all": error_stats(cv_pred[ok], meas[ok]), "folds": k}
+    return AttentionFit(backend, per, sh, harness, len(obs), cross, tuple(obs),
+                        tuple(float(v) for v in cv_pred))

@@ -37,16 +37,11 @@ def price(op: Op, gpu: str | GPU | System) -> float:
     if isinstance(op, Gemm):
         return gemm_time(op.m, op.n, op.k, gpu=g, dtype=op.dtype, batch=op.batch)
     if isinstance(op, Attention):
-        if op.head_dim_v is not None and op.head_dim_v != op.head_dim:
-            raise InputError(f"head_dim_v: a V head dim ({op.head_dim_v}) unlike Q/K's "
-                             f"({op.head_dim}) is not modelled yet")
-        if op.backend is not None:
-            raise InputError(f"backend: per-backend attention ({op.backend!r}) is not "
-                             f"modelled yet")
         return attention_time(batch=op.batch, heads=op.heads, seq_len=op.seq_len,
                               head_dim=op.head_dim, gpu=g, dtype=op.dtype, causal=op.causal,
                               kv_heads=op.kv_heads, seq_len_kv=op.seq_len_kv,
-                              backward=op.backward, window=op.window)
+                              backward=op.backward, window=op.window,
+                              head_dim_v=op.head_dim_v, backend=op.backend)
     if isinstance(op, MemoryBound):
         return op_time(op.op, op.numel, gpu=g, bytes_per_element=op.bytes_per_element,
                        backward=op.backward)

@@ -6,18 +6,19 @@ block of cost-model parameters fitted to measurements (with provenance). Profile
 ``SHAPEWISE_PROFILES`` (folders separated by ``os.pathsep``) or load one by path.
 
 Profiles are data: parsed with ``json`` only, never executed; NaN, infinities, negative or
-mistyped values are errors that name the file and the field.
+mistyped values are errors that name the file and the field. The fields of :class:`GPU` and
+:class:`Calibration` are declared with :func:`shapewise.hardware.schema.schema`: parsing,
+validation, the known keys, the sourced facts and :func:`gpu_to_dict` all derive from those
+declarations, so a new profile field is one line there.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -26,6 +27,23 @@ from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
+from shapewise.hardware.schema import (
+    Checker,
+    Parser,
+    citations,
+    integer,
+    json_object,
+    named,
+    nested,
+    number,
+    parse_fields,
+    plain_json,
+    schema,
+    schema_fields,
+    short,
+    string,
+    to_dict,
+)
 
 SCHEMA_VERSION = 1
 MAX_PROFILE_BYTES = 4 * 1024 * 1024  # a profile is a few KB; refuse anything absurd
@@ -73,167 +91,53 @@ def canonical_dtype(dtype: str, *, field_name: str = "dtype") -> str:
     return key
 
 
-# ------------------------------------------------------------------ the schema, as data
-# Each profile field declares, in its dataclass metadata, how it is read from JSON (a
-# parser that validates), how it is written back, and whether it must cite a source.
-# parse_profile, gpu_to_dict and the list of known keys all derive from that one place:
-# adding a field is one line in GPU or Calibration, e.g.
-#     sustained_clock_factor: float = schema(_number(at_most=1.0), sourced=True, default=1.0)
-# A field without a default is required; a field whose default is None may be absent or
-# null, and is left out of gpu_to_dict when None (``omit_empty=True``: when empty, too).
-# Parsers compose: _named(_named(_number())) reads {"cudnn": {"fwd_efficiency": 0.7}}.
-def _short(value: Any, limit: int = 60) -> str:
-    """repr() cut to ``limit`` characters: error messages quote hostile values too."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-class _Checker:
-    """Names the file and field in every error while a profile is read."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, field_name: str, problem: str) -> InputError:
-        return InputError(f"{self.where}: field '{field_name}' {problem}")
-
-
-#: a field's parser: (raw JSON value, checker, dotted field name) -> validated value
-Parser = Callable[[Any, _Checker, str], Any]
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Schema:
-    """How one profile field is read from JSON and written back to it."""
-
-    parse: Parser
-    """validates the raw JSON value and returns the field's value"""
-    dump: Callable[[Any], Any] = _same
-    """the field's value as JSON-ready data (the inverse of ``parse``)"""
-    sourced: bool = False
-    """a datasheet fact: its key must appear in the profile's ``sources`` when present"""
-    omit_empty: bool = False
-    """left out of the JSON when empty (as well as when None)"""
-
-
-def schema(parse: Parser, *, dump: Callable[[Any], Any] = _same, sourced: bool = False,
-           omit_empty: bool = False, **field_kwargs: Any) -> Any:
-    """A dataclass ``field`` that is also a profile field (see the comment above)."""
-    return field(metadata={"schema": _Schema(parse, dump, sourced, omit_empty)},
-                 **field_kwargs)
-
-
-def _number(*, allow_zero: bool = False, at_most: float | None = None) -> Parser:
-    """A finite, non-negative number (positive unless ``allow_zero``), at most ``at_most``."""
-
-    def parse(value: Any, check: _Checker, name: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise check.fail(name, f"must be a number, got {type(value).__name__}")
-        if isinstance(value, int) and abs(value) > 10**15:  # float() overflows past ~1e308
-            raise check.fail(name, "must be a finite number of sensible size, got an integer "
-                             f"of {len(str(abs(value)))} digits")
-        number = float(value)
-        if not math.isfinite(number) or abs(number) > 1e15:
-            raise check.fail(name, f"must be a finite number of sensible size, "
-                             f"got {_short(value)}")
-        if number < 0 or (number == 0 and not allow_zero):
-            raise check.fail(name, f"must be {'non-negative' if allow_zero else 'positive'}, "
-                             f"got {number:g}")
-        if at_most is not None and number > at_most:
-            raise check.fail(name, f"must be at most {at_most:g}, got {number:g}")
-        return number
-
-    return parse
-
-
-def _integer(value: Any, check: _Checker, name: str) -> int:
-    """A positive integer (a JSON float such as 32.0 is refused)."""
-    number = _number()(value, check, name)
-    if number != int(number) or isinstance(value, float):
-        raise check.fail(name, f"must be an integer, got {_short(value)}")
-    return int(number)
-
-
-def _string(*, choices: Iterable[str] | None = None, pattern: str | None = None) -> Parser:
-    def parse(value: Any, check: _Checker, name: str) -> str:
-        if not isinstance(value, str):
-            raise check.fail(name, f"must be a string, got {type(value).__name__}")
-        if choices is not None and value not in choices:
-            raise check.fail(name, f"must be one of {', '.join(choices)}, "
-                             f"got {_short(value)!r}")
-        if pattern is not None and not re.fullmatch(pattern, value):
-            raise check.fail(name, f"must match {pattern}, got {_short(value)!r}")
-        return value
-
-    return parse
-
-
-def _object(value: Any, check: _Checker, name: str) -> dict:
-    if not isinstance(value, dict):
-        raise check.fail(name, f"must be an object, got {type(value).__name__}")
-    return value
-
-
+# ---------------------------------------------- parsers of the GPU profile's own kinds
 def _per_dtype(*, at_most: float | None = None) -> Parser:
     """{dtype: number}, naming at least one dtype the cost model knows."""
-    number = _number(at_most=at_most)
+    read_number = number(at_most=at_most)
 
-    def parse(value: Any, check: _Checker, name: str) -> dict[str, float]:
-        if not _object(value, check, name):
+    def parse(value: Any, check: Checker, name: str) -> dict[str, float]:
+        if not json_object(value, check, name):
             raise check.fail(name, "must name at least one dtype")
         out = {}
         for key, item in value.items():
             if key not in DTYPE_BYTES:
-                raise check.fail(f"{name}.{_short(key)}",
+                raise check.fail(f"{name}.{short(key)}",
                                  f"is not a known dtype ({', '.join(DTYPE_BYTES)})")
-            out[key] = number(item, check, f"{name}.{key}")
+            out[key] = read_number(item, check, f"{name}.{key}")
         return out
 
     return parse
 
 
-def _named(parse_item: Parser) -> Parser:
-    """{name: item}, each item read by ``parse_item`` (e.g. per attention backend)."""
-
-    def parse(value: Any, check: _Checker, name: str) -> dict[str, Any]:
-        return {str(key): parse_item(item, check, f"{name}.{_short(key)}")
-                for key, item in _object(value, check, name).items()}
-
-    return parse
-
-
-def _tile(value: Any, check: _Checker, name: str) -> tuple[int, int]:
+def _tile(value: Any, check: Checker, name: str) -> tuple[int, int]:
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096
                        for v in value)):
-        raise check.fail(name, f"must be [rows, cols] of positive integers, got {_short(value)}")
+        raise check.fail(name, f"must be [rows, cols] of positive integers, got {short(value)}")
     return (value[0], value[1])
 
 
-def _tiles(value: Any, check: _Checker, name: str) -> tuple[tuple[int, int], ...]:
+def _tiles(value: Any, check: Checker, name: str) -> tuple[tuple[int, int], ...]:
     if not isinstance(value, list) or not value:
         raise check.fail(name, "must be a non-empty list of [rows, cols]")
     return tuple(_tile(t, check, f"{name}[{i}]") for i, t in enumerate(value))
 
 
-def _tiles_per_head_dim(value: Any, check: _Checker, name: str) -> dict[int, tuple[int, int]]:
+def _tiles_per_head_dim(value: Any, check: Checker, name: str) -> dict[int, tuple[int, int]]:
     out: dict[int, tuple[int, int]] = {}
-    for key, tile in _object(value, check, name).items():
+    for key, tile in json_object(value, check, name).items():
         # ASCII digits only: str.isdigit() accepts '²', which int() then rejects
         if not isinstance(key, str) or not re.fullmatch(r"[0-9]{1,3}", key) \
                 or not 0 < int(key) <= 512:
-            raise check.fail(f"{name}.{_short(key)}", "key must be a head dim (integer string)")
+            raise check.fail(f"{name}.{short(key)}", "key must be a head dim (integer string)")
         out[int(key)] = _tile(tile, check, f"{name}.{key}")
     if not out:
         raise check.fail(name, "must name at least one head dim")
     return out
 
 
-def _aliases(value: Any, check: _Checker, name: str) -> tuple[str, ...]:
+def _aliases(value: Any, check: Checker, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
         raise check.fail(name, "must be a list of strings")
     for i, alias in enumerate(value):
@@ -242,83 +146,14 @@ def _aliases(value: Any, check: _Checker, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _citations(value: Any, check: _Checker, name: str) -> dict[str, str]:
-    for key, text in _object(value, check, name).items():
-        if not isinstance(text, str) or not text.strip():
-            raise check.fail(f"{name}.{_short(key)}", "must be a non-empty string")
-    return dict(value)
-
-
-def _plain_json(value: Any, check: _Checker, name: str) -> dict:
-    """Free-form, but it must survive print_json (finite numbers, plain JSON data)."""
-    _object(value, check, name)
-    try:
-        json.dumps(value, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError, RecursionError):
-        raise check.fail(name, "must hold plain JSON data with finite numbers") from None
-    return value
-
-
-def _schema_version(value: Any, check: _Checker, name: str) -> int:
-    version = _integer(value, check, name)
+def _schema_version(value: Any, check: Checker, name: str) -> int:
+    version = integer(value, check, name)
     if version != SCHEMA_VERSION:
         raise check.fail(name, f"is {version}; this shapewise reads {SCHEMA_VERSION}")
     return version
 
 
-def _schema_fields(cls: type) -> list[tuple[str, _Schema, bool]]:
-    """(name, schema, required) of each profile field of ``cls``, in declaration order."""
-    return [(f.name, f.metadata["schema"],
-             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-            for f in dataclasses.fields(cls) if "schema" in f.metadata]
-
-
-def _nullable(cls: type) -> set[str]:
-    """Fields whose default is None: JSON null or absence both mean "not given"."""
-    return {f.name for f in dataclasses.fields(cls) if f.default is None}
-
-
-def _parse_fields(cls: type, raw: Any, check: _Checker, *, prefix: str = "") -> dict[str, Any]:
-    """Keyword arguments of ``cls`` read from the JSON object ``raw``, each validated."""
-    specs = _schema_fields(cls)
-    if not isinstance(raw, dict):
-        raise check.fail(prefix.rstrip("."), f"must be an object, got {type(raw).__name__}")
-    known = {name for name, _, _ in specs}
-    unknown = [key for key in raw if key not in known]
-    if unknown:
-        raise check.fail(prefix + _short(sorted(unknown, key=str)[0]),
-                         "is not a known field (typo?)")
-    nullable = _nullable(cls)
-    kwargs: dict[str, Any] = {}
-    for name, spec, required in specs:
-        if name not in raw or (raw[name] is None and name in nullable):
-            if required:
-                raise check.fail(prefix + name, "is missing")
-            continue  # the dataclass default
-        kwargs[name] = spec.parse(raw[name], check, prefix + name)
-    return kwargs
-
-
-def _to_dict(obj: Any) -> dict[str, Any]:
-    """The profile fields of a GPU or Calibration as JSON-ready data; None is left out."""
-    out = {}
-    for name, spec, _ in _schema_fields(type(obj)):
-        value = getattr(obj, name)
-        if value is not None and not (spec.omit_empty and not value):
-            out[name] = spec.dump(value)
-    return out
-
-
-def _nested(cls: type) -> Parser:
-    """A JSON object read as the dataclass ``cls`` (its fields declared with ``schema``)."""
-
-    def parse(value: Any, check: _Checker, name: str) -> Any:
-        return cls(**_parse_fields(cls, value, check, prefix=name + "."))
-
-    return parse
-
-
-_fraction = _number(at_most=1.0)
+_fraction = number(at_most=1.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,12 +164,12 @@ class Calibration:
     which), "default" when they are the cross-GPU defaults of ``shapewise.cost.defaults``.
     """
 
-    status: Literal["fitted", "default"] = schema(_string(choices=("fitted", "default")))
+    status: Literal["fitted", "default"] = schema(string(choices=("fitted", "default")))
     gemm_efficiency: Mapping[str, float] = schema(_per_dtype(at_most=1.0), dump=dict)
     """fraction of the dense peak a GEMM main loop sustains, per dtype (0 < x <= 1)"""
-    launch_us: float = schema(_number(allow_zero=True, at_most=1e4))
+    launch_us: float = schema(number(allow_zero=True, at_most=1e4))
     """fixed time per kernel launch (as the kernel timer sees it), microseconds"""
-    k_fill: float = schema(_number(allow_zero=True, at_most=1e5))
+    k_fill: float = schema(number(allow_zero=True, at_most=1e5))
     """pipeline fill/drain of one CTA tile, in K elements of extra main-loop work"""
     bandwidth_efficiency: float = schema(_fraction)
     """fraction of the memory bandwidth a streaming kernel sustains"""
@@ -342,18 +177,25 @@ class Calibration:
     """throughput factor when a GEMM dim is not a multiple of 16 bytes (no vector loads)"""
     misalign_coarse_factor: float = schema(_fraction)
     """throughput factor when 16-byte but not ``alignment_bytes`` aligned"""
-    tile_reuse_cost: float = schema(_number(allow_zero=True, at_most=100.0))
+    tile_reuse_cost: float = schema(number(allow_zero=True, at_most=100.0))
     """operand-reuse cost of small tiles (0: tile size does not matter)"""
     attention_fwd_efficiency: float = schema(_fraction)
     """FlashAttention forward main-loop efficiency (fraction of dense peak)"""
     attention_bwd_efficiency: float = schema(_fraction)
     """FlashAttention backward main-loop efficiency (fraction of dense peak)"""
-    overlap_penalty: float = schema(_number(allow_zero=True, at_most=1.0), default=0.0)
+    overlap_penalty: float = schema(number(allow_zero=True, at_most=1.0), default=0.0)
     """share of the shorter of compute and memory time that does not overlap the longer
     (0: perfect overlap, as GPU kernels stream operands under the math; ~1 on CPUs,
     where BLAS packs operands before computing)"""
-    provenance: Mapping[str, Any] = schema(_plain_json, dump=dict, default_factory=dict)
+    provenance: Mapping[str, Any] = schema(plain_json, dump=dict, default_factory=dict)
     """where the numbers come from: data files, dates, method, errors"""
+    attention_backends: Mapping[str, Mapping[str, float]] = schema(
+        named(named(number(allow_zero=True, at_most=1e4))),
+        dump=lambda v: {k: dict(p) for k, p in v.items()}, omit_empty=True,
+        default_factory=dict)
+    """per attention backend (``shapewise.cost.attention.BACKENDS``) its fitted parameters,
+    e.g. {"cudnn": {"fwd_efficiency": 0.8, "bwd_efficiency": 0.57}}; a backend absent here
+    is priced with the priors of ``shapewise.cost.defaults``"""
 
     def efficiency(self, dtype: str) -> float:
         """Main-loop efficiency for ``dtype``; types without their own fit share bf16's."""
@@ -375,30 +217,30 @@ class GPU:
     """
 
     schema_version: int = schema(_schema_version, default=SCHEMA_VERSION, repr=False)
-    id: str = schema(_string(pattern=r"[a-z0-9][a-z0-9._-]*"))
+    id: str = schema(string(pattern=r"[a-z0-9][a-z0-9._-]*"))
     """file stem, e.g. 'h100-sxm' (lower-case letters, digits, '.', '_' or '-')"""
-    name: str = schema(_string())
+    name: str = schema(string())
     """marketing name, e.g. 'NVIDIA H100 SXM5 80GB'"""
-    vendor: Vendor = schema(_string(choices=_VENDORS))
-    arch: str = schema(_string())
+    vendor: Vendor = schema(string(choices=_VENDORS))
+    arch: str = schema(string())
     """architecture family, e.g. 'hopper', 'cdna3'"""
-    arch_code: str = schema(_string())
+    arch_code: str = schema(string())
     """compute capability or gfx target, e.g. 'sm_90', 'gfx942'"""
     aliases: tuple[str, ...] = schema(_aliases, dump=list, default=())
-    sm_count: int = schema(_integer, sourced=True)
+    sm_count: int = schema(integer, sourced=True)
     """streaming multiprocessors (NVIDIA) or compute units (AMD)"""
-    boost_clock_mhz: float = schema(_number(), sourced=True)
+    boost_clock_mhz: float = schema(number(), sourced=True)
     peak_tflops: Mapping[str, float] = schema(_per_dtype(), dump=dict, sourced=True)
     """dense (no 2:4 sparsity) peak per dtype, TFLOP/s; 'fp32' is the best full-precision
     FP32 GEMM rate (AMD CDNA: the matrix cores)"""
-    memory_gb: float = schema(_number(), sourced=True)
-    memory_bandwidth_tbs: float = schema(_number(), sourced=True)
+    memory_gb: float = schema(number(), sourced=True)
+    memory_bandwidth_tbs: float = schema(number(), sourced=True)
     """HBM/GDDR bandwidth, TB/s (1e12 bytes/s)"""
-    l2_mb: float = schema(_number(allow_zero=True), sourced=True)
-    smem_per_sm_kb: float = schema(_number(), sourced=True)
-    warp_size: int = schema(_integer, sourced=True)
-    matrix_instruction: str = schema(_string(), sourced=True)
-    alignment_bytes: int = schema(_integer, sourced=True)
+    l2_mb: float = schema(number(allow_zero=True), sourced=True)
+    smem_per_sm_kb: float = schema(number(), sourced=True)
+    warp_size: int = schema(integer, sourced=True)
+    matrix_instruction: str = schema(string(), sourced=True)
+    alignment_bytes: int = schema(integer, sourced=True)
     """tensor cores are fully fed when m, n, k are multiples of this many bytes"""
     gemm_tiles: tuple[tuple[int, int], ...] = schema(
         _tiles, dump=lambda tiles: [list(t) for t in tiles], sourced=True)
@@ -407,22 +249,22 @@ class GPU:
         _tiles_per_head_dim, dump=lambda t: {str(k): list(v) for k, v in sorted(t.items())},
         sourced=True)
     """FlashAttention forward block (BlockM, BlockN) per head dim"""
-    link_name: str = schema(_string(), default="")
-    link_bandwidth_gbs: float = schema(_number(allow_zero=True), sourced=True)
+    link_name: str = schema(string(), default="")
+    link_bandwidth_gbs: float = schema(number(allow_zero=True), sourced=True)
     """scale-up link bandwidth per GPU per direction, GB/s (0: no scale-up link)"""
-    tdp_w: float | None = schema(_number(), sourced=True, default=None)
-    sustained_clock: float | None = schema(_number(at_most=1.0), default=None)
+    tdp_w: float | None = schema(number(), sourced=True, default=None)
+    sustained_clock: float | None = schema(number(at_most=1.0), default=None)
     """share of its microbenchmarked math rate the GPU sustains through a long training
     run (power and thermal limits); None: not known (1.0 is used). Fitted, not a datasheet
     fact: ``sustained_clock_source`` says on what"""
-    sustained_clock_source: str = schema(_string(), default="", repr=False)
-    ctas_per_sm: int = schema(_integer, default=1)
-    sources: Mapping[str, str] = schema(_citations, dump=dict, repr=False)
+    sustained_clock_source: str = schema(string(), default="", repr=False)
+    ctas_per_sm: int = schema(integer, default=1)
+    sources: Mapping[str, str] = schema(citations, dump=dict, repr=False)
     """spec field -> key of ``references`` (or a citation of its own when there are none)"""
-    references: Mapping[str, str] = schema(_citations, dump=dict, default_factory=dict,
+    references: Mapping[str, str] = schema(citations, dump=dict, default_factory=dict,
                                            repr=False)
-    notes: str = schema(_string(), default="", repr=False)
-    calibration: Calibration | None = schema(_nested(Calibration), dump=lambda c: _to_dict(c),
+    notes: str = schema(string(), default="", repr=False)
+    calibration: Calibration | None = schema(nested(Calibration), dump=lambda c: to_dict(c),
                                              default=None, repr=False)
     path: str = field(default="", repr=False)
     """the file it was loaded from (not a profile field)"""
@@ -466,7 +308,7 @@ class GPU:
 
 
 #: spec fields that must each name a source in the profile's "sources" mapping
-_SOURCED_FIELDS = tuple(name for name, spec, _ in _schema_fields(GPU) if spec.sourced)
+_SOURCED_FIELDS = tuple(name for name, spec, _ in schema_fields(GPU) if spec.sourced)
 
 
 # -------------------------------------------------------------------- parsing and checks
@@ -479,13 +321,13 @@ def parse_profile(raw: Any, *, where: str) -> GPU:
 
     ``where`` names the source (a path) in every error message.
     """
-    check = _Checker(where)
+    check = Checker(where)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: a profile must be a JSON object, got {type(raw).__name__}")
     if "schema_version" not in raw:  # read first: a future schema fails on its version
         raise check.fail("schema_version", "is missing")
     _schema_version(raw["schema_version"], check, "schema_version")
-    kwargs = _parse_fields(GPU, raw, check)
+    kwargs = parse_fields(GPU, raw, check)
     sources, references = kwargs["sources"], kwargs.get("references", {})
     for name in _SOURCED_FIELDS:  # every datasheet value present needs its source
         if kwargs.get(name) is not None and name not in sources:
@@ -493,8 +335,8 @@ def parse_profile(raw: Any, *, where: str) -> GPU:
     if references:  # then each source is a key into references, not a citation of its own
         for key, value in sources.items():
             if value not in references:
-                raise check.fail(f"sources.{_short(key)}",
-                                 f"names {_short(value)!r}, which is not a key of 'references'")
+                raise check.fail(f"sources.{short(key)}",
+                                 f"names {short(value)!r}, which is not a key of 'references'")
     return GPU(**kwargs, path=where)
 
 
@@ -611,8 +453,8 @@ def _catalog_gpu(name: Any, *, field_name: str = "gpu") -> GPU:
 
 def gpu_to_dict(gpu: GPU) -> dict[str, Any]:
     """The profile as JSON-ready data (the inverse of :func:`parse_profile`)."""
-    return _to_dict(gpu)
+    return to_dict(gpu)
 
 
 def calibration_to_dict(cal: Calibration) -> dict[str, Any]:
-    return _to_dict(cal)
+    return to_dict(cal)

@@ -43,26 +43,19 @@ from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import (
-    GPU,
-    GPU_RESOLVERS,
-    _aliases,
-    _catalog_gpu,
-    _Checker,
-    _citations,
-    _integer,
-    _nested,
-    _norm,
-    _number,
-    _parse_fields,
-    _plain_json,
-    _schema_fields,
-    _short,
-    _string,
-    _to_dict,
-    get_gpu,
-    schema,
-)
+from shapewise.hardware.catalog import GPU, GPU_RESOLVERS, _aliases, _catalog_gpu, _norm, get_gpu
+from shapewise.hardware.schema import Checker as _Checker
+from shapewise.hardware.schema import citations as _citations
+from shapewise.hardware.schema import integer as _integer
+from shapewise.hardware.schema import nested as _nested
+from shapewise.hardware.schema import number as _number
+from shapewise.hardware.schema import parse_fields as _parse_fields
+from shapewise.hardware.schema import plain_json as _plain_json
+from shapewise.hardware.schema import schema
+from shapewise.hardware.schema import schema_fields as _schema_fields
+from shapewise.hardware.schema import short as _short
+from shapewise.hardware.schema import string as _string
+from shapewise.hardware.schema import to_dict as _to_dict
 
 # The JSON schema of a system is the catalog's: each field below declares in its dataclass
 # metadata how it is read, validated and written back (shapewise.hardware.catalog.schema).

@@ -292,5 +292,8 @@ def hf_shape(cfg: Any, *, path: str = "", default_name: str = "") -> LoadedShape
     return LoadedShape(shape=shape, source="hf", path=path, notes=tuple(notes))
 
 
-# The mixture-of-experts families register their readers (shapewise/model/moe.py).
-from shapewise.model import moe as _moe  # noqa: E402, F401  (import registers them)
+# The mixture-of-experts families, read in shapewise/model/moe.py (which imports nothing here).
+from shapewise.model.moe import MOE_READERS  # noqa: E402
+
+for _model_type, _reader in MOE_READERS.items():
+    register_model_type(_model_type, _reader)

@@ -173,9 +173,13 @@ def _with_shape(doc: Mapping[str, Any], *, where: str, path: str) -> LoadedShape
     """``estimate --json`` (the shape with its settings) or one recommend candidate."""
     shape = shape_from_dict(doc["shape"], where=where, key="shape.")
     estimate = "breakdown" in doc or ("step_time_s" in doc and "gpu" in doc)
+    plan = doc.get("plan")  # an estimate of a training plan states its pipeline stages there
+    plan = plan if isinstance(plan, Mapping) else {}
     return LoadedShape(
         shape=shape, source="estimate" if estimate else "recommend", path=path,
-        tp=_setting(doc, "tp", where), pipeline_stages=_setting(doc, "pipeline_stages", where),
+        tp=_setting(doc, "tp", where),
+        pipeline_stages=(_setting(doc, "pipeline_stages", where)
+                         or _setting(plan, "pp", f"{where}plan.")),
         micro_batch=_setting(doc, "micro_batch", where), seq_len=_setting(doc, "seq_len", where),
         gpu=_text(doc, "gpu"), dtype=_text(doc, "dtype"),
     )

@@ -32,6 +32,7 @@ parallelism) plus, while a layer's backward runs, that one layer's recomputed ac
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from shapewise.errors import InputError
@@ -167,10 +168,13 @@ def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:
     """Parameters one GPU of pipeline ``stage`` holds (after tensor parallelism, before any
     data-parallel sharding): its layers, the embeddings on the first stage, the final norm
     and output layer on the last (a tied embedding has a copy there too when pp > 1)."""
+    return _stage_params(shape, plan.tp, plan.pp, stage, getattr(plan, "ep", 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _stage_params(shape: ModelShape, t: int, P: int, stage: int, ep: int = 1) -> int:
     from shapewise.model.params import param_tensors
 
-    P, t = plan.pp, plan.tp
-    ep = getattr(plan, "ep", 1)
     total = 0
     for p in param_tensors(shape):
         numel = p.numel // t if p.sharded else p.numel
@@ -241,16 +245,17 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
     none.
     """
     from shapewise.hardware.catalog import DTYPE_BYTES
+    from shapewise.plan import shard_size
 
     plan = setup.plan
     e = DTYPE_BYTES[setup.dtype]
     gb = DTYPE_BYTES[setup.grad_reduce_dtype]
     t, P, L = plan.tp, plan.pp, shape.num_hidden_layers
-    dpg, zero = plan.shard_group, plan.shard_stage
+    zero = plan.shard_stage
     n = stage_params(shape, plan, stage)
     layers = L // P + (1 if stage < L % P else 0)
     layer_params = _layer_params(shape, t, getattr(plan, "ep", 1))
-    shard = dpg if dpg > 1 else 1
+    shard = shard_size(plan, setup.gpus_per_node)
     out: dict[str, int] = {
         "weights": e * n // (shard if zero >= 3 else 1),
         "gradients": gb * n // (shard if zero >= 2 else 1),
@@ -316,6 +321,7 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def _layer_params(shape: ModelShape, tp: int, ep: int = 1) -> int:
     """Parameters of one transformer layer on one TP (and EP) rank; for a mixture of
     experts, of its largest layer (a dense or an MoE one)."""

@@ -2,9 +2,8 @@
 
 One reader per ``model_type``; each maps the config's own field names onto
 :class:`~shapewise.model.shape.ModelShape`'s MoE and MLA fields, taking transformers'
-config-class default for a field the file leaves out. Each is registered with
-:func:`shapewise.model.hf.register_model_type` when this module is imported (hf.py imports it
-at its end).
+config-class default for a field the file leaves out. :mod:`shapewise.model.hf` registers each
+of :data:`MOE_READERS` with its ``register_model_type`` (this module does not import hf).
 
 ==============  ===============================  =========================================
 model_type      models                           what is particular
@@ -226,16 +225,6 @@ MOE_READERS: dict[str, MoeReader] = {
 }
 
 
-def _register() -> None:
-    from shapewise.model.hf import register_model_type, supported_model_types
-
-    known = supported_model_types()
-    for model_type, reader in MOE_READERS.items():
-        if model_type not in known:
-            register_model_type(model_type, reader)
-
-
-_register()
 
 
 # ------------------------------------------------------------------ expert parallelism

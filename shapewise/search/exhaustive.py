@@ -6,12 +6,14 @@ objective, so tests can check how close the Optuna search lands to the true opti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
+from shapewise.search.constraints import Constraints
+from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
 from shapewise.step import estimate
 
@@ -29,10 +31,10 @@ class ExhaustiveResult:
 
 def exhaustive_search(
     *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
-    vocab_size: int = 50257, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
+    vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
     tolerance: float = 0.05, dtype: str = "bf16", recompute: bool = False,
     space: SearchSpace | None = None, profile: str | None = None, image_size: int = 224,
-    patch_size: int = 16, num_labels: int = 1000,
+    patch_size: int = 16, num_labels: int = 1000, constraints: Constraints | None = None,
 ) -> ExhaustiveResult:
     """Evaluate every feasible shape of ``space`` (default: recommend_shape's); refuse
     spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s."""
@@ -40,9 +42,15 @@ def exhaustive_search(
 
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     g, dt = resolve_target(gpu, profile, dtype)
-    sp = space or default_space(arch)
-    pb = Problem(float(params), float(tolerance), arch, int(vocab_size), int(seq_len),  # type: ignore[arg-type]
+    c = constraints or Constraints()
+    if vocab_size is not None:
+        c = replace(c, vocab_size=int(vocab_size))
+    sp = space or default_space(arch, float(params), int(tp), c)
+    vocab = c.vocab(arch)[0] or 1
+    pb = Problem(float(params), float(tolerance), arch, int(vocab), int(seq_len),  # type: ignore[arg-type]
                  int(tp), image_size, patch_size, num_labels)
+    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
+    sp = with_tuned_ffn(sp, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
     best: tuple[float, ModelShape, float] | None = None
     n = 0
     for h, d, r, f, L, pad in enumerate_space(pb, sp):

@@ -1,32 +1,38 @@
-"""``recommend_shape()``: the transformer shape that trains fastest for a parameter budget.
+"""``recommend_shape()``: the transformer shape that trains fastest for a parameter budget,
+within the constraints a practitioner trains under.
 
-An Optuna study (TPE sampler, seeded, so the same seed gives the same answer) walks the
-search space of :mod:`shapewise.search.space`; each trial builds the candidate
-:class:`ModelShape` and prices one training step with :func:`shapewise.estimate`.
-
-Objective: predicted training tokens/s per GPU, normalised to the budget,
+**Objective**: predicted training tokens/s per GPU normalised to the budget,
 ``tokens_per_s · params / budget``. Shapes inside the ±tolerance band are compared at equal
 model size (training cost is proportional to params × tokens), so the search cannot win by
-picking the smallest model the tolerance allows; the raw tokens/s is reported as well.
-Candidates within 0.5% of the best score are a tie at the model's resolution; among them
-the shape that keeps more of the alignment rules (multiples of 64) ranks first.
+picking the smallest model the tolerance allows. This objective always prefers wider and
+shallower shapes; depth is a quality decision, so the shape is bounded by
+:class:`~shapewise.search.constraints.Constraints` (aspect band, head dims, TP-divisible
+heads, GQA groups, pipeline stages, the arch's FFN rule, the tokenizer's vocabulary), each
+with a documented default.
 
-The baseline is the textbook shape of the same budget, as the source paper's GPT-3-style
-models are built: aspect ratio h/L near 80, 32 heads whatever head dim that gives (64- or
-128-dim heads not enforced; h a multiple of 256 so the head dim is at least a multiple of 8,
-as FlashAttention requires), MHA, vocabulary unpadded, SwiGLU FFN int(8/3·h) literally
-(rounded up to a multiple of tp only when tensor parallelism could not split it otherwise).
+**Search**: with the default constraints the space holds tens to hundreds of shapes, so
+every one is priced (``method='exhaustive'``: the optimum, whatever the seed). A space of
+more than EXHAUSTIVE_MAX shapes (constraints relaxed by the user) is searched by an Optuna
+study (TPE sampler, seeded: the same seed gives the same answer), then a coarse grid and a
+coordinate polish around the best shapes (``method='optuna'``).
 
-After the study, ``_polish`` prices a coarse grid over every width (the rule-of-thumb head
-layouts) and then searches coordinate by coordinate around the best shapes (head layouts,
-FFN sizes, paddings, neighbouring widths) until none improves.
+**Ranking**: candidates within 0.5% of the best score are a tie at the model's resolution;
+among them the shape that keeps more of the alignment rules (multiples of 64) ranks first.
+The top-k are distinct decisions: one per (hidden, head dim, KV heads), with the best depth
+and vocabulary padding of each (a layer more or less, or a padding, is not an alternative).
+Candidates that fit no training plan (:mod:`.plans`) are dropped.
+
+**Baselines**: the user's own shape (``baseline=``) and the nearest published shapes for the
+arch and size (:mod:`.published`), each priced by the same model with the user's vocabulary
+and sequence length. A gain smaller than the model's documented error for the GPU
+(:mod:`.model_error`) is reported as within model error.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from shapewise.errors import InputError
@@ -34,24 +40,31 @@ from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profi
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
+from shapewise.search.constraints import Constraints
+from shapewise.search.ffn import with_tuned_ffn
+from shapewise.search.model_error import ModelError, model_error
+from shapewise.search.plans import PlanFit, smallest_plan
+from shapewise.search.published import NEAR_FACTOR, nearest_published
+from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
     SearchSpace,
-    ffn_sizes,
+    enumerate_space,
     head_options,
+    heads_unit,
     hidden_sizes,
     layer_range,
     make_shape,
     pad_options,
+    space_from,
 )
-from shapewise.step import Estimate, estimate, memory_note
+from shapewise.step import Estimate, estimate
 
 DEFAULT_TRIALS = 200
-MAX_DEPTHS = 8
 #: relative score difference treated as a tie (below the model's resolution)
 NEAR_TIE = 0.005
-BASELINE_ASPECT = 80.0
-BASELINE_HEADS = 32
+#: spaces up to this many shapes are priced whole (each costs 0.1-0.5 ms)
+EXHAUSTIVE_MAX = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,8 @@ class Candidate:
     score: float
     """tokens/s per GPU × params / budget (the objective)"""
     reason: str
+    plan: PlanFit | None = None
+    """the smallest training plan it fits (None: not assessed)"""
 
     def to_dict(self) -> dict[str, Any]:
         s, e = self.shape, self.estimate
@@ -72,36 +87,91 @@ class Candidate:
             "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
             "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
             "vocab_size": s.vocab_size, "params": self.params,
+            "aspect_ratio": s.hidden_size / s.num_hidden_layers,
             "tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
             "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
-            "score": self.score, "reason": self.reason, "shape": s.to_dict(),
+            "score": self.score, "reason": self.reason,
+            "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
         }
 
 
 @dataclass(frozen=True, slots=True)
+class Baseline:
+    """A shape the recommendation is compared with, and the gain against it."""
+
+    label: str
+    """'your baseline' or the published names with these dimensions"""
+    source: str
+    candidate: Candidate
+    gain: float
+    """best score / this score - 1"""
+    within_error: bool
+    """|gain| below the model's documented error for the GPU"""
+    caveats: tuple[str, ...] = ()
+    """why the comparison is not like for like (outside the aspect band, far off the budget)"""
+
+    def gain_text(self) -> str:
+        g = f"{self.gain:+.1%}"
+        if self.within_error:
+            g += " (within model error)"
+        return g + "".join(f"; {c}" for c in self.caveats)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "source": self.source, "gain": self.gain,
+                "within_model_error": self.within_error, "caveats": list(self.caveats),
+                **self.candidate.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendation:
-    """The winning shape, the ranked candidates, and the naive baseline for comparison."""
+    """The winning shape, the ranked distinct candidates, and the baselines it beat (or not)."""
 
     best: ModelShape
     estimate: Estimate
     candidates: tuple[Candidate, ...]
-    baseline: Candidate | None
-    gain: float | None
-    """best score / baseline score - 1 (None without a baseline)"""
+    baselines: tuple[Baseline, ...]
+    """the user's baseline first (if given), then the nearest published shapes"""
+    model_error: ModelError
     budget: float
     gpu: str
     n_trials: int
+    """Optuna trials run (0 when the space was priced whole)"""
     seed: int
+    method: str = "exhaustive"
+    """'exhaustive' (every shape of the space priced) or 'optuna'"""
+    evaluated: int = 0
+    """shapes priced"""
+    constraints: Constraints = field(default_factory=Constraints)
     notes: tuple[str, ...] = field(default=())
     inputs: dict[str, Any] = field(default_factory=dict)
     """what was asked: arch, dtype, seq_len, tp, micro_batch, tolerance, recompute, ..."""
 
+    @property
+    def baseline(self) -> Candidate | None:
+        """The first baseline's candidate (the user's, else the nearest published)."""
+        return self.baselines[0].candidate if self.baselines else None
+
+    @property
+    def gain(self) -> float | None:
+        """Gain against the first baseline (None without one)."""
+        return self.baselines[0].gain if self.baselines else None
+
+    @property
+    def plan(self) -> PlanFit | None:
+        return self.candidates[0].plan
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "budget": self.budget, "gpu": self.gpu, "n_trials": self.n_trials,
-            "seed": self.seed, "inputs": dict(self.inputs), "gain_over_baseline": self.gain,
+            "seed": self.seed, "method": self.method, "evaluated": self.evaluated,
+            "inputs": dict(self.inputs), "constraints": self.constraints.to_dict(),
+            "gain_over_baseline": self.gain,
+            "model_error": {"fraction": self.model_error.fraction,
+                            "source": self.model_error.source,
+                            "documented": self.model_error.documented},
             "best": self.candidates[0].to_dict(),
             "baseline": self.baseline.to_dict() if self.baseline else None,
+            "baselines": [b.to_dict() for b in self.baselines],
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
@@ -119,9 +189,10 @@ def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
     return g, dt
 
 
-def default_space(arch: str) -> SearchSpace:
+def default_space(arch: str, params: float = 1e9, tp: int = 1,
+                  constraints: Constraints | None = None) -> SearchSpace:
     """The search space recommend_shape and exhaustive_search use unless given one."""
-    return SearchSpace(arch=arch, kv_ratios=(1, 2, 4, 8) if arch == "llama" else (1,))  # type: ignore[arg-type]
+    return space_from(constraints or Constraints(), arch=arch, params=params, tp=tp)
 
 
 def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
@@ -167,43 +238,13 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
         raise InputError(f"tolerance: must be a fraction in (0, 1), got {tolerance!r}")
     for name, v in (("tp", tp), ("micro_batch", micro_batch), ("seq_len", seq_len),
                     ("vocab_size", vocab_size)):
+        if name == "vocab_size" and v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
             raise InputError(f"{name}: must be a positive integer, got {v!r}")
         check_limit(name, int(v))
     if arch not in ("gpt", "llama", "vit"):
         raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
-
-
-def baseline_shape(pb: Problem) -> ModelShape | None:
-    """The textbook shape for the budget (module docstring), or None if none is near it.
-
-    32 heads and h a multiple of 256, so the head dim h/32 is a multiple of 8 (the least
-    FlashAttention accepts) but not necessarily of 64; for each depth the two such widths
-    around 80·L are tried, and the one nearest the budget wins (ties: aspect nearest 80).
-    """
-    best: tuple[float, float, ModelShape] | None = None
-    for L in range(1, 400):
-        for h in {max(256, math.floor(BASELINE_ASPECT * L / 256) * 256),
-                  max(256, math.ceil(BASELINE_ASPECT * L / 256) * 256)}:
-            heads = BASELINE_HEADS
-            if heads % pb.tp:
-                heads = pb.tp * max(1, heads // pb.tp)
-            if h % heads:
-                continue
-            f = 4 * h if pb.arch != "llama" else int(8 * h / 3)
-            f = -(-f // pb.tp) * pb.tp  # the least rounding tensor parallelism needs
-            try:
-                # unpadded vocabulary, except the least padding TP needs (a multiple of t)
-                shape = make_shape(pb, h, h // heads, 1, f, L, pb.tp)
-            except InputError:
-                continue
-            err = abs(count_params(shape) / pb.params - 1)
-            if err > pb.tolerance:
-                continue
-            key = (abs(h / L - BASELINE_ASPECT), err)
-            if best is None or key < best[:2]:
-                best = (*key, shape)
-    return None if best is None else best[2]
 
 
 def _rules_kept(shape: ModelShape, tp: int) -> int:
@@ -215,149 +256,95 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     return int(kept)
 
 
-#: shapes the coarse grid and the local polish may price after the Optuna study (each
-#: costs 0.1-0.5 ms: 7B Llama on H100 recommends in ~2 s)
-POLISH_BUDGET = 3000
-#: best shapes the polish starts from, and keeps as its frontier
-POLISH_SEEDS = 5
-
-
-def _polish(pb: Problem, space: SearchSpace, widths: list[int],
-            cache: dict[tuple[int, ...], Candidate | None],
-            depths: Any, evaluate: Any) -> None:
-    """A coarse grid over every width, then a coordinate search around the best shapes.
-
-    From each of the POLISH_SEEDS best, move one coordinate at a time (width by one or two
-    steps, every head dim and KV ratio, every FFN size, every vocabulary padding; at the
-    best shape, head layouts and FFN sizes together) and price every feasible depth of the
-    result; repeat from the new best until none improves or POLISH_BUDGET shapes are
-    priced. The sampler finds the region; this closes the last percent it can leave (200
-    trials do not see every head dim and FFN at every width):
-    benchmarks/bench_search_gap.py measures the gap to the exhaustive optimum."""
-    start = len(cache)
-    visited: set[tuple[int, ...]] = set()
-    pads = pad_options(pb, space)
-
-    def spent() -> bool:
-        return len(cache) - start >= POLISH_BUDGET
-
-    def price(h: int, d: int, r: int, f: int, pad: int) -> None:
-        ds = depths(h, d, r, f, pad)  # at most MAX_DEPTHS of them, evenly spaced
-        for L in ds[::max(1, math.ceil(len(ds) / MAX_DEPTHS))]:
-            if spent():
-                return
-            evaluate(h, d, r, f, L, pad)
-
-    # A coarse grid first, so that no region is left to the sampler's luck: every width with
-    # the rule-of-thumb layouts (head dims 64 and 128, each KV ratio, the FFN multiple of 64
-    # nearest its default ratio, the largest vocabulary padding).
-    for h in widths:
-        fs = [x for x in ffn_sizes(pb, space, h) if x % pb.tp == 0]
-        if not fs:
-            continue
-        target = 4 * h if pb.arch != "llama" else 8 * h / 3
-        f = min(fs, key=lambda x: (x % 64 != 0, abs(x - target)))
-        for d, r in head_options(pb, space, h):
-            if d in (64, 128):
-                price(h, d, r, f, max(pads))
-
-    def best_keys() -> list[tuple[int, ...]]:
-        ranked = sorted(((k, c) for k, c in cache.items() if c is not None),
-                        key=lambda kc: -kc[1].score)
-        return [k for k, _ in ranked[:POLISH_SEEDS]]
-
-    frontier = best_keys()
-    while frontier and not spent():
-        center = frontier.pop(0)
-        if center in visited:
-            continue
-        visited.add(center)
-        h, d, r, f, _, pad = center
-        heads = head_options(pb, space, h)
-        ffns = [x for x in ffn_sizes(pb, space, h) if x % pb.tp == 0]
-        if center == best_keys()[0]:  # (sorting a few thousand scores: microseconds)
-            # the best so far: every head layout with every FFN size at this width (the KV
-            # heads change the parameter count, so the FFN that fits the budget moves too)
-            for d2, r2 in heads:
-                for f2 in ffns:
-                    price(h, d2, r2, f2, pad)
-        else:
-            for d2, r2 in heads:  # every head dim and KV ratio at this width
-                price(h, d2, r2, f, pad)
-            for f2 in ffns:  # every FFN size at this width
-                price(h, d, r, f2, pad)
-        for pad2 in pads:
-            price(h, d, r, f, pad2)
-        if h in widths:  # neighbouring widths with the nearest head layout, every FFN
-            i = widths.index(h)  # (a new width moves the depth and FFN that fit the budget)
-            for h2 in widths[max(0, i - 2):i + 3]:
-                opts = head_options(pb, space, h2)
-                if h2 == h or not opts:
-                    continue
-                d2, r2 = min(opts, key=lambda o: (abs(o[0] - d), abs(o[1] - r)))
-                for f2 in ffn_sizes(pb, space, h2):
-                    if f2 % pb.tp == 0:
-                        price(h2, d2, r2, f2, pad)
-        frontier += [k for k in best_keys() if k not in visited]
-
-
 def _score(est: Estimate, n: int, budget: float) -> float:
     return est.tokens_per_s * n / budget
 
 
 def recommend_shape(
     *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
-    vocab_size: int = 50257, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
+    vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
     tolerance: float = 0.05, n_trials: int | None = None, seed: int = 0,
     dtype: str = "bf16", recompute: bool = False, space: SearchSpace | None = None,
     top_k: int = 10, profile: str | None = None, image_size: int = 224,
     patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
+    constraints: Constraints | None = None, baseline: ModelShape | None = None,
+    n_gpus: int | None = None, global_batch: int | None = None,
 ) -> Recommendation:
-    """Search the shape with the highest predicted training throughput for ``params``.
+    """Search the shape with the highest predicted training throughput for ``params``
+    within ``constraints`` (default :class:`Constraints()`, documented there).
 
-    >>> rec = recommend_shape(params=350e6, gpu="a100", n_trials=40)
-    >>> rec.best.vocab_size % 64, rec.best.hidden_size % 64
-    (0, 0)
+    ``vocab_size`` is shorthand for ``constraints.vocab_size``; left out, the tokenizer in
+    ``constraints`` (or the arch's, noted) gives it. ``baseline`` is the user's own shape,
+    compared first; the nearest published shapes follow. ``space`` replaces the space the
+    constraints make (for tests and special searches). With ``n_gpus`` and
+    ``global_batch`` (sequences per optimizer step), the best shapes are priced under their
+    fastest training plan of that many GPUs (:mod:`shapewise.search.planned`) and only those
+    that fit one are kept; without them, each candidate states the smallest plan it fits.
+
+    >>> rec = recommend_shape(params=350e6, gpu="a100")
+    >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
+    (True, 0)
     """
-    import optuna
-
+    c = constraints if constraints is not None else Constraints()
+    if not isinstance(c, Constraints):
+        raise InputError(f"constraints: expected a Constraints, got {type(c).__name__}")
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
+    if vocab_size is not None:
+        c = replace(c, vocab_size=int(vocab_size))
+    if baseline is not None and not isinstance(baseline, ModelShape):
+        raise InputError(f"baseline: expected a ModelShape, got {type(baseline).__name__}")
     g, dt = resolve_target(gpu, profile, dtype)
-    if space is None:
-        space = default_space(arch)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
             0 <= seed < 2**32):
         raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(
             n_trials, numbers.Integral) or n_trials < 1):
         raise InputError(f"n_trials: must be a positive integer, got {n_trials!r}")
-    pb = Problem(float(params), float(tolerance), arch, int(vocab_size),  # type: ignore[arg-type]
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
+    cluster: tuple[int, int] | None = None
+    if (n_gpus is None) != (global_batch is None):
+        raise InputError("n_gpus/global_batch: give both (the cluster and the sequences per "
+                         "optimizer step) or neither")
+    if n_gpus is not None:
+        for name, v in (("n_gpus", n_gpus), ("global_batch", global_batch)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise InputError(f"{name}: must be a positive integer, got {v!r}")
+        cluster = (int(n_gpus), int(global_batch))  # type: ignore[arg-type]
+    vocab, vocab_note = c.vocab(arch)
+    if space is None:
+        space = space_from(c, arch=arch, params=float(params), tp=int(tp))
+    pb = Problem(float(params), float(tolerance), arch, int(vocab or 1),  # type: ignore[arg-type]
                  int(seq_len), int(tp), image_size, patch_size, num_labels)
     seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
+    unit = heads_unit(pb, space)
+    space = with_tuned_ffn(space, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
 
-    widths = [h for h in hidden_sizes(pb, space) if h % tp == 0]
-    widths = [h for h in widths if head_options(pb, space, h)]
+    all_widths = hidden_sizes(pb, space)
+    widths = [h for h in all_widths
+              if space.ffn_for(h) % tp == 0 and head_options(pb, space, h)]
+    if not all_widths:  # the budget is below the narrowest width the heads allow
+        raise InputError(_empty_reason(pb, space, c, []))
     if not widths:
-        raise InputError(f"tp: {tp} divides no head count in the search space "
-                         f"(head dims {space.head_dims}, hidden step {space.hidden_step})")
-    # feasibility of the budget at the two ends of the space
-    _check_budget(pb, space, widths)
+        raise InputError(f"tp: heads must be multiples of {unit} (tp {tp}, planned TP "
+                         f"{space.heads_multiple}) and no head dim in {space.head_dims} "
+                         "gives such a width within the budget")
 
     cache: dict[tuple[int, ...], Candidate | None] = {}
-    ranges: dict[tuple[int, ...], tuple[int, int]] = {}
+    ranges: dict[tuple[int, ...], range] = {}
 
     def depths(h: int, d: int, r: int, f: int, pad: int) -> range:
-        """Every layer count that keeps (h, d, r, f, pad) within the budget."""
+        """Every layer count that keeps (h, d, r, f, pad) within the budget and band."""
         k = (h, d, r, f, pad)
         if k not in ranges:
-            ranges[k] = layer_range(pb, space, h, d, r, f, pad)
-        lo, hi = ranges[k]
-        return range(lo, hi + 1)
+            lo, hi = layer_range(pb, space, h, d, r, f, pad)
+            ranges[k] = range(lo, hi + 1, space.layers_multiple)
+        return ranges[k]
 
     def evaluate(h: int, d: int, r: int, f: int, L: int, pad: int) -> Candidate | None:
         key = (h, d, r, f, L, pad)
         if key not in cache and L not in depths(h, d, r, f, pad):
-            return None  # outside the budget's tolerance: never a candidate
+            return None  # outside the budget's tolerance or the band: never a candidate
         if key not in cache:
             try:
                 shape = make_shape(pb, h, d, r, f, L, pad)
@@ -371,136 +358,202 @@ def recommend_shape(
                 cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "")
         return cache[key]
 
-    def objective(trial: optuna.Trial) -> float:
-        h = widths[trial.suggest_int("hidden_index", 0, len(widths) - 1)]
-        want_d = trial.suggest_categorical("head_dim", list(space.head_dims))
-        want_r = trial.suggest_categorical("kv_ratio", list(space.kv_ratios))
-        opts = head_options(pb, space, h)
-        d, r = min(opts, key=lambda o: (abs(o[0] - want_d), abs(o[1] - want_r), -o[0]))
-        fs = ffn_sizes(pb, space, h)
-        f = fs[round(trial.suggest_float("ffn_pos", 0.0, 1.0) * (len(fs) - 1))]
-        pad = trial.suggest_categorical("vocab_multiple", pad_options(pb, space))
-        lo, hi = layer_range(pb, space, h, d, r, f, pad)
-        if lo > hi:
-            raise optuna.TrialPruned("no layer count meets the budget at this width")
-        # Depth is cheap to scan: price every feasible layer count of this width (at most
-        # MAX_DEPTHS of them, evenly spaced) and report the best to the sampler.
-        step = max(1, math.ceil((hi - lo + 1) / MAX_DEPTHS))
-        cands = [c for L in range(lo, hi + 1, step)
-                 if (c := evaluate(h, d, r, f, L, pad)) is not None]
-        if not cands:
-            raise optuna.TrialPruned("shape rejected by validation")
-        best = max(cands, key=lambda c: c.score)
-        trial.set_user_attr("key", [h, d, r, f, best.shape.num_hidden_layers, pad])
-        return best.score
-
-    trials = DEFAULT_TRIALS if n_trials is None else int(n_trials)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(40, trials // 3 + 1),
-                                         multivariate=True)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    # Warm start from the rules of thumb (head dim 128 and 64, vocab padded to 64·tp):
-    # the sampler still explores everything else.
-    for d in (128, 64):
-        if d in space.head_dims:
-            study.enqueue_trial({"head_dim": d, "vocab_multiple": max(pad_options(pb, space)),
-                                 "kv_ratio": space.kv_ratios[0], "ffn_pos": 0.5,
-                                 "hidden_index": len(widths) // 2})
-    bar = Progress(trials, "recommend", enabled=progress)
-    study.optimize(objective, n_trials=trials,
-                   callbacks=[lambda s, t: bar.update(1, f"best {_best_note(s)}")])
+    points = []
+    for pt in enumerate_space(pb, space):
+        points.append(pt)
+        if len(points) > EXHAUSTIVE_MAX:
+            break
+    if not points:
+        raise InputError(_empty_reason(pb, space, c, widths))
+    trials = 0
+    bar = Progress(len(points) if len(points) <= EXHAUSTIVE_MAX else (
+        DEFAULT_TRIALS if n_trials is None else int(n_trials)), "recommend", enabled=progress)
+    if len(points) <= EXHAUSTIVE_MAX:
+        method = "exhaustive"
+        for pt in points:
+            evaluate(*pt)
+            bar.update(1, "")
+    else:
+        method = "optuna"
+        trials = DEFAULT_TRIALS if n_trials is None else int(n_trials)
+        optuna_search(pb, space, widths, trials, seed, depths, evaluate, bar)
+        polish(pb, space, widths, cache, depths, evaluate)
     bar.close()
 
-    _polish(pb, space, widths, cache, depths, evaluate)
-
-    found = [c for c in cache.values() if c is not None]
+    found = [x for x in cache.values() if x is not None]
     if not found:
         raise InputError(f"params: no shape in the search space meets {params:.3g} ± "
-                         f"{tolerance * 100:.3g}% (every width's layer range was empty)")
-    ranked = sorted(found, key=lambda c: (-c.score, c.shape.num_hidden_layers))
+                         f"{tolerance * 100:.3g}% (every shape was rejected by the estimate)")
+    ranked = sorted(found, key=lambda x: (-x.score, x.shape.num_hidden_layers,
+                                          x.shape.hidden_size, x.shape.head_dim))
     # Differences under NEAR_TIE are below what the model can resolve: among such near-ties
-    # rank first the shapes that keep more of the co-design alignment rules (hidden, head
-    # dim, vocabulary, FFN multiples of 64), which hold across kernels and libraries.
+    # rank first the shapes that keep more of the co-design alignment rules.
     top_score = ranked[0].score
-    near = [c for c in ranked if c.score >= top_score * (1 - NEAR_TIE)]
+    near = [x for x in ranked if x.score >= top_score * (1 - NEAR_TIE)]
     rest = ranked[len(near):]
-    near.sort(key=lambda c: (-_rules_kept(c.shape, tp), -c.score))
+    near.sort(key=lambda x: (-_rules_kept(x.shape, tp), -x.score))
     ranked = near + rest
-    unique: dict[str, Candidate] = {}
-    for c in ranked:  # vocab multiples 64 and 128 can pad to the same size
-        unique.setdefault(repr(c.shape), c)
-    top = []
-    for c in list(unique.values())[:top_k]:
-        top.append(Candidate(c.shape, c.estimate, c.params, c.score,
-                             explain_shape(c.shape, c.estimate, tp, g)))
-    base_shape = baseline_shape(pb)
-    base = None
-    notes = []
-    if base_shape is not None:
-        try:
-            be = estimate(base_shape, gpu=g, micro_batch=micro_batch,
-                          seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
-                          recompute=recompute)
-        except InputError as exc:
-            notes.append(f"baseline not estimable: {exc}")
-        else:
-            n = count_params(base_shape)
-            base = Candidate(base_shape, be, n, _score(be, n, pb.params),
-                             explain_shape(base_shape, be, tp, g))
-    else:
-        notes.append("no textbook baseline lands within the tolerance of the budget")
+    # One candidate per real decision (width, head dim, KV heads): a layer more or less at
+    # the same width only moves the size within the tolerance, and vocabulary paddings of
+    # the same shape are not alternatives; each decision shows its best depth and padding.
+    distinct: dict[tuple[int, ...], Candidate] = {}
+    for x in ranked:
+        s = x.shape
+        distinct.setdefault((s.hidden_size, s.head_dim, s.kv_heads), x)
+    top: list[Candidate] = []
+    dropped = 0
+    max_tp = space.heads_multiple if space.heads_multiple % tp == 0 else math.lcm(
+        space.heads_multiple, tp)
+    if cluster is not None:  # each shape under its fastest plan of n_gpus GPUs
+        from shapewise.search.planned import planned
+
+        fits, dropped = planned(distinct.values(), gpu=g, n_gpus=cluster[0],
+                                global_batch=cluster[1], seq_len=seq, dtype=dt,
+                                budget=pb.params)
+        top = [replace(x, reason=explain_shape(x.shape, x.estimate, x.estimate.tp, g))
+               for x in fits[:top_k]]
+        if not top:
+            raise InputError(f"n_gpus: none of the best shapes fits {cluster[0]} × {g.name} "
+                             f"at global batch {cluster[1]} (seq {seq}) under any plan")
+    for x in distinct.values() if cluster is None else ():
+        plan = smallest_plan(x.shape, gpu=g, micro_batch=micro_batch, seq_len=seq, dtype=dt,
+                             recompute=recompute, max_tp=max(max_tp, 8))
+        if not plan.feasible:
+            dropped += 1
+            continue
+        top.append(replace(x, reason=explain_shape(x.shape, x.estimate, tp, g), plan=plan))
+        if len(top) >= top_k:
+            break
+    if not top:
+        raise InputError(f"params: no shape within the constraints fits {g.name} at any "
+                         f"plan (tp ≤ {max(max_tp, 8)}, FSDP, activation recompute); "
+                         "lower micro_batch or seq_len")
+
+    err = model_error(g.id, dt)
+    notes: list[str] = []
+    if vocab_note:
+        notes.append(f"vocabulary {vocab:,}: {vocab_note}")
     if top[0].estimate.calibration != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
-    over = memory_note(top[0].estimate.memory, g)
-    if over:
-        notes.append(f"best shape's {over} (the search ranks throughput, not memory)")
-    gain = top[0].score / base.score - 1 if base else None
+    notes.append(f"model error on {g.id} {dt}: ±{err.fraction:.1%} ({err.source}); smaller "
+                 "gains are within model error")
+    assert top[0].plan is not None
+    notes.append(f"plan: best shape {top[0].plan.text}")
+    if dropped:
+        notes.append(f"{dropped} faster shape(s) fit no training plan and were dropped")
+
+    def price_baseline(shape: ModelShape) -> Estimate:
+        if cluster is not None:
+            from shapewise.search.planned import best_plan
+
+            est = best_plan(shape, gpu=g, n_gpus=cluster[0], global_batch=cluster[1],
+                            seq_len=seq, dtype=dt)
+            if est is None:
+                raise InputError(f"fits no plan of {cluster[0]} GPUs")
+            return est
+        return estimate(shape, gpu=g, micro_batch=micro_batch,
+                        seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
+                        recompute=recompute)
+
+    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes)
+    inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
+                              "micro_batch": micro_batch, "tolerance": float(tolerance),
+                              "recompute": recompute}
+    if cluster is not None:
+        inputs.update(n_gpus=cluster[0], global_batch=cluster[1])
+    if arch == "vit":
+        inputs.update(image_size=image_size, patch_size=patch_size, num_labels=num_labels)
+    else:
+        inputs["vocab_size"] = vocab
     return Recommendation(
-        best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baseline=base,
-        gain=gain, budget=float(params), gpu=g.id, n_trials=trials, seed=seed,
-        notes=tuple(notes),
-        inputs={"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
-                "micro_batch": micro_batch, "tolerance": float(tolerance),
-                "recompute": recompute,
-                **({"image_size": image_size, "patch_size": patch_size,
-                    "num_labels": num_labels} if arch == "vit" else
-                   {"vocab_size": vocab_size})},
+        best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top),
+        baselines=tuple(baselines), model_error=err, budget=float(params), gpu=g.id,
+        n_trials=trials, seed=int(seed), method=method, evaluated=len(cache), constraints=c,
+        notes=tuple(notes), inputs=inputs,
     )
 
 
-def _best_note(study: Any) -> str:
-    try:
-        return f"{study.best_value:,.0f} tok/s"
-    except ValueError:
-        return ""
+def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
+               own: ModelShape | None, best: Candidate, err: ModelError,
+               notes: list[str]) -> list[Baseline]:
+    """The user's shape (if any), then the nearest published shapes, each priced."""
+    rows: list[tuple[str, str, ModelShape]] = []
+    if own is not None:
+        rows.append((f"yours ({own.name})" if own.name else "yours",
+                     "the baseline you gave", own))
+    near = nearest_published(
+        arch=pb.arch, params=pb.params, count=count_params,
+        # the least vocabulary padding tensor parallelism needs (Megatron splits the logits)
+        vocab_size=-(-pb.vocab_size // pb.tp) * pb.tp if pb.arch != "vit" else None,
+        seq_len=pb.seq_len,
+        image_size=pb.image_size, patch_size=pb.patch_size, num_labels=pb.num_labels)
+    if not near:
+        notes.append(f"no published {pb.arch} shape within {NEAR_FACTOR:g}× of the budget "
+                     "to compare with (pass baseline= / --baseline)")
+    for pubs, shape, _ in near:
+        rows.append((" / ".join(p.name for p in pubs), "; ".join(p.source for p in pubs),
+                     shape))
+    out = []
+    for label, source, shape in rows:
+        try:
+            est = price_fn(shape)
+        except InputError as exc:
+            notes.append(f"baseline {label}: not estimable at these settings ({exc})")
+            continue
+        n = count_params(shape)
+        cand = Candidate(shape, est, n, _score(est, n, pb.params),
+                         explain_shape(shape, est, est.tp, g))
+        gain = best.score / cand.score - 1
+        caveats = []
+        aspect = shape.hidden_size / shape.num_hidden_layers
+        if "num_hidden_layers" not in space.fixed and not (
+                space.min_aspect <= aspect <= space.max_aspect):
+            caveats.append(f"its aspect {aspect:.4g} is outside the {space.min_aspect:g}-"
+                           f"{space.max_aspect:g} band (depth is a quality choice)")
+        if abs(n / pb.params - 1) > pb.tolerance:
+            caveats.append(f"{n / pb.params:.2f}× the budget, compared per parameter")
+        out.append(Baseline(label, source, cand, gain, abs(gain) < err.fraction,
+                            tuple(caveats)))
+    return out
 
 
-def _check_budget(pb: Problem, sp: SearchSpace, widths: list[int]) -> None:
-    """Explain an impossible budget by the constraint that empties the space."""
-    h_small, h_big = widths[0], widths[-1]
-    d_s, r_s = head_options(pb, sp, h_small)[0]
-    f_s = ffn_sizes(pb, sp, h_small)[0]
-    smallest = count_params(make_shape(pb, h_small, d_s, r_s, f_s, max(
-        sp.min_layers, math.ceil(h_small / sp.max_aspect)), 1))
-    d_b, r_b = head_options(pb, sp, h_big)[0]
-    f_b = ffn_sizes(pb, sp, h_big)[-1]
-    largest = count_params(make_shape(pb, h_big, d_b, r_b, f_b, min(
-        sp.max_layers, math.floor(h_big / sp.min_aspect)), max(pad_options(pb, sp))))
+def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int]) -> str:
+    """Why no shape meets the budget: the smallest and largest shape the constraints allow."""
+    unit = heads_unit(pb, sp)
+    if widths:
+        h_s, h_b = widths[0], widths[-1]
+        d_s, r_s = head_options(pb, sp, h_s)[0]
+    else:
+        d_s, r_s = min(sp.head_dims), 1
+        h_s = h_b = unit * d_s
+    pad = max(pad_options(pb, sp))
+    m = sp.layers_multiple
+    l_s = m * math.ceil(max(sp.min_layers, math.ceil(h_s / sp.max_aspect),
+                            sp.fixed.get("num_hidden_layers", 1)) / m)
+    smallest = count_params(make_shape(pb, h_s, d_s, r_s, sp.ffn_for(h_s), l_s, pad))
+    band = (f"aspect {sp.min_aspect:g}-{sp.max_aspect:g}" if "num_hidden_layers" not in sp.fixed
+            else f"layers {sp.fixed['num_hidden_layers']}")
+    what = (f"heads multiples of {unit} (tp {pb.tp}, planned TP {sp.heads_multiple}), "
+            f"head dims {sp.head_dims}, {band}, "
+            f"vocab {pb.vocab_size if pb.arch != 'vit' else '-'}")
     if pb.params * (1 + pb.tolerance) < smallest:
-        positions = max(pb.seq_len, 1024) * h_small if pb.arch == "gpt" else 0
-        # GPT's learned position table grows with seq_len: blame it when it alone breaks
-        # the budget (the smallest shape without it would fit)
+        positions = max(pb.seq_len, 1024) * h_s if pb.arch == "gpt" else 0
         if positions and smallest - positions <= pb.params * (1 + pb.tolerance):
-            raise InputError(
-                f"seq_len: {pb.seq_len} learned positions alone take {positions:,} parameters "
-                f"at hidden {h_small}, {positions / pb.params:.0%} of the {pb.params:.3g} "
-                "budget; shorten seq_len or use arch 'llama' (rotary positions)")
-        raise InputError(
-            f"params: {pb.params:.3g} is below the smallest shape in the search space "
-            f"({smallest:,} parameters at hidden {h_small}, min_layers {sp.min_layers}, "
-            f"vocab {pb.vocab_size}): no feasible shape")
-    if pb.params * (1 - pb.tolerance) > largest:
-        raise InputError(
-            f"params: {pb.params:.3g} is above the largest shape in the search space "
-            f"({largest:,} parameters at hidden {h_big}, max_layers {sp.max_layers}): "
-            "no feasible shape")
+            return (f"seq_len: {pb.seq_len} learned positions alone take {positions:,} "
+                    f"parameters at hidden {h_s}, {positions / pb.params:.0%} of the "
+                    f"{pb.params:.3g} budget; shorten seq_len or use arch 'llama' (rotary)")
+        return (f"params: {pb.params:.3g} is below the smallest shape the constraints allow "
+                f"({smallest:,} parameters at hidden {h_s}, {l_s} layers; {what}): pass a "
+                "smaller vocabulary, head dims or a wider aspect band")
+    if widths:
+        d_b, r_b = head_options(pb, sp, h_b)[0]
+        l_b = sp.fixed.get("num_hidden_layers") or min(
+            sp.max_layers, math.floor(h_b / sp.min_aspect) if sp.min_aspect > 0 else sp.max_layers)
+        l_b = max(m, m * (l_b // m))
+        largest = count_params(make_shape(pb, h_b, d_b, r_b, sp.ffn_for(h_b), l_b, pad))
+        if pb.params * (1 - pb.tolerance) > largest:
+            return (f"params: {pb.params:.3g} is above the largest shape the constraints "
+                    f"allow ({largest:,} parameters at hidden {h_b}, {l_b} layers; {what})")
+    return (f"params: no shape meets {pb.params:.3g} ± {pb.tolerance:.0%} within the "
+            f"constraints ({what}; widths {h_s}-{h_b}): widen the tolerance, the aspect band "
+            "or the head dims, or lower max_tp")

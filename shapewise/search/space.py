@@ -1,21 +1,14 @@
-"""The shape search space shared by the Optuna search and the exhaustive reference search.
+"""The shape search space shared by the recommendation and the exhaustive reference search.
 
 A candidate is (hidden size h, head dim d, KV-head ratio r, FFN size f, layers L, vocabulary
-padding multiple p). Heads follow as a = h / d and KV heads as g = a / r. Layers are not
-free: for a given (h, d, r, f, p) only the L that keep the parameter count within
-±tolerance of the budget are feasible, so the search picks L inside that range.
+padding multiple p). Heads follow as a = h / d and KV heads as g = a / r. The FFN is not
+searched: it follows h by the arch's rule (:meth:`SearchSpace.ffn_for`). Layers are not free
+either: for a given (h, d, r, p) only the L that keep the parameter count within ±tolerance
+of the budget, inside the aspect band and a multiple of the pipeline stages are feasible.
 
-Defaults (all overridable through :class:`SearchSpace`):
-
-* h in steps of 32 (so sizes that are not multiples of 64 stay possible and the cost model,
-  not the grid, decides), head dims 32..256;
-* aspect ratio h / L between 32 and 160 and L between 4 and 160: Kaplan et al. 2020
-  ("Scaling Laws for Neural Language Models", fig. 5) found loss within a few percent over
-  aspect ratios of roughly 20 to 200; published models sit at 64-128 (GPT-2 64, GPT-3
-  2.7B 80, Llama-2-7B 128), so the default band stays inside both;
-* GPT FFN = 4h (GELU, as GPT-2/NeoX); Llama FFN within ±8% of 8/3·h in steps of 32
-  (co-design rule 6: search near 8/3·h, do not use it literally);
-* KV-head ratios a/g in {1, 2, 4, 8} for Llama (GQA), 1 otherwise.
+A :class:`SearchSpace` is usually made from the user's
+:class:`~shapewise.search.constraints.Constraints` by :func:`space_from` (defaults and
+their sources are documented there); build one directly to search something else.
 """
 
 from __future__ import annotations
@@ -28,46 +21,91 @@ from typing import Literal
 from shapewise.errors import InputError
 from shapewise.model.params import count_params
 from shapewise.model.shape import LIMITS, ModelShape
+from shapewise.search.constraints import (
+    DEFAULT_FFN_MULTIPLE,
+    GELU_RATIO,
+    SWIGLU_RATIO,
+    VOCAB_MULTIPLES,
+    Constraints,
+)
 
 Arch = Literal["gpt", "llama", "vit"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchSpace:
-    """Bounds of the shape search (see the module docstring for the reasons)."""
+    """Bounds and rules of the shape search (see the module docstring)."""
 
     arch: Arch = "gpt"
-    hidden_step: int = 32
-    """h is searched in multiples of this"""
-    head_dims: tuple[int, ...] = (32, 48, 64, 80, 96, 112, 128, 160, 192, 256)
+    head_dims: tuple[int, ...] = (64, 128)
     kv_ratios: tuple[int, ...] = (1,)
-    """a/g ratios searched (Llama default (1, 2, 4, 8))"""
-    ffn_range: tuple[float, float] = (0.92, 1.08)
-    """Llama: FFN searched in [lo, hi] × 8/3·h"""
-    ffn_step: int = 32
-    vocab_multiples: tuple[int, ...] = (1, 8, 64, 128)
-    """padding multiples tried (times tp)"""
-    min_layers: int = 4
-    max_layers: int = 160
-    min_aspect: float = 32.0
-    """smallest h / L"""
-    max_aspect: float = 160.0
-    """largest h / L"""
+    """heads ÷ KV heads searched (Llama default (1, 2, 4, 8))"""
+    heads_multiple: int = 1
+    """heads and KV heads must be multiples of this (the largest TP degree planned)"""
+    layers_multiple: int = 1
+    """layers must be a multiple of this (the pipeline stages)"""
+    ffn_ratio: float | None = None
+    """FFN ÷ h before rounding; None: 4 (GELU) or 8/3 (SwiGLU)"""
+    ffn_multiple: int | None = None
+    """FFN rounded up to a multiple of this; None: 256 for SwiGLU, exact 4h for GELU"""
+    vocab_multiples: tuple[int, ...] = VOCAB_MULTIPLES
+    """vocabulary padding multiples tried (times the TP degree)"""
+    min_layers: int = 2
+    """two layers at least: induction heads, the circuit behind in-context copying, need
+    two (Olsson et al. 2022, "In-context Learning and Induction Heads")"""
+    max_layers: int = LIMITS["num_hidden_layers"]
+    min_aspect: float = 64.0
+    """smallest h / L (0: no bound)"""
+    max_aspect: float = 128.0
+    """largest h / L (inf: no bound)"""
     fixed: dict[str, int] = field(default_factory=dict)
     """pin any of hidden_size, head_dim, num_key_value_heads, intermediate_size,
     num_hidden_layers"""
+    ffn_by_width: dict[int, int] = field(default_factory=dict)
+    """FFN sizes chosen per width (:func:`shapewise.search.ffn.with_tuned_ffn`); the rule
+    for widths not in it"""
 
     def __post_init__(self) -> None:
         if self.min_layers < 1 or self.max_layers < self.min_layers:
             raise InputError(f"min_layers/max_layers: need 1 <= {self.min_layers} <= "
                              f"{self.max_layers}")
-        if not 0 < self.min_aspect <= self.max_aspect:
-            raise InputError(f"min_aspect/max_aspect: need 0 < {self.min_aspect} <= "
+        if not 0 <= self.min_aspect <= self.max_aspect or self.max_aspect <= 0:
+            raise InputError(f"min_aspect/max_aspect: need 0 <= {self.min_aspect} <= "
                              f"{self.max_aspect}")
         if not self.head_dims or min(self.head_dims) < 1:
             raise InputError("head_dims: need at least one positive head dim")
-        if self.hidden_step < 1 or self.ffn_step < 1:
-            raise InputError("hidden_step/ffn_step: must be positive")
+        if not self.kv_ratios or min(self.kv_ratios) < 1:
+            raise InputError("kv_ratios: need at least one positive ratio")
+        if self.heads_multiple < 1 or self.layers_multiple < 1:
+            raise InputError("heads_multiple/layers_multiple: must be positive")
+        if not self.vocab_multiples or min(self.vocab_multiples) < 1:
+            raise InputError("vocab_multiples: need at least one positive multiple")
+
+    def ffn_for(self, h: int) -> int:
+        """The FFN size the arch's rule gives width h (or the pinned one)."""
+        if "intermediate_size" in self.fixed:
+            return self.fixed["intermediate_size"]
+        if h in self.ffn_by_width:
+            return self.ffn_by_width[h]
+        if self.arch == "llama":
+            ratio = SWIGLU_RATIO if self.ffn_ratio is None else self.ffn_ratio
+            m = self.ffn_multiple or DEFAULT_FFN_MULTIPLE
+            return m * math.ceil(round(ratio * h, 6) / m)
+        f = round((GELU_RATIO if self.ffn_ratio is None else self.ffn_ratio) * h)
+        return self.ffn_multiple * math.ceil(f / self.ffn_multiple) if self.ffn_multiple else f
+
+
+def space_from(c: Constraints, *, arch: str, params: float, tp: int) -> SearchSpace:
+    """The search space the constraints ``c`` allow for ``arch`` at budget ``params``."""
+    lo, hi = c.aspect_band(arch, params)
+    fixed = {"num_hidden_layers": int(c.layers)} if c.layers is not None else {}
+    if c.layers is not None:
+        lo, hi = 0.0, math.inf  # a pinned depth replaces the band
+    return SearchSpace(
+        arch=arch, head_dims=tuple(sorted(set(c.head_dims))),  # type: ignore[arg-type]
+        kv_ratios=c.ratios(arch), heads_multiple=c.tp_degree(params, tp),
+        layers_multiple=c.stages(params), ffn_ratio=c.ffn_ratio, ffn_multiple=c.ffn_multiple,
+        min_aspect=lo, max_aspect=hi, fixed=fixed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,63 +142,81 @@ def make_shape(pb: Problem, h: int, d: int, r: int, f: int, L: int, pad: int) ->
 
 def layer_range(pb: Problem, sp: SearchSpace, h: int, d: int, r: int, f: int, pad: int
                 ) -> tuple[int, int]:
-    """Feasible (L_lo, L_hi) for the budget, depth and aspect bounds; lo > hi if none."""
+    """Feasible (L_lo, L_hi), both multiples of ``sp.layers_multiple``, for the budget,
+    depth and aspect bounds; lo > hi if none."""
     p1 = count_params(make_shape(pb, h, d, r, f, 1, pad))
     p2 = count_params(make_shape(pb, h, d, r, f, 2, pad))
     per_layer, base = p2 - p1, 2 * p1 - p2
     lo = math.ceil((pb.params * (1 - pb.tolerance) - base) / per_layer)
     hi = math.floor((pb.params * (1 + pb.tolerance) - base) / per_layer)
     lo = max(lo, sp.min_layers, math.ceil(h / sp.max_aspect))
-    hi = min(hi, sp.max_layers, math.floor(h / sp.min_aspect))
+    hi = min(hi, sp.max_layers)
+    if sp.min_aspect > 0:
+        hi = min(hi, math.floor(h / sp.min_aspect))
     if "num_hidden_layers" in sp.fixed:
         L = sp.fixed["num_hidden_layers"]
         lo, hi = max(lo, L), min(hi, L)
-    return lo, hi
+    m = sp.layers_multiple
+    return m * math.ceil(lo / m), m * math.floor(hi / m)
+
+
+def layers_in(pb: Problem, sp: SearchSpace, h: int, d: int, r: int, f: int, pad: int
+              ) -> range:
+    lo, hi = layer_range(pb, sp, h, d, r, f, pad)
+    return range(lo, hi + 1, sp.layers_multiple)
+
+
+def heads_unit(pb: Problem, sp: SearchSpace) -> int:
+    """Heads (and KV heads) are multiples of this: the priced tp and the planned degree."""
+    return math.lcm(pb.tp, sp.heads_multiple)
 
 
 def hidden_sizes(pb: Problem, sp: SearchSpace) -> list[int]:
-    """Widths whose aspect band can hold the budget (a loose, cheap pre-filter)."""
+    """Widths a·d (a a multiple of the heads unit) that the budget could reach: a cheap
+    pre-filter, the layer range decides."""
     if "hidden_size" in sp.fixed:
         return [sp.fixed["hidden_size"]]
-    # a layer holds about 12h² parameters (GPT/Llama alike); with L in [h/max_aspect,
-    # h/min_aspect], 12h³/max_aspect <= P <= 12h³/min_aspect + embeddings
-    h_lo = (pb.params * (1 - pb.tolerance) * sp.min_aspect / 16) ** (1 / 3)
-    h_hi = (pb.params * (1 + pb.tolerance) * sp.max_aspect / 10) ** (1 / 3)
-    step = sp.hidden_step
-    h_hi = min(h_hi, LIMITS["hidden_size"])  # past it no shape is valid (and the list huge)
-    start = max(step, int(min(h_lo, h_hi) // step) * step)
-    return list(range(start, int(h_hi) + step, step))
+    # a layer holds at least 10h² parameters (GPT/Llama alike; 12h² for MHA with a 4h MLP),
+    # and L >= max(min_layers, pinned L, h / max_aspect)
+    P = pb.params * (1 + pb.tolerance)
+    l_min = max(sp.min_layers, sp.fixed.get("num_hidden_layers", 1))
+    h_hi = math.sqrt(P / (10 * l_min))
+    if math.isfinite(sp.max_aspect):
+        h_hi = min(h_hi, (P * sp.max_aspect / 10) ** (1 / 3))
+    h_hi = min(h_hi, LIMITS["hidden_size"])
+    unit = heads_unit(pb, sp)
+    dims = [sp.fixed["head_dim"]] if "head_dim" in sp.fixed else list(sp.head_dims)
+    out: set[int] = set()
+    for d in dims:
+        out.update(range(unit * d, int(h_hi) + 1, unit * d))
+    return sorted(out)
 
 
 def ffn_sizes(pb: Problem, sp: SearchSpace, h: int) -> list[int]:
-    if "intermediate_size" in sp.fixed:
-        return [sp.fixed["intermediate_size"]]
-    if pb.arch != "llama":
-        return [4 * h]
-    lo, hi = sp.ffn_range
-    c = 8 * h / 3
-    step = sp.ffn_step
-    return list(range(math.ceil(c * lo / step) * step, int(c * hi) + 1, step)) or [
-        round(c / step) * step]
+    """The FFN sizes searched at width h: one, by the arch's rule."""
+    return [sp.ffn_for(h)]
 
 
 def head_options(pb: Problem, sp: SearchSpace, h: int) -> list[tuple[int, int]]:
-    """(head dim, kv ratio) pairs valid for width h under tensor parallelism."""
+    """(head dim, kv ratio) pairs valid at width h: heads and KV heads multiples of the
+    heads unit (tp and the planned TP degree), KV heads dividing the heads."""
     dims = [sp.fixed["head_dim"]] if "head_dim" in sp.fixed else list(sp.head_dims)
+    unit = heads_unit(pb, sp)
     out = []
     for d in dims:
         if h % d:
             continue
         a = h // d
-        if a % pb.tp:
+        if a % unit:
             continue
-        for r in sp.kv_ratios:
+        ratios = sp.kv_ratios if pb.arch == "llama" else (1,)
+        for r in ratios:
             if a % r:
                 continue
             g = a // r
             if "num_key_value_heads" in sp.fixed and g != sp.fixed["num_key_value_heads"]:
                 continue
-            if g % pb.tp:
+            if g % unit:
                 continue
             out.append((d, r))
     return out
@@ -169,20 +225,18 @@ def head_options(pb: Problem, sp: SearchSpace, h: int) -> list[tuple[int, int]]:
 def pad_options(pb: Problem, sp: SearchSpace) -> list[int]:
     if pb.arch == "vit":
         return [1]
-    return sorted({m * pb.tp for m in sp.vocab_multiples})
+    unit = heads_unit(pb, sp)
+    return sorted({m * unit for m in sp.vocab_multiples})
 
 
 def enumerate_space(pb: Problem, sp: SearchSpace
                     ) -> Iterator[tuple[int, int, int, int, int, int]]:
     """Every feasible (h, d, r, f, L, pad): the exhaustive search walks all of them."""
     for h in hidden_sizes(pb, sp):
-        if h % pb.tp:
+        f = sp.ffn_for(h)
+        if f % pb.tp:
             continue
         for d, r in head_options(pb, sp, h):
-            for f in ffn_sizes(pb, sp, h):
-                if f % pb.tp:
-                    continue
-                for pad in pad_options(pb, sp):
-                    lo, hi = layer_range(pb, sp, h, d, r, f, pad)
-                    for L in range(lo, hi + 1):
-                        yield h, d, r, f, L, pad
+            for pad in pad_options(pb, sp):
+                for L in layers_in(pb, sp, h, d, r, f, pad):
+                    yield h, d, r, f, L, pad

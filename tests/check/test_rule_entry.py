@@ -62,7 +62,9 @@ def test_a_declared_rule_is_run_priced_and_ordered(toy_rules: list[str]) -> None
     old = estimate(gpt2(), gpu=A100, seq_len=1024)
     new = estimate(gpt2().replace(vocab_size=50304), gpu=A100, seq_len=1024)
     assert f.step_speedup == pytest.approx(old.step_time_s / new.step_time_s)
-    assert f.step_speedup > 1.02 and f.severity == "warning"  # >= 2% of the step
+    # a warning when it saves >= 2% of the step, an info below
+    assert f.step_speedup > 1
+    assert f.severity == ("warning" if 1 - 1 / f.step_speedup >= 0.02 else "info")
     assert f.gpu == A100.id and f.rule == "toy-vocab"
     assert fn(shape_context(gpt2().replace(vocab_size=50304), gpu=A100, seq_len=1024)) == []
 

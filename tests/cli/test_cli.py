@@ -49,7 +49,7 @@ def test_recommend_table_and_json(tmp_path: Path) -> None:
     r = run("recommend", "--params", "350M", "--gpu", "a100", "--n-trials", "30",
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert "baseline" in r.stdout and "tokens/s/GPU" in r.stdout and "MFU" in r.stdout
+    assert "best vs GPT-3 Medium" in r.stdout and "tokens/s/GPU" in r.stdout and "MFU" in r.stdout
     r = run("recommend", "--params", "1.1B", "--gpu", "h100", "--arch", "llama",
             "--tp", "2", "--n-trials", "30", "--json", cwd=tmp_path)
     data = json.loads(r.stdout)

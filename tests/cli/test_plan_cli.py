@@ -67,3 +67,13 @@ def test_bad_plans_are_one_line_and_exit_2(args: list[str], field: str,
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"error: {field}:" in lines[0], r.stderr
+
+
+def test_report_shows_the_sustained_clock_and_its_source(tmp_path: Path) -> None:
+    r = run("report", "--gpu", "h100", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "In a long training run: 76% of these math rates" in r.stdout
+    assert "validate_steps.py" in r.stdout
+    data = json.loads(run("report", "--gpu", "a100", "--json", cwd=tmp_path).stdout)
+    assert data["sustained_clock"] == pytest.approx(0.862)
+    assert "llmfoundry" in data["sustained_clock_source"]

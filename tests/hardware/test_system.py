@@ -212,4 +212,4 @@ def test_cli_gpu_takes_a_system_name() -> None:
                         "dgx-h100", "--seq-len", "1024"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "on h100-sxm" in r.stdout
+    assert "h100-sxm" in r.stdout

@@ -76,6 +76,11 @@ def test_estimate_document_carries_its_settings(tmp_path: Path) -> None:
     assert loaded.source == "estimate" and loaded.shape == shape
     assert (loaded.micro_batch, loaded.seq_len, loaded.tp) == (4, 512, 2)
     assert loaded.gpu == est.gpu and loaded.dtype == "fp16"
+    # an estimate of a training plan states its pipeline stages in its plan
+    planned = {**est.to_dict(), "plan": {"tp": 2, "pp": 4}}
+    assert load_shape(planned).pipeline_stages == 4
+    with pytest.raises(InputError, match=r"plan\.pp: expected a positive integer"):
+        load_shape({**planned, "plan": {"pp": 0}})
 
 
 def test_documents_with_bad_fields_name_the_key_path(rec: dict) -> None:

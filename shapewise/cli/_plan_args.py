@@ -1,0 +1,69 @@
+"""The plan options of ``shapewise estimate`` and the hardware of ``--gpu`` (a GPU or a
+system), shared by ``estimate`` and ``plan``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shapewise.cli._common import positive_int
+from shapewise.errors import InputError
+
+
+def add_plan_options(p: argparse.ArgumentParser) -> None:
+    """The plan flags of ``estimate`` (all optional: the default is one GPU)."""
+    p.add_argument("--gpus", type=positive_int("--gpus"), default=None,
+                   help="GPUs in all (default: dp·tp·pp·cp); must equal that product")
+    p.add_argument("--dp", type=positive_int("--dp"), default=None,
+                   help="data-parallel ranks (default: what --gpus leaves after tp·pp·cp)")
+    p.add_argument("--pp", type=positive_int("--pp"), default=1, help="pipeline stages")
+    p.add_argument("--virtual-stages", type=positive_int("--virtual-stages"), default=1,
+                   help="interleaved 1F1B: model chunks per pipeline rank")
+    p.add_argument("--cp", type=positive_int("--cp"), default=1, help="context-parallel ranks")
+    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
+                   help="ZeRO stage (1: optimizer states, 2: + gradients, 3: + weights)")
+    p.add_argument("--fsdp", choices=("full", "hybrid"), default=None,
+                   help="FSDP full shard, or hybrid (shard in a node, replicate across)")
+    p.add_argument("--sequence-parallel", action="store_true",
+                   help="Megatron sequence parallelism (needs --tp > 1)")
+    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
+                   help="sequences per optimizer step (sets gradient accumulation)")
+
+
+def plan_from_args(args: argparse.Namespace) -> Any:
+    from shapewise.plan import Plan
+
+    tp, pp, cp = args.tp, args.pp, args.cp
+    dp = args.dp
+    if dp is None:
+        if args.gpus is None:
+            dp = 1
+        elif args.gpus % (tp * pp * cp):
+            raise InputError(f"--gpus: {args.gpus} is not a multiple of tp·pp·cp = "
+                             f"{tp * pp * cp}")
+        else:
+            dp = args.gpus // (tp * pp * cp)
+    rc = args.recompute
+    plan = Plan(dp=dp, tp=tp, pp=pp, cp=cp, virtual_stages=args.virtual_stages,
+                zero=args.zero, fsdp=args.fsdp, sequence_parallel=args.sequence_parallel,
+                micro_batch=args.micro_batch, global_batch=args.global_batch, recompute=rc)
+    if args.gpus is not None and plan.n_gpus != args.gpus:
+        raise InputError(f"--gpus: {args.gpus}, but dp·tp·pp·cp = {dp}·{tp}·{pp}·{cp} = "
+                         f"{plan.n_gpus}")
+    return plan
+
+
+def resolve_hardware(args: argparse.Namespace) -> Any:
+    """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
+    from shapewise.hardware.catalog import load_profile
+    from shapewise.plan import _resolve_hardware
+
+    if getattr(args, "profile", None):
+        return load_profile(args.profile)
+    if not getattr(args, "gpu", None):
+        raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
+    return _resolve_hardware(args.gpu)[1]
+
+
+def gpu_of(hw: Any) -> Any:
+    return getattr(hw, "gpu", hw)
