@@ -30,7 +30,8 @@ import public_data
 
 from shapewise import __version__, gemm_time, get_gpu
 from shapewise.cost.attention import explain_attention
-from shapewise.cost.defaults import attention_backend_params, calibration_of
+from shapewise.cost.attention_backends import attention_backend_params
+from shapewise.cost.defaults import calibration_of
 from shapewise.cost.fit import AttentionObservation, error_stats, predict_attention
 
 BEGIN = "<!-- validation:begin (scripts/validate_public.py writes between these marks) -->"
@@ -290,6 +291,20 @@ def render_attention(folder: Path) -> str:
         lines.append(f"| {g['gpu']} | {g['backend']} | {g['dtype']} | {g['direction']} | "
                      f"{g['n']} | {g['median_abs_pct']:.1f} | {g['p90_abs_pct']:.1f} | "
                      f"{cvm} | {cvp} | {ok} |")
+    merged: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for o in obs:
+        merged[(o.gpu, o.backend, "bwd" if o.backward else "fwd")].append(
+            abs(shipped_attention(o) / o.time_s - 1) * 100)
+    lines += ["", "The same timings as issue #11 groups them, GPU × backend per direction "
+              f"(dtypes together), the groups of ≥ {ATTENTION_MIN_ROWS}:", "",
+              "| GPU | backend | direction | timings | median abs err % | target |",
+              "|---|---|---|---:|---:|---|"]
+    for (gid, backend, d), errs in sorted(merged.items()):
+        if len(errs) < ATTENTION_MIN_ROWS:
+            continue
+        med = float(np.median(errs))
+        lines.append(f"| {gid} | {backend} | {d} | {len(errs)} | {med:.1f} | "
+                     f"{'met' if med <= ATTENTION_MEDIAN_TARGET else '**missed**'} |")
     lines += ["", f"Backend ordering: of the {total} pairs of backends measured on one problem "
               f"(same GPU, dtype, direction and shape), the model orders "
               f"{right} as measured ({right / max(total, 1):.0%}; target "

@@ -265,6 +265,21 @@ def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
     return system.gpu, system, int(system.domain_size)
 
 
+def _attention_backend(name: Any, gpu: Any, dtype: str, shape: Any, seq_len: int) -> str:
+    """The backend id of ``name``, if it runs the shape's attention on ``gpu`` (both passes);
+    InputError naming attention_backend otherwise."""
+    from shapewise.cost.attention import check_backend, resolve_backend
+
+    backend = resolve_backend(name, field_name="attention_backend")
+    for backward in (False, True):
+        try:
+            check_backend(backend, gpu, dtype=dtype, head_dim=shape.head_dim,
+                          seq_len=seq_len, seq_len_kv=seq_len, backward=backward)
+        except InputError as exc:
+            raise InputError("attention_" + str(exc)) from None
+    return backend.name
+
+
 def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: str = "bf16",
                grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
                n_gpus: int | None = None,
@@ -336,9 +351,8 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
                              f"{plan.n_gpus} GPUs, not n_gpus = {n}")
     if not isinstance(fused_loss, bool):
         raise InputError(f"fused_loss: must be True or False, got {fused_loss!r}")
-    if attention_backend is not None and not isinstance(attention_backend, str):
-        raise InputError(f"attention_backend: must be a backend name, got "
-                         f"{attention_backend!r}")
+    if attention_backend is not None:
+        attention_backend = _attention_backend(attention_backend, g, dt, shape, s)
     from shapewise.cost.moe import check_routing
     from shapewise.model.moe import check_ep
     from shapewise.recipe import check_recipe

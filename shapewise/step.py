@@ -357,6 +357,9 @@ def estimate(
     and may not contradict an explicit one. ``seq_len`` defaults to the shape's
     ``max_position_embeddings`` (decoders) and is fixed by image and patch size for ViT.
     ``gpu`` is a GPU or system name or object; ``profile`` (a path) overrides it.
+    ``attention_backend`` (fa2, fa3, fa4, cudnn, sdpa-flash, sdpa-efficient, sdpa-math,
+    triton, ck, aotriton; see :mod:`shapewise.cost.attention`) prices that kernel; None,
+    what PyTorch's SDPA dispatch picks. One that cannot run the shape is an InputError.
     ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`); ``dtype`` stays the storage type.
     Mixtures of experts: ``ep`` (alone: ``Plan(dp=ep, ep=ep)``), ``capacity_factor`` (None:
     dropless), ``imbalance`` (the busiest expert-parallel rank's tokens over the mean).

@@ -22,12 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from shapewise import __version__
 from shapewise._io import atomic_write_text, read_json
-from shapewise.cost.attention import attention_time
-from shapewise.cost.fit import FitResult, GemmObservation, fit_gemm
+from shapewise.cost.attention_backends import attention_backend_params
+from shapewise.cost.fit import (
+    AttentionObservation,
+    FitResult,
+    GemmObservation,
+    fit_attention,
+    fit_gemm,
+)
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import (
     GPU,
@@ -228,34 +232,59 @@ def _guess_gpu(doc: Mapping[str, Any], obs: Sequence[GemmObservation], where: st
     return get_gpu(name, field_name="--gpu (from the bench file's device_name)")
 
 
-def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, float]:
-    """Scale the attention efficiencies to the fused-kernel timings, if any."""
-    out: dict[str, float] = {}
-    for backward, key in ((False, "attention_fwd_efficiency"), (True, "attention_bwd_efficiency")):
-        ratios = []
-        for rec in doc["measurements"]:
-            if (not isinstance(rec, dict) or rec.get("kind") != "attention"
-                    or rec.get("status", "ok") != "ok" or bool(rec.get("backward")) != backward
-                    or rec.get("backend") not in ("flash", "cudnn", "flash_attn", "efficient")):
-                continue
-            try:
-                pred = attention_time(
-                    batch=int(rec["batch"]), heads=int(rec["heads"]),
-                    seq_len=int(rec["seq_len"]), head_dim=int(rec["head_dim"]), gpu=gpu,
-                    dtype=str(rec["dtype"]), causal=bool(rec.get("causal", False)),
-                    kv_heads=int(rec.get("kv_heads") or rec["heads"]),
-                    seq_len_kv=int(rec.get("seq_len_kv") or rec["seq_len"]), backward=backward)
-                meas = float(rec["median_s"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if meas > 0 and math.isfinite(meas):
-                ratios.append(pred / meas)
-        if len(ratios) >= 3:
-            cal = gpu.calibration
-            assert cal is not None
-            current = getattr(cal, key)
-            # time ~ 1/efficiency in the compute-bound regime: scale by the median ratio
-            out[key] = float(min(1.0, max(0.02, current * float(np.median(ratios)))))
+#: bench rows (``shapewise.kernels.attention.BACKENDS``) -> cost-model attention backends;
+#: ``math`` is priced by the GEMM model (nothing to fit)
+BENCH_ATTENTION_BACKENDS = {"flash": "sdpa-flash", "efficient": "sdpa-efficient",
+                            "cudnn": "cudnn", "flash_attn": "fa2", "triton": "triton"}
+#: on ROCm, SDPA's flash and efficient rows run AOTriton and the flash_attn package is CK
+ROCM_ATTENTION_BACKENDS = {"flash": "aotriton", "efficient": "aotriton", "flash_attn": "ck",
+                           "triton": "triton"}
+
+
+def _attention_observations(gpu: GPU, doc: Mapping[str, Any]) -> list[AttentionObservation]:
+    """The fused-attention timings of a bench file, as the attention fit reads them."""
+    names = ROCM_ATTENTION_BACKENDS if gpu.vendor == "amd" else BENCH_ATTENTION_BACKENDS
+    out = []
+    for rec in doc["measurements"]:
+        if (not isinstance(rec, dict) or rec.get("kind") != "attention"
+                or rec.get("status", "ok") != "ok" or rec.get("backend") not in names):
+            continue
+        try:
+            heads, d = int(rec["heads"]), int(rec["head_dim"])
+            o = AttentionObservation(
+                gpu.id, names[rec["backend"]], str(rec["dtype"]),
+                int(rec["batch"]), heads, int(rec.get("kv_heads") or heads),
+                int(rec["seq_len"]), int(rec.get("seq_len_kv") or rec["seq_len"]), d, d,
+                bool(rec.get("causal", False)), None, bool(rec.get("backward")),
+                float(rec["median_s"]), "shapewise bench")
+        except (KeyError, TypeError, ValueError):
+            continue
+        if o.time_s > 0 and math.isfinite(o.time_s):
+            out.append(o)
+    return out
+
+
+def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Per backend measured, its fitted parameters (``calibration.attention_backends``).
+
+    The bench's fused-attention timings of each backend are fitted as the public ones are
+    (:func:`shapewise.cost.fit.fit_attention`): an efficiency per direction with enough
+    timings, κ and c₀ where the timings allow, the priors' values otherwise. GPUs only:
+    the CPU's SDPA kernels are not the GPU kernels the model describes.
+    """
+    if gpu.vendor not in ("nvidia", "amd"):
+        return {}
+    obs = _attention_observations(gpu, doc)
+    out: dict[str, dict[str, float]] = {}
+    for backend in sorted({o.backend for o in obs}):
+        prior, _ = attention_backend_params(gpu, backend, "bf16")
+        shared = {k: prior[k] for k in ("softmax_exposed", "cta_overhead")}
+        try:
+            fit = fit_attention(backend, obs, shared=shared, folds=0, gpus={gpu.id: gpu})
+        except InputError:  # too few timings of any (direction, dtype): the priors stand
+            continue
+        if gpu.id in fit.per_gpu:
+            out[backend] = {**fit.shared, **fit.per_gpu[gpu.id]}
     return out
 
 
@@ -263,7 +292,8 @@ def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, float]:
 class FitReport:
     profile: GPU
     gemm: FitResult
-    attention: dict[str, float]
+    attention: dict[str, dict[str, float]]
+    """per attention backend measured, its fitted parameters"""
     bench_file: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -324,9 +354,9 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
     }
     result = fit_gemm(base, obs, seed=seed, provenance=provenance)
     fitted = base.with_calibration(result.calibration)
-    att = _fit_attention(fitted, doc)
+    att = _fit_attention(base, doc)
     if att:
-        cal = dataclasses.replace(result.calibration, **att)
+        cal = dataclasses.replace(result.calibration, attention_backends=att)
         fitted = fitted.with_calibration(cal)
     new_id = profile_id or (base.id if base.id.endswith("-measured") else f"{base.id}-measured")
     fitted = dataclasses.replace(

@@ -159,6 +159,7 @@ def analyze(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
+    attention_backend: str | None = None,
     ep: int | None = None,
 ) -> CheckReport:
     """The full report behind :func:`check_shape` (what was checked, settings, findings).
@@ -202,6 +203,8 @@ def analyze(
             t, b, pp = plan.tp, plan.micro_batch, plan.pp
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
                             pipeline_stages=pp, note=gpu_note, plan=plan,
+                            attention_backend=(attention_backend if attention_backend
+                                               is not None else cfg.attention_backend),
                             ep=_ep(ep if ep is not None else getattr(plan, "ep", 1)))
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
@@ -244,7 +247,8 @@ def check_shape(
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
-    profile: str | None = None, plan: Any = None, ep: int | None = None,
+    profile: str | None = None, plan: Any = None, attention_backend: str | None = None,
+    ep: int | None = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -255,6 +259,8 @@ def check_shape(
     (default: all of :data:`shapewise.check.rules.RULES`). ``plan`` (a
     :class:`shapewise.Plan`): the parallel plan the step runs under, which the plan rules
     (SW016-SW019) judge; its tp, micro-batch and stages replace those settings.
+    ``attention_backend``: the attention kernel the run uses (default: what the config
+    states, else PyTorch's SDPA dispatch), which SW020 compares with the others.
 
     >>> from shapewise import ModelShape
     >>> fs = check_shape(ModelShape.gpt(hidden_size=768, num_attention_heads=12,
@@ -266,7 +272,8 @@ def check_shape(
         gpu = load_profile(profile)
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
-                   example_input=example_input, rules=rules, plan=plan, ep=ep).findings
+                   example_input=example_input, rules=rules, plan=plan,
+                   attention_backend=attention_backend, ep=ep).findings
 
 
 def check_before_training(

@@ -83,6 +83,17 @@ def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
     parser.add_argument("--dtype", default=None, help=dtype_help)
 
 
+def add_attention_backend_option(parser: argparse.ArgumentParser) -> None:
+    """``--attention-backend``: the attention kernel to price (default: the config's, else
+    PyTorch's SDPA dispatch)."""
+    from shapewise.cost.attention import BACKENDS
+
+    parser.add_argument(
+        "--attention-backend", default=None, metavar="NAME",
+        help=f"attention kernel to price: {', '.join(BACKENDS)} (default: the one the config "
+             "states, e.g. HF attn_implementation, else what PyTorch's SDPA picks)")
+
+
 def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
     """``--dtype``, else bf16, or fp16 on a GPU that has no bf16 math (V100, MI50)."""
     if getattr(args, "dtype", None):

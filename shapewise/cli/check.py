@@ -20,6 +20,7 @@ from typing import Any
 from shapewise.cli._common import (
     SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
+    add_attention_backend_option,
     add_gpu_options,
     dtype_for,
     positive_int,
@@ -53,6 +54,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence (default: the config's, else the model's "
                         "context up to 4096)")
+    add_attention_backend_option(p)
     p.add_argument("--ep", type=positive_int("--ep"), default=None,
                    help="expert-parallel size of a mixture of experts (SW013, SW014)")
     p.add_argument("--fail-on", choices=("info", "warning", "error"), default="warning",
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
             reports.append(analyze(path, gpu=gpu, tp=args.tp, micro_batch=args.micro_batch,
                                    ep=args.ep,
                                    seq_len=args.seq_len, pipeline_stages=args.pipeline_stages,
-                                   dtype=args.dtype, detect=False))
+                                   dtype=args.dtype, detect=False,
+                                   attention_backend=args.attention_backend))
         except (ValueError, OSError) as exc:  # InputError is a ValueError
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if not text.startswith(str(path)):

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from shapewise.cli._common import (
     SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
+    add_attention_backend_option,
     add_gpu_options,
     dtype_for,
     positive_int,
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="activation recompute: none, selective or full (bare --recompute: "
                         "full)")
     add_plan_options(p)
+    add_attention_backend_option(p)
     p.add_argument("--recipe", default=None,
                    help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
                    "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
@@ -74,16 +76,22 @@ def _at_least_one(field: str):
 
 def load_shape(spec: str):
     """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
+    return load_config(spec).shape
+
+
+def load_config(spec: str):
+    """The LoadedShape CONFIG names (the shape and the run settings it states)."""
     from shapewise.model.load import load_shape as load
 
-    return load(spec).shape
+    return load(spec)
 
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
     from shapewise.step import estimate
 
-    shape = load_shape(args.config)
+    loaded = load_config(args.config)
+    shape = loaded.shape
     hw = resolve_hardware(args)
     args.dtype = dtype_for(args, gpu_of(hw))
     recipe = None
@@ -98,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, dp=dp, ep=args.ep)
     est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype, plan=plan,
                    recipe=recipe, capacity_factor=args.capacity_factor,
-                   imbalance=args.imbalance)
+                   imbalance=args.imbalance,
+                   attention_backend=args.attention_backend or loaded.attention_backend)
     if args.json:
         print_json(est.to_dict())
         return 0

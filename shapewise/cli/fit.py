@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     print(tabulate(_rows(report.gemm.in_sample), headers=headers))
     print(f"\nCross-validated ({report.gemm.cross_validated['folds']}-fold, held-out points):")
     print(tabulate(_rows(report.gemm.cross_validated), headers=headers))
-    if report.attention:
-        print("\nattention efficiencies from fused-kernel timings: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in report.attention.items()))
+    for backend, prm in sorted(report.attention.items()):
+        print(f"\nattention {backend} (fitted on its fused-kernel timings): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in sorted(prm.items())))
     return 0

@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
 
 def _calibration_status(gpu: GPU) -> str:
     cal = gpu.calibration
+    if cal is not None and cal.status == "default" and cal.attention_backends:
+        return "defaults, attention fitted"  # GEMM defaults; public attention timings fitted
     return "fitted" if cal is not None and cal.status == "fitted" else "defaults"
 
 

@@ -9,7 +9,6 @@ that have public measurements and prints how far these defaults sit from those f
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 from shapewise.hardware.catalog import GPU, Calibration
 
@@ -133,57 +132,3 @@ ATTENTION_BACKEND_SHARED: dict[str, dict[str, float]] = {
     "fa2": {"softmax_exposed": 0.5, "cta_overhead": 6.0},
     "sdpa-efficient": {"softmax_exposed": 0.5, "cta_overhead": 6.0},
 }
-
-
-def _sibling_fit(gpu: GPU, backend: str) -> tuple[Mapping[str, float], str] | None:
-    """A fit of ``backend`` on another profile with the same SM (arch_code), if any.
-
-    Efficiency as a fraction of peak carries over between SKUs of one chip (H100 and H200
-    share the GH100 SM; B200 and GB200 the GB100 SM): the kernel and its tiles are the same.
-    """
-    from shapewise.hardware.catalog import list_gpus
-
-    for other in sorted(list_gpus(), key=lambda g: g.id):
-        if other.id == gpu.id or other.arch_code != gpu.arch_code or other.calibration is None:
-            continue
-        fit = other.calibration.attention_backends.get(backend)
-        if fit:
-            return fit, f"fitted on {other.id} (same {gpu.arch_code} SM)"
-    return None
-
-
-def attention_backend_params(gpu: GPU, backend: str, dtype: str
-                             ) -> tuple[dict[str, float], str]:
-    """Parameters of ``backend`` on ``gpu`` for the fused-attention formula, and their origin.
-
-    Keys: fwd_efficiency, bwd_efficiency (and _fp8 variants when fitted), softmax_exposed,
-    cta_overhead. Order: this GPU's fit; a fit on a GPU with the same SM; the priors.
-    """
-    from shapewise.cost.attention import BACKENDS
-
-    cal = calibration_of(gpu)
-    be = BACKENDS[backend]
-    shared = {"softmax_exposed": ATTENTION_PRIORS["softmax_exposed"],
-              "cta_overhead": ATTENTION_PRIORS["cta_overhead"],
-              **ATTENTION_BACKEND_SHARED.get(backend, {})}
-    fwd, bwd = cal.attention_fwd_efficiency, cal.attention_bwd_efficiency
-    origin = "spec-derived prior (no fit of this backend on this SM)"
-    if be.mma == "legacy" and gpu.vendor == "nvidia":
-        peak = gpu.peak_flops(dtype if dtype in gpu.peak_tflops else "fp16")
-        per_clock = gpu.sm_count * gpu.boost_clock_mhz * 1e6
-        fwd = min(fwd, ATTENTION_PRIORS["legacy_fwd_flop_per_clock"] * per_clock / peak)
-        bwd = min(bwd, ATTENTION_PRIORS["legacy_bwd_flop_per_clock"] * per_clock / peak)
-        if backend == "sdpa-efficient":
-            fwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
-            bwd *= ATTENTION_PRIORS["efficient_vs_fa2"]
-        origin = "prior: FlashAttention-2-class rate per SM per clock (no fit on this SM)"
-    prm = {**shared, "fwd_efficiency": fwd, "bwd_efficiency": bwd}
-    # a fit (this GPU's, else one on the same SM) overrides what it measured; a direction
-    # it did not measure keeps the prior
-    own = cal.attention_backends.get(backend)
-    if own:
-        return {**prm, **own}, f"fitted on {gpu.id}"
-    sib = _sibling_fit(gpu, backend)
-    if sib is not None:
-        return {**prm, **sib[0]}, sib[1]
-    return prm, origin

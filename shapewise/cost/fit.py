@@ -394,7 +394,10 @@ def attention_chip(gpu_id: str) -> str:
         return (g.vendor, g.arch_code, g.sm_count, g.boost_clock_mhz,
                 tuple(sorted(g.peak_tflops.items())))
 
-    me = sig(get_gpu(gpu_id))
+    try:
+        me = sig(get_gpu(gpu_id))
+    except InputError:  # a profile outside the catalog (a measured one): its own chip
+        return gpu_id
     return min(g.id for g in list_gpus() if sig(g) == me)
 
 
@@ -468,12 +471,8 @@ def attention_obs_params(o: AttentionObservation, per: Mapping[str, Mapping[str,
 
 
 def _attention_solve(obs: Sequence[AttentionObservation], names: list[str],
-                     shared0: Mapping[str, float]) -> np.ndarray:
+                     shared0: Mapping[str, float], gpus: Mapping[str, GPU]) -> np.ndarray:
     from scipy.optimize import least_squares
-
-    from shapewise.hardware.catalog import get_gpu
-
-    gpus = {gid: get_gpu(gid) for gid in {o.gpu for o in obs}}
     log_meas = np.log([o.time_s for o in obs])
     def bounds(n: str) -> tuple[float, float]:
         if ":" not in n:
@@ -511,7 +510,7 @@ def _attention_solve(obs: Sequence[AttentionObservation], names: list[str],
 
 def fit_attention(backend: str, observations: Sequence[AttentionObservation], *,
                   shared: Mapping[str, float], fit_shared: bool = True, folds: int = 5,
-                  seed: int = 0) -> AttentionFit:
+                  seed: int = 0, gpus: Mapping[str, GPU] | None = None) -> AttentionFit:
     """Fit ``backend``'s per-GPU efficiencies (and, with ``fit_shared``, its κ and c₀).
 
     Least squares on log(predicted/measured) with a soft-L1 loss, as the GEMM fit; k-fold
@@ -530,8 +529,12 @@ def fit_attention(backend: str, observations: Sequence[AttentionObservation], *,
     if len(obs) < 2:
         raise InputError(f"measurements: {len(obs)} usable {backend} timings; a fit needs 2")
     fit_shared = fit_shared and len(obs) >= 20
+    from shapewise.hardware.catalog import get_gpu
+
+    # the profiles the observations name (``gpus`` for one outside the catalog)
+    gpus = {gid: (gpus or {}).get(gid) or get_gpu(gid) for gid in {o.gpu for o in obs}}
     names = _attention_names(obs, fit_shared)
-    x = _attention_solve(obs, names, shared)
+    x = _attention_solve(obs, names, shared, gpus)
     per_chip, sh, harness = _attention_params(names, x, shared)
     per = {o.gpu: per_chip[_chip(o)] for o in obs}  # every profile of a chip gets its fit
     rng = np.random.default_rng(seed)
@@ -542,11 +545,13 @@ def fit_attention(backend: str, observations: Sequence[AttentionObservation], *,
         test = set(order[f::k].tolist())
         train = [o for i, o in enumerate(obs) if i not in test]
         tn = _attention_names(train, fit_shared)
-        per_f, sh_f, h_f = _attention_params(tn, _attention_solve(train, tn, shared), shared)
+        per_f, sh_f, h_f = _attention_params(tn, _attention_solve(train, tn, shared, gpus),
+                                             shared)
         for i in test:
             o = obs[i]
             if _chip(o) in per_f:
-                cv_pred[i] = predict_attention(o, attention_obs_params(o, per_f, sh_f, h_f))
+                cv_pred[i] = predict_attention(o, attention_obs_params(o, per_f, sh_f, h_f),
+                                               gpus[o.gpu])
     meas = np.array([o.time_s for o in obs])
     ok = np.isfinite(cv_pred)
     cross = {"all": error_stats(cv_pred[ok], meas[ok]), "folds": k}

@@ -36,13 +36,14 @@ from shapewise.hardware.schema import (
     named,
     nested,
     number,
-    parse_fields,
+    parse_document,
     plain_json,
     schema,
     schema_fields,
     short,
     string,
     to_dict,
+    version,
 )
 
 SCHEMA_VERSION = 1
@@ -146,13 +147,6 @@ def _aliases(value: Any, check: Checker, name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _schema_version(value: Any, check: Checker, name: str) -> int:
-    version = integer(value, check, name)
-    if version != SCHEMA_VERSION:
-        raise check.fail(name, f"is {version}; this shapewise reads {SCHEMA_VERSION}")
-    return version
-
-
 _fraction = number(at_most=1.0)
 
 
@@ -216,7 +210,7 @@ class GPU:
     :func:`gpu_to_dict` writes them.
     """
 
-    schema_version: int = schema(_schema_version, default=SCHEMA_VERSION, repr=False)
+    schema_version: int = schema(version(SCHEMA_VERSION), default=SCHEMA_VERSION, repr=False)
     id: str = schema(string(pattern=r"[a-z0-9][a-z0-9._-]*"))
     """file stem, e.g. 'h100-sxm' (lower-case letters, digits, '.', '_' or '-')"""
     name: str = schema(string())
@@ -322,12 +316,7 @@ def parse_profile(raw: Any, *, where: str) -> GPU:
     ``where`` names the source (a path) in every error message.
     """
     check = Checker(where)
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: a profile must be a JSON object, got {type(raw).__name__}")
-    if "schema_version" not in raw:  # read first: a future schema fails on its version
-        raise check.fail("schema_version", "is missing")
-    _schema_version(raw["schema_version"], check, "schema_version")
-    kwargs = parse_fields(GPU, raw, check)
+    kwargs = parse_document(GPU, raw, check, what="a profile")
     sources, references = kwargs["sources"], kwargs.get("references", {})
     for name in _SOURCED_FIELDS:  # every datasheet value present needs its source
         if kwargs.get(name) is not None and name not in sources:
@@ -356,37 +345,50 @@ def _norm(name: str) -> str:
     return key
 
 
-def _builtin_profile_paths() -> list[Path]:
+def _builtin_profile_paths(subfolder: str = "") -> list[Path]:
     folder = resources.files("shapewise.profiles")
+    if subfolder:
+        folder = folder / subfolder
+        if not folder.is_dir():
+            return []
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def _user_profile_paths() -> list[Path]:
-    paths: list[Path] = []
-    for folder in filter(None, os.environ.get("SHAPEWISE_PROFILES", "").split(os.pathsep)):
+def profile_paths(env_var: str, subfolder: str = "") -> list[Path]:
+    """The shipped profiles (``profiles/`` or its ``subfolder``), then the ``*.json`` of each
+    folder that ``env_var`` names (separated by ``os.pathsep``): later ones override."""
+    paths = _builtin_profile_paths(subfolder)
+    for folder in filter(None, os.environ.get(env_var, "").split(os.pathsep)):
         d = Path(folder)
         if not d.is_dir():
-            raise InputError(f"SHAPEWISE_PROFILES: {folder} is not a folder")
+            raise InputError(f"{env_var}: {folder} is not a folder")
         paths.extend(sorted(d.glob("*.json")))
     return paths
+
+
+def load_catalog(load: Callable[[Path], Any], env_var: str, subfolder: str = ""
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
+    """(id -> profile, normalised alias -> id) of every profile :func:`profile_paths` lists,
+    each read by ``load``. A later file overrides an earlier one of the same id (users'
+    over the shipped ones); ids win over other profiles' aliases."""
+    items: dict[str, Any] = {}
+    for path in profile_paths(env_var, subfolder):
+        item = load(path)
+        items[item.id] = item
+    index: dict[str, str] = {}
+    for item in items.values():
+        for alias in (item.id, item.name, *item.aliases):
+            index.setdefault(_norm(alias), item.id)
+    for item in items.values():
+        index[_norm(item.id)] = item.id
+    return items, index
 
 
 @cache
 def _catalog(user_dirs: str) -> tuple[dict[str, GPU], dict[str, str]]:
     """(id -> GPU, normalised alias -> id). User profiles override built-ins of the same id."""
     del user_dirs  # the cache key: SHAPEWISE_PROFILES as it was when loaded
-    gpus: dict[str, GPU] = {}
-    for path in [*_builtin_profile_paths(), *_user_profile_paths()]:
-        gpu = load_profile(path)
-        gpus[gpu.id] = gpu
-    index: dict[str, str] = {}
-    for gpu in gpus.values():
-        for alias in (gpu.id, gpu.name, *gpu.aliases):
-            index.setdefault(_norm(alias), gpu.id)
-    # ids and names win over other profiles' aliases
-    for gpu in gpus.values():
-        index[_norm(gpu.id)] = gpu.id
-    return gpus, index
+    return load_catalog(load_profile, "SHAPEWISE_PROFILES")
 
 
 #: Parts software never sees as one device. An MI250X is two GCDs, each its own 64 GB GPU

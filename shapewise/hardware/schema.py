@@ -203,3 +203,32 @@ def nested(cls: type) -> Parser:
         return cls(**parse_fields(cls, value, check, prefix=name + "."))
 
     return parse
+
+
+def version(expected: int) -> Parser:
+    """A document's ``schema_version``: an integer equal to ``expected``."""
+
+    def parse(value: Any, check: Checker, name: str) -> int:
+        found = integer(value, check, name)
+        if found != expected:
+            raise check.fail(name, f"is {found}; this shapewise reads {expected}")
+        return found
+
+    return parse
+
+
+def parse_document(cls: type, raw: Any, check: Checker, *, what: str) -> dict[str, Any]:
+    """:func:`parse_fields` of a whole JSON document (``what``: 'a profile', 'a system').
+
+    Its ``schema_version`` is read first, so that a file of another version fails on its
+    version rather than on the fields that version changed.
+    """
+    if not isinstance(raw, dict):
+        raise InputError(f"{check.where}: {what} must be a JSON object, got "
+                         f"{type(raw).__name__}")
+    specs = {name: spec for name, spec, _ in schema_fields(cls)}
+    if "schema_version" in specs:
+        if "schema_version" not in raw:
+            raise check.fail("schema_version", "is missing")
+        specs["schema_version"].parse(raw["schema_version"], check, "schema_version")
+    return parse_fields(cls, raw, check)

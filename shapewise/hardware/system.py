@@ -37,28 +37,34 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, GPU_RESOLVERS, _aliases, _catalog_gpu, _norm, get_gpu
+from shapewise.hardware.catalog import (
+    GPU,
+    GPU_RESOLVERS,
+    _aliases,
+    _catalog_gpu,
+    _norm,
+    get_gpu,
+    load_catalog,
+)
 from shapewise.hardware.schema import Checker as _Checker
 from shapewise.hardware.schema import citations as _citations
 from shapewise.hardware.schema import integer as _integer
 from shapewise.hardware.schema import nested as _nested
 from shapewise.hardware.schema import number as _number
-from shapewise.hardware.schema import parse_fields as _parse_fields
+from shapewise.hardware.schema import parse_document, schema, version
 from shapewise.hardware.schema import plain_json as _plain_json
-from shapewise.hardware.schema import schema
 from shapewise.hardware.schema import schema_fields as _schema_fields
 from shapewise.hardware.schema import short as _short
 from shapewise.hardware.schema import string as _string
 from shapewise.hardware.schema import to_dict as _to_dict
 
-# The JSON schema of a system is the catalog's: each field below declares in its dataclass
-# metadata how it is read, validated and written back (shapewise.hardware.catalog.schema).
+# A system's JSON schema is declared like a GPU profile's: each field states in its
+# dataclass metadata how it is read, validated and written back (shapewise.hardware.schema).
 SCHEMA_VERSION = 1
 MAX_SYSTEM_BYTES = 1024 * 1024
 
@@ -79,13 +85,6 @@ def _name(value: Any, check: _Checker, name: str) -> str:
     if not text.strip():
         raise check.fail(name, "must be a non-empty string")
     return text
-
-
-def _schema_version(value: Any, check: _Checker, name: str) -> int:
-    version = _integer(value, check, name)
-    if version != SCHEMA_VERSION:
-        raise check.fail(name, f"is {version}; this shapewise reads {SCHEMA_VERSION}")
-    return version
 
 
 def _gpu(value: Any, check: _Checker, name: str) -> GPU:
@@ -181,7 +180,7 @@ class System:
     The fields declared with ``schema`` are the system JSON's keys.
     """
 
-    schema_version: int = schema(_schema_version, default=SCHEMA_VERSION, repr=False)
+    schema_version: int = schema(version(SCHEMA_VERSION), default=SCHEMA_VERSION, repr=False)
     id: str = schema(_string(pattern=r"[a-z0-9][a-z0-9._-]*"))
     name: str = schema(_name)
     gpu: GPU = schema(_gpu, dump=lambda g: g.id)
@@ -233,12 +232,7 @@ def _value(system_kwargs: dict[str, Any], dotted: str) -> Any:
 def parse_system(raw: Any, *, where: str) -> System:
     """Validate a decoded system object and build its :class:`System` (errors name ``where``)."""
     check = _Checker(where)
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: a system must be a JSON object, got {type(raw).__name__}")
-    if "schema_version" not in raw:  # read first: a future schema fails on its version
-        raise check.fail("schema_version", "is missing")
-    _schema_version(raw["schema_version"], check, "schema_version")
-    kw = _parse_fields(System, raw, check)
+    kw = parse_document(System, raw, check, what="a system")
     up, cal, gpn = kw["scale_up"], kw["calibration"], kw["gpus_per_node"]
     if up.topology == "direct" and up.link_bandwidth_gbs is None:
         raise check.fail("scale_up.link_bandwidth_gbs", "is missing: 'direct' links need it")
@@ -279,37 +273,11 @@ def load_system(path: str | os.PathLike[str]) -> System:
 
 
 # ------------------------------------------------------------------------------- catalog
-def _builtin_paths() -> list[Path]:
-    folder = resources.files("shapewise.profiles") / "systems"
-    if not folder.is_dir():
-        return []
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
-
-
-def _user_paths() -> list[Path]:
-    paths: list[Path] = []
-    for folder in filter(None, os.environ.get("SHAPEWISE_SYSTEMS", "").split(os.pathsep)):
-        d = Path(folder)
-        if not d.is_dir():
-            raise InputError(f"SHAPEWISE_SYSTEMS: {folder} is not a folder")
-        paths.extend(sorted(d.glob("*.json")))
-    return paths
-
-
 @cache
 def _catalog(key: tuple[str, str]) -> tuple[dict[str, System], dict[str, str], dict[str, str]]:
     """(id -> System, normalised alias -> id, GPU id -> system id); cached per env."""
     del key
-    systems: dict[str, System] = {}
-    for path in [*_builtin_paths(), *_user_paths()]:
-        s = load_system(path)
-        systems[s.id] = s
-    index: dict[str, str] = {}
-    for s in systems.values():
-        for alias in (s.id, s.name, *s.aliases):
-            index.setdefault(_norm(alias), s.id)
-    for s in systems.values():
-        index[_norm(s.id)] = s.id
+    systems, index = load_catalog(load_system, "SHAPEWISE_SYSTEMS", "systems")
     by_gpu: dict[str, str] = {}
     for s in sorted(systems.values(), key=lambda s: s.id):
         for gid in s.default_for:

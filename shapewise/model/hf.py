@@ -25,7 +25,13 @@ from typing import Any
 
 from shapewise._io import read_json
 from shapewise.errors import InputError
-from shapewise.model.loaded import LoadedShape, missing, typo_notes
+from shapewise.model.loaded import (
+    HF_ATTN_IMPLEMENTATIONS,
+    LoadedShape,
+    missing,
+    stated_attention_backend,
+    typo_notes,
+)
 from shapewise.model.shape import ModelShape, check_bool
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
@@ -289,7 +295,12 @@ def hf_shape(cfg: Any, *, path: str = "", default_name: str = "") -> LoadedShape
             message = re.sub(pattern, lambda m: names[m.group(1)], message)
         raise InputError(where + message) from None
     notes = typo_notes([k for k in cfg if isinstance(k, str)], asked.asked)
-    return LoadedShape(shape=shape, source="hf", path=path, notes=tuple(notes))
+    impl = cfg.get("attn_implementation", cfg.get("_attn_implementation"))
+    backend, note = stated_attention_backend(impl, HF_ATTN_IMPLEMENTATIONS,
+                                             "attn_implementation")
+    notes += [note] if note else []
+    return LoadedShape(shape=shape, source="hf", path=path, attention_backend=backend,
+                       notes=tuple(notes))
 
 
 # The mixture-of-experts families, read in shapewise/model/moe.py (which imports nothing here).

@@ -48,8 +48,42 @@ class LoadedShape:
     """the GPU a shapewise document was computed for (informative: commands take --gpu)"""
     dtype: str | None = None
     """the data type a shapewise document was computed with"""
+    attention_backend: str | None = None
+    """the attention kernel the input states (``shapewise.cost.attention.BACKENDS`` id):
+    HF ``attn_implementation``, Megatron ``--use-flash-attn`` / ``--attention-backend``;
+    None: not stated, or the framework's default dispatch"""
     notes: tuple[str, ...] = field(default=())
     """assumptions made while reading (defaults taken, padding applied, likely typos)"""
+
+
+#: Hugging Face ``attn_implementation`` -> attention backend (None: PyTorch's SDPA dispatch)
+HF_ATTN_IMPLEMENTATIONS: dict[str, str | None] = {
+    "flash_attention_2": "fa2", "flash_attention_3": "fa3", "sdpa": None,
+    # transformers' eager attention materialises the scores like PyTorch's math path; it
+    # keeps bf16 GEMMs where the math path upcasts, so pricing it so is pessimistic
+    "eager": "sdpa-math",
+}
+#: Megatron-core ``--attention-backend`` (AttnBackend) -> attention backend: flash is
+#: TransformerEngine's flash-attn path, fused its cuDNN path, unfused and local the
+#: materialised one; auto lets TransformerEngine choose (None: priced as the default)
+MEGATRON_ATTENTION_BACKENDS: dict[str, str | None] = {
+    "flash": "fa2", "fused": "cudnn", "unfused": "sdpa-math", "local": "sdpa-math",
+    "auto": None,
+}
+
+
+def stated_attention_backend(value: object, table: dict[str, str | None], key: str
+                             ) -> tuple[str | None, str | None]:
+    """(backend, note) for a config's stated attention kernel ``value`` under ``key``."""
+    if value is None:
+        return None, None
+    name = str(value).removeprefix("AttnBackend.")
+    if name in table:
+        backend = table[name]
+        return backend, (f"{key} {name}: priced as the {backend} attention backend"
+                         if backend else None)
+    return None, (f"{key} {value!r}: not an attention kernel shapewise models; priced as "
+                  "PyTorch's default dispatch")
 
 
 def did_you_mean(name: str, candidates: Iterable[str], *, cutoff: float = TYPO_CUTOFF

@@ -13,7 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.model.loaded import LoadedShape, missing
+from shapewise.model.loaded import (
+    MEGATRON_ATTENTION_BACKENDS,
+    LoadedShape,
+    missing,
+    stated_attention_backend,
+)
 from shapewise.model.shape import ModelShape
 
 _MEGATRON_MARKERS = ("num_layers", "ffn_hidden_size", "tensor_model_parallel_size",
@@ -133,7 +138,12 @@ def read_megatron(args: Mapping[str, Any], *, where: str = "") -> LoadedShape:
                              ("rotary_pct", "rotary_percent")):
             message = re.sub(rf"\b{ours}\b", theirs, message)
         raise InputError(prefix + message) from None
+    backend, note = stated_attention_backend(cfg.get("attention_backend"),
+                                             MEGATRON_ATTENTION_BACKENDS, "attention_backend")
+    if backend is None and note is None and _bool(cfg, "use_flash_attn", prefix, False):
+        backend, note = "fa2", "use_flash_attn: priced as the fa2 attention backend"
+    notes += [note] if note else []
     return LoadedShape(shape=shape, source="megatron", path=where, tp=stated_tp,
-                       pipeline_stages=pp,
+                       pipeline_stages=pp, attention_backend=backend,
                        micro_batch=_int(cfg, "micro_batch_size", prefix), seq_len=seq,
                        notes=tuple(notes))

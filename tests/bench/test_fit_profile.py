@@ -116,3 +116,38 @@ def test_refitting_from_an_earlier_fit_or_a_datasheet_file(h100_file: Path,
     cpu = write(tmp_path / "cpu.json", bench_doc("cpu", "cpu", dtype="bf16"))
     with pytest.raises(InputError, match=r"^--profile: .*cpu.json was measured on the CPU"):
         fit_profile(cpu, gpu=sw.load_profile(first))
+
+
+def test_fit_fits_each_measured_attention_backend(tmp_path: Path) -> None:
+    """Fused-attention timings of each backend set that backend's parameters in the
+    profile's calibration.attention_backends; the CPU-only math path is not fitted."""
+    doc = bench_doc("cuda:0", "NVIDIA H100 80GB HBM3")
+    truth = {"flash": ("sdpa-flash", 1.3), "cudnn": ("cudnn", 0.9)}
+    for bench_name, (backend, scale) in truth.items():
+        for s in (1024, 2048, 4096, 8192):
+            for causal in (False, True):
+                for backward in (False, True):
+                    t = sw.attention_time(batch=2, heads=16, seq_len=s, head_dim=128,
+                                          gpu="h100", causal=causal, backward=backward,
+                                          backend=backend) * scale
+                    doc["measurements"].append({
+                        "kind": "attention", "backend": bench_name, "dtype": "bf16",
+                        "batch": 2, "heads": 16, "kv_heads": 16, "seq_len": s,
+                        "head_dim": 128, "causal": causal, "backward": backward,
+                        "median_s": t, "status": "ok"})
+    doc["measurements"].append({  # the math path: priced by the GEMM model, not fitted
+        "kind": "attention", "backend": "math", "dtype": "bf16", "batch": 2, "heads": 16,
+        "seq_len": 1024, "head_dim": 128, "causal": True, "backward": False,
+        "median_s": 1.0, "status": "ok"})
+    out = tmp_path / "profile.json"
+    report = fit_profile(write(tmp_path / "h100.json", doc), out=out)
+    assert set(report.attention) == {"sdpa-flash", "cudnn"}
+    loaded = sw.load_profile(out)
+    assert set(loaded.calibration.attention_backends) == {"sdpa-flash", "cudnn"}
+    for backend, scale in truth.values():
+        for backward in (False, True):
+            kw = dict(batch=2, heads=16, seq_len=4096, head_dim=128, causal=True,
+                      backward=backward, backend=backend)
+            got = sw.attention_time(gpu=loaded, **kw)
+            # the shipped H100 parameters scaled by ``scale``, within the fit's tolerance
+            assert got == pytest.approx(scale * sw.attention_time(gpu="h100", **kw), rel=0.06)

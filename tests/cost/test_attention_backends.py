@@ -157,7 +157,7 @@ def test_price_takes_backend_and_v_head_dim() -> None:
 
 def test_fitted_parameters_carry_their_origin() -> None:
     ex = explain_attention(gpu="h200", backend="cudnn", **KW)
-    assert ex.calibration == "fitted on h200"
+    assert ex.calibration.startswith("fitted on h200's chip")
     assert explain_attention(gpu="h100-pcie", backend="fa3", **KW).calibration.startswith(
         "spec-derived prior")
 
@@ -165,7 +165,7 @@ def test_fitted_parameters_carry_their_origin() -> None:
 GPUS = ["h100", "h200", "a100", "b200", "gb200", "mi300x", "mi250x-gcd", "v100", "l4"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(gpu=st.sampled_from(GPUS), backend=st.sampled_from([*BACKENDS, None]),
        b=st.integers(1, 16), a=st.sampled_from([1, 8, 16, 32, 64, 128]),
        g=st.sampled_from([1, 2, 4, 8]), s=st.integers(1, 32768),

@@ -20,6 +20,8 @@ module                                      rules
 :mod:`~shapewise.check.rules.schedule`      SW016 layers per virtual stage, SW017
                                             micro-batches per stage, SW018 pipeline bubble,
                                             SW019 plan memory (with ``plan=``)
+:mod:`~shapewise.check.rules.attention`     SW020 attention backend, SW021 attention
+                                            fallback
 ==========================================  =================================================
 
 How to add a rule
@@ -78,7 +80,15 @@ A rule about speed says what its fix changes, and the machinery prices it::
 from __future__ import annotations
 
 # the rule modules register their rules on import (RULES is kept in id order)
-from shapewise.check.rules import alignment, heads, moe, parallel, schedule, waves  # noqa: F401
+from shapewise.check.rules import (  # noqa: F401
+    alignment,
+    attention,
+    heads,
+    moe,
+    parallel,
+    schedule,
+    waves,
+)
 from shapewise.check.rules.alignment import (
     ffn_size,
     gemm_alignment,

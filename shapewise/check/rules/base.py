@@ -181,6 +181,8 @@ class CheckContext:
     trace: Trace | None = None
     plan: Any = None
     """the parallel plan (``shapewise.Plan``) the step runs under; None: one GPU as above"""
+    attention_backend: str | None = None
+    """the attention kernel the run uses (None: PyTorch's SDPA dispatch)"""
     estimate: Estimate | None = None
     """the step of ``shape`` as given; None when it cannot run (tp does not divide)"""
     note: str = ""
@@ -188,21 +190,27 @@ class CheckContext:
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def price(self, shape: ModelShape | None = None, *, tp: int | None = None,
-              micro_batch: int | None = None, seq_len: int | None = None) -> Estimate | None:
+              micro_batch: int | None = None, seq_len: int | None = None,
+              attention_backend: str | None = None) -> Estimate | None:
         """The estimate of a variant of this context's shape; None if it cannot run."""
         shape = shape if shape is not None else self.shape
         if shape is None:
             return None
+        ab = attention_backend or self.attention_backend
         key = (shape, tp or self.tp, micro_batch or self.micro_batch, seq_len or self.seq_len)
+        if ab != self.attention_backend:
+            key += (ab,)  # type: ignore[assignment]
         if key not in self._cache:
             try:
                 if self.plan is not None:  # the same plan at the changed tp / micro-batch
                     plan = dataclasses.replace(self.plan, tp=key[1], micro_batch=key[2])
                     self._cache[key] = estimate(shape, gpu=self.gpu, seq_len=key[3],
-                                                dtype=self.dtype, plan=plan)
+                                                dtype=self.dtype, plan=plan,
+                                                attention_backend=ab)
                 else:
                     self._cache[key] = estimate(shape, gpu=self.gpu, micro_batch=key[2],
-                                                seq_len=key[3], tp=key[1], dtype=self.dtype)
+                                                seq_len=key[3], tp=key[1], dtype=self.dtype,
+                                                attention_backend=ab)
             except InputError:
                 self._cache[key] = None
         return self._cache[key]
@@ -263,6 +271,7 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
 def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int = 1,
                   micro_batch: int = 1, seq_len: int | None = None,
                   pipeline_stages: int = 1, note: str = "", plan: Any = None,
+                  attention_backend: str | None = None,
                   ep: int = 1) -> CheckContext:
     """A context for ``shape``; prices it unless tensor parallelism cannot split it.
 
@@ -282,12 +291,13 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
     ep_ok = not shape.is_moe or shape.num_experts % ep == 0  # type: ignore[operator]
     if (not tp_problems(shape, tp) and ep_ok
             and (plan is None or plan.pp <= shape.num_hidden_layers)):
-        est = (estimate(shape, gpu=gpu, seq_len=s, dtype=dtype, plan=plan) if plan is not None
+        est = (estimate(shape, gpu=gpu, seq_len=s, dtype=dtype, plan=plan,
+                        attention_backend=attention_backend) if plan is not None
                else estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
-                             dtype=dtype, ep=ep))
+                             dtype=dtype, attention_backend=attention_backend, ep=ep))
     ctx = CheckContext(gpu=gpu, dtype=dtype, tp=tp, micro_batch=micro_batch, seq_len=s,
                        pipeline_stages=pipeline_stages, shape=shape, plan=plan, estimate=est,
-                       note=note, ep=ep)
+                       note=note, attention_backend=attention_backend, ep=ep)
     if est is not None:
         ctx._cache[(shape, tp, micro_batch, s)] = est
     return ctx
