@@ -75,17 +75,16 @@ class Pricer:
         key = ("comm", kind, float(nbytes), n, rpn)
         hit = self.cache.get(key)
         if hit is None:
-            hit = _collective_time(kind, nbytes, n, rpn, self.setup)
+            hit = _collective_time(kind, nbytes, n, rpn, dim, self.setup)
             self.cache[key] = hit
         return hit
 
 
-def _collective_time(kind: str, nbytes: float, n: int, rpn: int, setup: Setup) -> float:
-    """The system's collective model (:func:`shapewise.cost.comm.collective_time`)."""
-    from shapewise.cost.comm import collective_time
-
-    return float(collective_time(kind, nbytes, system=setup.system, group_size=n,
-                                 ranks_per_node=rpn))
+def _collective_time(kind: str, nbytes: float, n: int, rpn: int, group: str,
+                     setup: Setup) -> float:
+    """One collective as a typed op, priced by ``price()`` on the plan's system."""
+    return price(Collective(kind=kind, nbytes=nbytes, group=group,  # type: ignore[arg-type]
+                            group_size=n, ranks_per_node=rpn), setup.system)
 
 
 @dataclass(slots=True)

@@ -235,3 +235,13 @@ def test_hybrid_shard_splits_states_within_a_node_only() -> None:
     assert plan_memory(LLAMA, hybrid)["optimizer_states"] == 8 * n // 8
     e = price_step(LLAMA, hybrid)
     assert "dp_all_reduce" in e.exposed_comm  # the shard's gradients across the nodes
+
+
+def test_attention_backend_is_resolved_once_and_named_when_unknown() -> None:
+    setup = make_setup(SMALL, gpu="h100", seq_len=2048, plan=Plan(),
+                       attention_backend="flash_attention_2")
+    assert setup.attention_backend == "fa2"  # the alias, resolved to its id
+    e = price_step(SMALL, setup)
+    assert e.tokens_per_s > 0
+    with pytest.raises(InputError, match=r"^attention_backend: unknown"):
+        sw.estimate(SMALL, gpu="h100", seq_len=2048, attention_backend="nope")

@@ -93,3 +93,13 @@ def test_without_data_it_says_so(tmp_path: Path) -> None:
     assert r.returncode == 2 and "no llmfoundry_mpt_throughput.csv there" in r.stderr
     assert validate_steps.data_dir(None) is None or (
         validate_steps.data_dir(None) / validate_steps.RUNS).is_file()
+
+
+def test_fit_returns_every_parameter_within_its_bounds(data: Path) -> None:
+    out = validate_steps.fit(data, fixed={"kernel_overhead_us": 0.0},
+                             keep=lambda i: i < 3)  # the three bf16 rows
+    assert out["rows"] == 3 and out["kernel_overhead_us"] == 0.0
+    for name, (_, lo, hi) in validate_steps.FIT_PARAMETERS.items():
+        assert lo <= out[name] <= hi, name
+    with pytest.raises(SystemExit, match="unknown parameter"):
+        validate_steps.fit(data, fixed={"nope": 1.0})

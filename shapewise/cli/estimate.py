@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
     extra = (f", recipe {recipe.name}" + (" + fp8 attention" if recipe.fp8_attention else "")
              if recipe is not None else "")
-    print(f"on {est.n_gpus} x {est.gpu} ({est.dtype}), seq {est.seq_len}, plan "
+    print(f"on {est.gpu} ({est.dtype}) x {est.n_gpus}, seq {est.seq_len}, plan "
           f"{est.plan.label()}{extra}\n")
     rows = [[r["op"], r["kind"], r["launches"], f"{r['time_s'] * 1e3:.3f}",
              f"{r['share']:.1%}", f"{r['tflops']:.0f}" if r["tflops"] else "-"]

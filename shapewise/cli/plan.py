@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shapewise.cli._common import TRAINING_DTYPE_HELP, positive_int, print_json
+from shapewise.cli._common import (
+    TRAINING_DTYPE_HELP,
+    add_attention_backend_option,
+    positive_int,
+    print_json,
+)
 from shapewise.cli._plan_args import gpu_of, resolve_hardware
 
 
@@ -28,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sequences per optimizer step")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence (default: the config's max positions)")
+    add_attention_backend_option(p)
     p.add_argument("--top", type=positive_int("--top"), default=10, help="plans to list")
     p.add_argument("--json", action="store_true", help="print the plans as JSON")
     p.set_defaults(func=run)
@@ -39,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from shapewise.model.load import load_shape
     from shapewise.planner import plan_training
 
-    shape = load_shape(args.config).shape
+    loaded = load_shape(args.config)
+    shape = loaded.shape
     hw = resolve_hardware(args)
     g = gpu_of(hw)
     dtype = args.dtype or ("bf16" if "bf16" in g.peak_tflops else "fp16")
     plans = plan_training(shape, gpu=hw, n_gpus=args.gpus, global_batch=args.global_batch,
-                          seq_len=args.seq_len, dtype=dtype, top=args.top)
+                          seq_len=args.seq_len, dtype=dtype, top=args.top,
+                          attention_backend=args.attention_backend
+                          or loaded.attention_backend)
     if args.json:
         print_json({"gpu": g.id, "n_gpus": args.gpus, "global_batch": args.global_batch,
                     "seq_len": plans[0].seq_len, "dtype": dtype,

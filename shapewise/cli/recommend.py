@@ -124,7 +124,7 @@ def _row(label: str, c, note: str = "") -> list:
     return [label, s.hidden_size, s.num_attention_heads, s.head_dim, s.kv_heads,
             s.num_hidden_layers, f"{s.hidden_size / s.num_hidden_layers:.0f}", s.ffn_size,
             s.vocab_size if s.arch != "vit" else "-", f"{c.params / 1e9:.3f}",
-            f"{e.tokens_per_s:,.0f}", f"{e.mfu:.1%}", note]
+            f"{c.tokens_per_s:,.0f}", f"{e.mfu * c.tokens_per_s / e.tokens_per_s:.1%}", note]
 
 
 def constraints_from(args: argparse.Namespace):
@@ -176,6 +176,12 @@ def run(args: argparse.Namespace) -> int:
         "vocab (padded)", "params (B)", "tokens/s/GPU", "MFU", "vs best"],
         disable_numparse=True))
     best = rec.candidates[0]
+    if rec.inputs.get("n_gpus"):
+        print("tokens/s/GPU and MFU: the whole optimizer step under each shape's fastest plan")
+    else:
+        print("tokens/s/GPU and MFU: one micro-batch's forward and backward, without the "
+              "optimizer update and the fixed host time per optimizer step (amortized over "
+              "the global batch; --n-gpus and --global-batch price whole steps)")
     print(f"\nwhy: {best.reason}")
     if best.plan is not None:
         print(f"plan: {best.plan.text}")

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 
     # here, not at the top: shapewise.tuning imports optuna, which `shapewise --help` and the
     # other commands need not load
-    from shapewise.tuning import POOR_RHO, tune
+    from shapewise.tuning import tune
+    from shapewise.tuning.report import rank_verdict
 
     try:
         report = tune(
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if report.rho is None:
         print("Spearman rank correlation: n/a (fewer than 3 finalists measured)")
     else:
-        verdict = "poor" if report.rho < POOR_RHO else "good"
+        n = sum(c.measured_score is not None for c in report.candidates)
+        verdict = rank_verdict(report.rho, n)
         print(f"Spearman rank correlation, predicted vs measured: {report.rho:+.2f} ({verdict})")
     for note in report.notes:
         print(f"note: {note}")

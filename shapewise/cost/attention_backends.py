@@ -123,6 +123,9 @@ BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (
     AttentionBackend(
         "aotriton", "PyTorch SDPA on ROCm (AOTriton flash / efficient)", "amd",
         archs=("cdna2", "cdna3"), dtypes=("fp16", "bf16", "fp32"), max_head_dim=256,
+        # Triton kernels tile the head dim with tl.arange, whose length must be a power of
+        # two (Triton's language reference): a head dim of 80 runs the 128-wide kernel
+        head_dim_buckets=(16, 32, 64, 128, 256),
         source="pytorch/pytorch@001f694 sdp_utils.cpp: ROCm flash and efficient attention "
         "run AOTriton; head dims <= 256 (512 from AOTriton 0.9), multiple of 8 for 16-bit, "
         "q, k, v of one head dim for the flash entry"),

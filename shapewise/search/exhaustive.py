@@ -26,6 +26,7 @@ class ExhaustiveResult:
     score: float
     """tokens/s per GPU × params / budget, as recommend_shape's objective"""
     tokens_per_s: float
+    """the objective's tokens/s per GPU (recommend's shape_tokens_per_s)"""
     evaluated: int
 
 
@@ -38,7 +39,13 @@ def exhaustive_search(
 ) -> ExhaustiveResult:
     """Evaluate every feasible shape of ``space`` (default: recommend_shape's); refuse
     spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s."""
-    from shapewise.search.recommend import _score, _validate, default_space, resolve_target
+    from shapewise.search.recommend import (
+        _score,
+        _validate,
+        default_space,
+        resolve_target,
+        shape_tokens_per_s,
+    )
 
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     g, dt = resolve_target(gpu, profile, dtype)
@@ -67,7 +74,7 @@ def exhaustive_search(
             continue
         score = _score(est, count_params(shape), params)
         if best is None or score > best[0]:
-            best = (score, shape, est.tokens_per_s)
+            best = (score, shape, shape_tokens_per_s(est))
     if best is None:
         raise InputError(f"params: no shape in the space meets {params:.3g} ± "
                          f"{tolerance * 100:.3g}%")

@@ -50,6 +50,6 @@ def planned(cands: Iterable[Any], *, gpu: Any, n_gpus: int, global_batch: int, s
         fit = PlanFit((), f"fastest plan on {n_gpus} GPUs: {est.plan.label()} "
                           f"({est.memory_bytes / 2**30:.0f} GiB/GPU)", plan=est.plan)
         out.append(replace(c, estimate=est, score=est.tokens_per_s * c.params / budget,
-                           plan=fit))
+                           plan=fit, tokens_per_s=est.tokens_per_s))
     out.sort(key=lambda c: -c.score)
     return out, dropped

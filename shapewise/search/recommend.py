@@ -2,7 +2,10 @@
 within the constraints a practitioner trains under.
 
 **Objective**: predicted training tokens/s per GPU normalised to the budget,
-``tokens_per_s · params / budget``. Shapes inside the ±tolerance band are compared at equal
+``tokens_per_s · params / budget``, with the tokens/s of the part of the step the shape
+decides (:func:`shape_tokens_per_s`: no optimizer update or fixed per-step host time, which
+the global batch amortizes; the whole step under a plan when a cluster is given).
+Shapes inside the ±tolerance band are compared at equal
 model size (training cost is proportional to params × tokens), so the search cannot win by
 picking the smallest model the tolerance allows. This objective always prefers wider and
 shallower shapes; depth is a quality decision, so the shape is bounded by
@@ -18,8 +21,9 @@ coordinate polish around the best shapes (``method='optuna'``).
 
 **Ranking**: candidates within 0.5% of the best score are a tie at the model's resolution;
 among them the shape that keeps more of the alignment rules (multiples of 64) ranks first.
-The top-k are distinct decisions: one per (hidden, head dim, KV heads), with the best depth
-and vocabulary padding of each (a layer more or less, or a padding, is not an alternative).
+The top-k are distinct decisions: one per (hidden, head dim, KV heads) at its best depth and
+vocabulary padding first; only when the space holds fewer such decisions than top_k, other
+depths of them follow (a vocabulary padding of the same shape is never an alternative).
 Candidates that fit no training plan (:mod:`.plans`) are dropped.
 
 **Baselines**: the user's own shape (``baseline=``) and the nearest published shapes for the
@@ -49,13 +53,13 @@ from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
     SearchSpace,
+    empty_reason,
     enumerate_space,
     head_options,
     heads_unit,
     hidden_sizes,
     layer_range,
     make_shape,
-    pad_options,
     space_from,
 )
 from shapewise.step import Estimate, estimate
@@ -79,6 +83,9 @@ class Candidate:
     reason: str
     plan: PlanFit | None = None
     """the smallest training plan it fits (None: not assessed)"""
+    tokens_per_s: float = 0.0
+    """the objective's tokens/s per GPU (:func:`shape_tokens_per_s`, or the whole step
+    under a plan); ``estimate.tokens_per_s`` is the whole step of one micro-batch"""
 
     def to_dict(self) -> dict[str, Any]:
         s, e = self.shape, self.estimate
@@ -88,7 +95,8 @@ class Candidate:
             "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
             "vocab_size": s.vocab_size, "params": self.params,
             "aspect_ratio": s.hidden_size / s.num_hidden_layers,
-            "tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
+            "tokens_per_s": self.tokens_per_s,
+            "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
             "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
             "score": self.score, "reason": self.reason,
             "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
@@ -256,8 +264,30 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     return int(kept)
 
 
-def _score(est: Estimate, n: int, budget: float) -> float:
-    return est.tokens_per_s * n / budget
+def _key3(c: Candidate) -> tuple[int, int, int]:
+    s = c.shape
+    return (s.hidden_size, s.head_dim, s.kv_heads)
+
+
+def shape_tokens_per_s(est: Estimate) -> float:
+    """Tokens/s per GPU of the part of a step the shape decides: the step without the
+    optimizer update and the fixed host time per optimizer step. Both are paid once per
+    optimizer step and amortized over the global batch, which the shape does not set;
+    priced per micro-batch (estimate's default, no gradient accumulation), a fixed 0.1 s
+    would swamp a small model's kernels and tie every shape. With a cluster
+    (:mod:`.planned`), the whole step under its plan is used instead."""
+    from shapewise.step_params import step_params
+
+    fixed = 0.0
+    if est.categories:  # (the host terms are shared by every GPU: step_params(None))
+        fixed = est.categories.get("optimizer", 0.0) + step_params(None).step_overhead_s
+    t = est.step_time_s - fixed
+    return est.tokens_per_s * est.step_time_s / t if t > 0 else est.tokens_per_s
+
+
+def _score(est: Estimate, n: int, budget: float, *, full_step: bool = False) -> float:
+    tps = est.tokens_per_s if full_step else shape_tokens_per_s(est)
+    return tps * n / budget
 
 
 def recommend_shape(
@@ -324,7 +354,7 @@ def recommend_shape(
     widths = [h for h in all_widths
               if space.ffn_for(h) % tp == 0 and head_options(pb, space, h)]
     if not all_widths:  # the budget is below the narrowest width the heads allow
-        raise InputError(_empty_reason(pb, space, c, []))
+        raise InputError(empty_reason(pb, space, []))
     if not widths:
         raise InputError(f"tp: heads must be multiples of {unit} (tp {tp}, planned TP "
                          f"{space.heads_multiple}) and no head dim in {space.head_dims} "
@@ -355,7 +385,8 @@ def recommend_shape(
                 cache[key] = None
             else:
                 n = count_params(shape)
-                cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "")
+                cache[key] = Candidate(shape, est, n, _score(est, n, pb.params), "",
+                                       tokens_per_s=shape_tokens_per_s(est))
         return cache[key]
 
     points = []
@@ -364,7 +395,7 @@ def recommend_shape(
         if len(points) > EXHAUSTIVE_MAX:
             break
     if not points:
-        raise InputError(_empty_reason(pb, space, c, widths))
+        raise InputError(empty_reason(pb, space, widths))
     trials = 0
     bar = Progress(len(points) if len(points) <= EXHAUSTIVE_MAX else (
         DEFAULT_TRIALS if n_trials is None else int(n_trials)), "recommend", enabled=progress)
@@ -393,13 +424,18 @@ def recommend_shape(
     rest = ranked[len(near):]
     near.sort(key=lambda x: (-_rules_kept(x.shape, tp), -x.score))
     ranked = near + rest
-    # One candidate per real decision (width, head dim, KV heads): a layer more or less at
-    # the same width only moves the size within the tolerance, and vocabulary paddings of
-    # the same shape are not alternatives; each decision shows its best depth and padding.
-    distinct: dict[tuple[int, ...], Candidate] = {}
+    # Distinct decisions: first one candidate per (width, head dim, KV heads), each at its
+    # best depth and padding; then, if the space has fewer such decisions than top_k, the
+    # next best depths of them. Vocabulary paddings of the same shape are never alternatives.
+    by_shape: dict[tuple[int, ...], Candidate] = {}
     for x in ranked:
         s = x.shape
-        distinct.setdefault((s.hidden_size, s.head_dim, s.kv_heads), x)
+        by_shape.setdefault((s.hidden_size, s.head_dim, s.kv_heads, s.num_hidden_layers), x)
+    firsts: dict[tuple[int, ...], Candidate] = {}
+    for k, x in by_shape.items():
+        firsts.setdefault(k[:3], x)
+    rest_depths = [x for x in by_shape.values() if firsts[_key3(x)] is not x]
+    distinct = {id(x): x for x in [*firsts.values(), *rest_depths]}
     top: list[Candidate] = []
     dropped = 0
     max_tp = space.heads_multiple if space.heads_multiple % tp == 0 else math.lcm(
@@ -455,7 +491,8 @@ def recommend_shape(
                         seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
                         recompute=recompute)
 
-    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes)
+    baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes,
+                           full_step=cluster is not None)
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
                               "micro_batch": micro_batch, "tolerance": float(tolerance),
                               "recompute": recompute}
@@ -475,7 +512,7 @@ def recommend_shape(
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
                own: ModelShape | None, best: Candidate, err: ModelError,
-               notes: list[str]) -> list[Baseline]:
+               notes: list[str], *, full_step: bool) -> list[Baseline]:
     """The user's shape (if any), then the nearest published shapes, each priced."""
     rows: list[tuple[str, str, ModelShape]] = []
     if own is not None:
@@ -501,8 +538,10 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
             notes.append(f"baseline {label}: not estimable at these settings ({exc})")
             continue
         n = count_params(shape)
-        cand = Candidate(shape, est, n, _score(est, n, pb.params),
-                         explain_shape(shape, est, est.tp, g))
+        cand = Candidate(shape, est, n, _score(est, n, pb.params, full_step=full_step),
+                         explain_shape(shape, est, est.tp, g),
+                         tokens_per_s=est.tokens_per_s if full_step else
+                         shape_tokens_per_s(est))
         gain = best.score / cand.score - 1
         caveats = []
         aspect = shape.hidden_size / shape.num_hidden_layers
@@ -512,48 +551,10 @@ def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
                            f"{space.max_aspect:g} band (depth is a quality choice)")
         if abs(n / pb.params - 1) > pb.tolerance:
             caveats.append(f"{n / pb.params:.2f}× the budget, compared per parameter")
+        rule = space.ffn_for(shape.hidden_size) / shape.hidden_size
+        if abs(shape.ffn_size / shape.hidden_size / rule - 1) > 0.1:
+            caveats.append(f"its FFN is {shape.ffn_size / shape.hidden_size:.2f}·h (the rule "
+                           f"here: {rule:.2f}·h)")
         out.append(Baseline(label, source, cand, gain, abs(gain) < err.fraction,
                             tuple(caveats)))
     return out
-
-
-def _empty_reason(pb: Problem, sp: SearchSpace, c: Constraints, widths: list[int]) -> str:
-    """Why no shape meets the budget: the smallest and largest shape the constraints allow."""
-    unit = heads_unit(pb, sp)
-    if widths:
-        h_s, h_b = widths[0], widths[-1]
-        d_s, r_s = head_options(pb, sp, h_s)[0]
-    else:
-        d_s, r_s = min(sp.head_dims), 1
-        h_s = h_b = unit * d_s
-    pad = max(pad_options(pb, sp))
-    m = sp.layers_multiple
-    l_s = m * math.ceil(max(sp.min_layers, math.ceil(h_s / sp.max_aspect),
-                            sp.fixed.get("num_hidden_layers", 1)) / m)
-    smallest = count_params(make_shape(pb, h_s, d_s, r_s, sp.ffn_for(h_s), l_s, pad))
-    band = (f"aspect {sp.min_aspect:g}-{sp.max_aspect:g}" if "num_hidden_layers" not in sp.fixed
-            else f"layers {sp.fixed['num_hidden_layers']}")
-    what = (f"heads multiples of {unit} (tp {pb.tp}, planned TP {sp.heads_multiple}), "
-            f"head dims {sp.head_dims}, {band}, "
-            f"vocab {pb.vocab_size if pb.arch != 'vit' else '-'}")
-    if pb.params * (1 + pb.tolerance) < smallest:
-        positions = max(pb.seq_len, 1024) * h_s if pb.arch == "gpt" else 0
-        if positions and smallest - positions <= pb.params * (1 + pb.tolerance):
-            return (f"seq_len: {pb.seq_len} learned positions alone take {positions:,} "
-                    f"parameters at hidden {h_s}, {positions / pb.params:.0%} of the "
-                    f"{pb.params:.3g} budget; shorten seq_len or use arch 'llama' (rotary)")
-        return (f"params: {pb.params:.3g} is below the smallest shape the constraints allow "
-                f"({smallest:,} parameters at hidden {h_s}, {l_s} layers; {what}): pass a "
-                "smaller vocabulary, head dims or a wider aspect band")
-    if widths:
-        d_b, r_b = head_options(pb, sp, h_b)[0]
-        l_b = sp.fixed.get("num_hidden_layers") or min(
-            sp.max_layers, math.floor(h_b / sp.min_aspect) if sp.min_aspect > 0 else sp.max_layers)
-        l_b = max(m, m * (l_b // m))
-        largest = count_params(make_shape(pb, h_b, d_b, r_b, sp.ffn_for(h_b), l_b, pad))
-        if pb.params * (1 - pb.tolerance) > largest:
-            return (f"params: {pb.params:.3g} is above the largest shape the constraints "
-                    f"allow ({largest:,} parameters at hidden {h_b}, {l_b} layers; {what})")
-    return (f"params: no shape meets {pb.params:.3g} ± {pb.tolerance:.0%} within the "
-            f"constraints ({what}; widths {h_s}-{h_b}): widen the tolerance, the aspect band "
-            "or the head dims, or lower max_tp")

@@ -240,3 +240,45 @@ def enumerate_space(pb: Problem, sp: SearchSpace
             for pad in pad_options(pb, sp):
                 for L in layers_in(pb, sp, h, d, r, f, pad):
                     yield h, d, r, f, L, pad
+
+
+def empty_reason(pb: Problem, sp: SearchSpace, widths: list[int]) -> str:
+    """Why no shape meets the budget: the smallest and largest shape the constraints allow."""
+    unit = heads_unit(pb, sp)
+    if widths:
+        h_s, h_b = widths[0], widths[-1]
+        d_s, r_s = head_options(pb, sp, h_s)[0]
+    else:
+        d_s, r_s = min(sp.head_dims), 1
+        h_s = h_b = unit * d_s
+    pad = max(pad_options(pb, sp))
+    m = sp.layers_multiple
+    l_s = m * math.ceil(max(sp.min_layers, math.ceil(h_s / sp.max_aspect),
+                            sp.fixed.get("num_hidden_layers", 1)) / m)
+    smallest = count_params(make_shape(pb, h_s, d_s, r_s, sp.ffn_for(h_s), l_s, pad))
+    band = (f"aspect {sp.min_aspect:g}-{sp.max_aspect:g}" if "num_hidden_layers" not in sp.fixed
+            else f"layers {sp.fixed['num_hidden_layers']}")
+    what = (f"heads multiples of {unit} (tp {pb.tp}, planned TP {sp.heads_multiple}), "
+            f"head dims {sp.head_dims}, {band}, "
+            f"vocab {pb.vocab_size if pb.arch != 'vit' else '-'}")
+    if pb.params * (1 + pb.tolerance) < smallest:
+        positions = max(pb.seq_len, 1024) * h_s if pb.arch == "gpt" else 0
+        if positions and smallest - positions <= pb.params * (1 + pb.tolerance):
+            return (f"seq_len: {pb.seq_len} learned positions alone take {positions:,} "
+                    f"parameters at hidden {h_s}, {positions / pb.params:.0%} of the "
+                    f"{pb.params:.3g} budget; shorten seq_len or use arch 'llama' (rotary)")
+        return (f"params: {pb.params:.3g} is below the smallest shape the constraints allow "
+                f"({smallest:,} parameters at hidden {h_s}, {l_s} layers; {what}): pass a "
+                "smaller vocabulary, head dims or a wider aspect band")
+    if widths:
+        d_b, r_b = head_options(pb, sp, h_b)[0]
+        l_b = sp.fixed.get("num_hidden_layers") or min(
+            sp.max_layers, math.floor(h_b / sp.min_aspect) if sp.min_aspect > 0 else sp.max_layers)
+        l_b = max(m, m * (l_b // m))
+        largest = count_params(make_shape(pb, h_b, d_b, r_b, sp.ffn_for(h_b), l_b, pad))
+        if pb.params * (1 - pb.tolerance) > largest:
+            return (f"params: {pb.params:.3g} is above the largest shape the constraints "
+                    f"allow ({largest:,} parameters at hidden {h_b}, {l_b} layers; {what})")
+    return (f"params: no shape meets {pb.params:.3g} ± {pb.tolerance:.0%} within the "
+            f"constraints ({what}; widths {h_s}-{h_b}): widen the tolerance, the aspect band "
+            "or the head dims, or lower max_tp")

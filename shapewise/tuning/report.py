@@ -28,6 +28,9 @@ from shapewise.tuning.trial import MEASURED, Worker
 
 #: a rank correlation under this means the model's ranking should not be trusted here
 POOR_RHO = 0.5
+#: a rank correlation over fewer finalists than this is never called good: with 3 or 4
+#: points a perfect rho = 1 happens by chance once in 6 or 24 orderings
+MIN_RANK_POINTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,15 @@ def make_report(study: optuna.Study, cands: list[dict[str, Any]], config: Mappin
         elapsed_s=elapsed_s, warnings=tuple(warns), notes=tuple(notes))
 
 
+def rank_verdict(rho: float | None, n: int) -> str:
+    """'poor', 'good', or why neither: never 'good' over fewer than MIN_RANK_POINTS."""
+    if rho is None:
+        return "n/a"
+    if rho < POOR_RHO:
+        return "poor"
+    return "good" if n >= MIN_RANK_POINTS else f"only {n} points: too few to call good"
+
+
 def _advice(rho: float | None, rows: list[TunedCandidate], states: Mapping[str, int],
             devices: set[str], config: Mapping[str, Any], w: Worker
             ) -> tuple[list[str], list[str]]:
@@ -238,6 +250,10 @@ def _advice(rho: float | None, rows: list[TunedCandidate], states: Mapping[str, 
             f"{rho:.2f} < {POOR_RHO}): trust the measured ranking, and calibrate the model "
             f"with 'shapewise bench --device {w.device}' then 'shapewise fit' before the "
             "next search (--profile)")
+    elif n < MIN_RANK_POINTS:
+        warns.append(f"{n} finalists measured: a rank correlation over fewer than "
+                     f"{MIN_RANK_POINTS} says little (rho {rho:+.2f} could be chance); "
+                     "raise --top-k / --n-trials")
     if len(devices) > 1:
         warns.append("measurements come from different devices (" + ", ".join(sorted(devices))
                      + "): their ranking mixes hardware")

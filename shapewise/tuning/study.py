@@ -33,6 +33,7 @@ import optuna
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import count_params
+from shapewise.search.constraints import Constraints
 from shapewise.search.recommend import recommend_shape
 from shapewise.step import Estimate, estimate
 
@@ -159,10 +160,13 @@ class StudyRequest:
         """The study's options with the defaults filled in, as the study stores them."""
         assert self.params is not None and self.gpu is not None
         k = self.top_k or DEFAULT_TOP_K
-        return {"format": FORMAT, "params": self.params, "arch": self.arch or "gpt",
+        arch = self.arch or "gpt"
+        # the arch's tokenizer, as recommend assumes it (a Llama never gets GPT-2's 50257)
+        vocab = self.vocab_size or Constraints().vocab(arch)[0] or 50257
+        return {"format": FORMAT, "params": self.params, "arch": arch,
                 "gpu": self.gpu.id, "dtype": self.dtype or "bf16",
                 "seq_len": self.seq_len or 2048, "micro_batch": self.micro_batch or 1,
-                "tp": self.tp or 1, "vocab_size": self.vocab_size or 50257,
+                "tp": self.tp or 1, "vocab_size": vocab,
                 "image_size": self.image_size or 224, "patch_size": self.patch_size or 16,
                 "top_k": k, "n_trials": self.n_trials or k, "seed": int(self.seed or 0),
                 "search_trials": self.search_trials}

@@ -81,7 +81,7 @@ ROUND_TRIPS = [
     ("7B", "h100", "llama", ("--tp", "2")),
     ("300M", "mi250x-gcd", "vit", ("--micro-batch", "64")),
     # on main before the training plan's step model landed, the search picked hidden 800
-    # here and SW002 warned; kept as a regression case
+    # here and SW002 warned; kept as a regression case (recommend now keeps head dims 64/128)
     ("125M", "h100", "llama", ()),
 ]
 

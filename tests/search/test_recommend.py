@@ -158,7 +158,17 @@ def test_tinystories_class_budgets_are_searchable(params: float, vocab: int,
 def test_top_k_are_distinct_decisions(llama7: sw.Recommendation) -> None:
     keys = [(c.shape.hidden_size, c.shape.head_dim, c.shape.kv_heads)
             for c in llama7.candidates]
-    assert len(keys) == len(set(keys)) and len(keys) >= 3
+    n = len(set(keys))
+    assert n >= 5 and len(set(keys[:n])) == n  # every decision before any second depth
+    depths = [(*k, c.shape.num_hidden_layers)
+              for k, c in zip(keys, llama7.candidates, strict=True)]
+    assert len(depths) == len(set(depths))
+    # a small space: the decisions first, then other depths of them, never a padding copy
+    small = sw.recommend_shape(params=350e6, gpu="h100", arch="llama", top_k=4)
+    shapes = [(c.shape.hidden_size, c.shape.head_dim, c.shape.kv_heads,
+               c.shape.num_hidden_layers) for c in small.candidates]
+    assert len(shapes) == len(set(shapes)) >= 2
+    assert len({x[:3] for x in shapes}) == 1  # one (h, d, kv) decision in this space
     ffns = {c.shape.ffn_size for c in llama7.candidates if c.shape.hidden_size == 4096}
     assert len(ffns) == 1  # no FFN ±64 copies
     assert all(c.reason for c in llama7.candidates)
@@ -405,3 +415,9 @@ def test_with_a_cluster_shapes_are_ranked_under_their_fastest_plan() -> None:
     assert scores == sorted(scores, reverse=True)
     for b in rec.baselines:  # priced the same way: plan against plan
         assert b.candidate.estimate.plan.n_gpus == 8
+
+
+def test_a_baseline_with_another_ffn_ratio_says_so() -> None:
+    rec = sw.recommend_shape(params=1.3e9, gpu="h100", arch="llama")
+    olmo = next(b for b in rec.baselines if b.label == "OLMo-1B")
+    assert any(c.startswith("its FFN is 4.00·h") for c in olmo.caveats)
