@@ -16,7 +16,9 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import platform
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from shapewise import __version__
 from shapewise._io import atomic_write_text, read_json
 from shapewise.cost.attention_backends import attention_backend_params
 from shapewise.cost.fit import (
+    EFFICIENCY_BOUNDS,
     AttentionObservation,
     FitResult,
     GemmObservation,
@@ -46,6 +49,26 @@ MAX_BENCH_BYTES = 64 * 1024 * 1024
 #: CPU timings taken while other processes used more than this many cores' worth of time
 #: are left out of the fit (the bench records ``cpu_contention`` per measurement)
 MAX_CPU_CONTENTION = 0.3
+
+# When a fit is bad (docs/user-guide.md, section 6): `shapewise fit` warns, and with
+# --strict exits 1 without writing the profile, when the *cross-validated* error or the
+# share of timings left out passes these. The GPU fits of docs/validation.md stay well
+# inside them; a CPU fit on a quiet machine does too.
+#: cross-validated median absolute error of the GEMM times, in %
+MAX_MEDIAN_ERROR_PCT = 15.0
+#: cross-validated 90th-percentile absolute error of the GEMM times, in %
+MAX_P90_ERROR_PCT = 50.0
+#: share of the GEMM timings left out of the fit (taken under contention)
+MAX_DROPPED_SHARE = 0.25
+# The machine "looked busy" when more than BUSY_SHARE of the GEMM timings spread over
+# NOISY_SPREAD of their median (interquartile range; the bench's own noise mark), or were
+# taken under contention, or when the load average at the start exceeded the usable CPUs.
+NOISY_SPREAD = 0.25
+BUSY_SHARE = 0.10
+#: a CPU profile's peak is the best GEMM rate measured, not a datasheet's: its main-loop
+#: efficiency may come out above 1 (the loop runs faster than a whole GEMM with its fill
+#: and tail), so the fit lets it go to this, then folds it into the peak (efficiency 1)
+CPU_EFFICIENCY_MAX = 4.0
 
 
 def load_bench(path: str | Path) -> dict[str, Any]:
@@ -68,7 +91,9 @@ def _num(rec: Mapping[str, Any], key: str, where: str) -> float:
 
 def _gemm_rows(doc: Mapping[str, Any], where: str
                ) -> list[tuple[GemmObservation, float | None]]:
-    """Each BLAS GEMM timing of a bench document with its CPU contention (None: unknown)."""
+    """Each BLAS GEMM timing of a bench document with its CPU contention (None: unknown).
+
+    Each observation's ``source`` is its bench key; :func:`_spreads` reads the spreads."""
     rows = []
     for i, rec in enumerate(doc["measurements"]):
         if not isinstance(rec, dict):
@@ -111,6 +136,34 @@ def gemm_observations(doc: Mapping[str, Any], where: str,
     return _kept(_gemm_rows(doc, where), max_contention)
 
 
+def _machine_memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _cpu_memory_gb(prov: Mapping[str, Any], cpu: Mapping[str, Any]) -> tuple[float, str]:
+    """The measured machine's memory in GB, and where the figure comes from.
+
+    The bench records it (``provenance.cpu.memory_gb``); for an older file that does not,
+    this machine's physical memory, and the reference says whether the bench file names
+    this host or the figure is an assumption. (A placeholder of 1 GB once raised false
+    "exceeds memory" notes.)"""
+    recorded = cpu.get("memory_gb")
+    if isinstance(recorded, int | float) and not isinstance(recorded, bool) and recorded > 0:
+        return float(recorded), "the bench file's provenance (cpu.memory_gb, physical memory)"
+    here = _machine_memory_gb()
+    if here is None:
+        raise InputError("provenance: the bench file does not record the machine's memory "
+                         "(cpu.memory_gb) and this machine's cannot be read")
+    if prov.get("hostname") == socket.gethostname():
+        return here, ("physical memory of this host, which the bench file names as the "
+                      "measured one (the file does not record it)")
+    return here, ("physical memory of the machine that ran 'shapewise fit', ASSUMED to be "
+                  "the measured one: the bench file records neither its memory nor this host")
+
+
 def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
     """A synthetic profile for the CPU the bench ran on (no datasheet exists for it)."""
     prov = doc.get("provenance", {})
@@ -125,12 +178,13 @@ def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
     cpu = prov.get("cpu") if isinstance(prov.get("cpu"), dict) else {}
     name = str(cpu.get("model") or platform.processor() or "CPU")
     ref = "the bench file's own measurements (no datasheet for this CPU)"
+    memory_gb, memory_ref = _cpu_memory_gb(prov, cpu)
     raw = {
         "schema_version": 1, "id": "cpu-measured", "name": f"{name} (CPU)", "vendor": "cpu",
         "arch": "cpu", "arch_code": platform.machine() or "cpu", "aliases": [],
         "sm_count": threads, "boost_clock_mhz": 1000.0,
         "peak_tflops": peaks,
-        "memory_gb": 1.0,
+        "memory_gb": memory_gb,
         "memory_bandwidth_tbs": (bw / 1000.0) if isinstance(bw, int | float) and bw > 0 else 0.02,
         "l2_mb": 1.0, "smem_per_sm_kb": 32.0, "warp_size": 1,
         "matrix_instruction": "SIMD FMA (BLAS)", "alignment_bytes": 64,
@@ -139,11 +193,11 @@ def cpu_profile(doc: Mapping[str, Any], obs: Sequence[GemmObservation]) -> GPU:
         "gemm_tiles": [[64, 64], [16, 16]],
         "attention_tiles": {"64": [64, 64], "128": [64, 64]},
         "link_bandwidth_gbs": 0, "link_name": "none",
-        "sources": {f: "bench" for f in (
-            "sm_count", "boost_clock_mhz", "peak_tflops", "memory_gb", "memory_bandwidth_tbs",
+        "sources": {**{f: "bench" for f in (
+            "sm_count", "boost_clock_mhz", "peak_tflops", "memory_bandwidth_tbs",
             "l2_mb", "smem_per_sm_kb", "warp_size", "matrix_instruction", "alignment_bytes",
-            "gemm_tiles", "attention_tiles", "link_bandwidth_gbs")},
-        "references": {"bench": ref},
+            "gemm_tiles", "attention_tiles", "link_bandwidth_gbs")}, "memory_gb": "memory"},
+        "references": {"bench": ref, "memory": memory_ref},
         "notes": "Peaks are the best measured GEMM rate per dtype; sm_count is the thread "
                  "count; other fields are placeholders the GEMM model does not use on a CPU.",
     }
@@ -288,6 +342,114 @@ def _fit_attention(gpu: GPU, doc: Mapping[str, Any]) -> dict[str, dict[str, floa
     return out
 
 
+def _spread_ratios(docs: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Interquartile range / median of every timed BLAS GEMM (the bench's noise measure)."""
+    out = []
+    for doc in docs:
+        for rec in doc["measurements"]:
+            if (isinstance(rec, dict) and rec.get("status", "ok") == "ok"
+                    and rec.get("kind") in ("gemm", "bmm")
+                    and rec.get("backend", "blas") == "blas"):
+                med, spread = rec.get("median_s"), rec.get("spread_s")
+                if (isinstance(med, int | float) and isinstance(spread, int | float)
+                        and med > 0 and spread >= 0):
+                    out.append(float(spread) / float(med))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class FitQuality:
+    """Whether a fit can be trusted, by the documented thresholds (module constants)."""
+
+    cv_median_pct: float
+    """cross-validated median absolute error of the GEMM times, %"""
+    cv_p90_pct: float
+    """cross-validated 90th-percentile absolute error, %"""
+    dropped: int
+    """GEMM timings left out of the fit (taken under contention)"""
+    total: int
+    """GEMM timings in the bench files"""
+    warnings: tuple[str, ...]
+    """one sentence per threshold passed; empty when the fit is good"""
+    busy: tuple[str, ...]
+    """why the machine looked busy while measuring; empty when it did not"""
+
+    @property
+    def ok(self) -> bool:
+        """No threshold passed (what --strict requires)."""
+        return not self.warnings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "cv_median_abs_pct": self.cv_median_pct,
+                "cv_p90_abs_pct": self.cv_p90_pct, "dropped": self.dropped,
+                "total": self.total, "warnings": list(self.warnings),
+                "machine_busy": list(self.busy),
+                "thresholds": {"max_median_abs_pct": MAX_MEDIAN_ERROR_PCT,
+                               "max_p90_abs_pct": MAX_P90_ERROR_PCT,
+                               "max_dropped_share": MAX_DROPPED_SHARE,
+                               "noisy_spread": NOISY_SPREAD, "busy_share": BUSY_SHARE}}
+
+
+def _busy(docs: Sequence[Mapping[str, Any]],
+          rows: Sequence[tuple[GemmObservation, float | None]]) -> tuple[str, ...]:
+    reasons = []
+    ratios = _spread_ratios(docs)
+    noisy = sum(r > NOISY_SPREAD for r in ratios)
+    if ratios and noisy > BUSY_SHARE * len(ratios):
+        reasons.append(f"{noisy} of {len(ratios)} GEMM timings spread over "
+                       f"{NOISY_SPREAD:.0%} of their median (interquartile range)")
+    contended = sum(c is not None and c > MAX_CPU_CONTENTION for _, c in rows)
+    if rows and contended > BUSY_SHARE * len(rows):
+        reasons.append(f"{contended} of {len(rows)} GEMM timings were taken while other "
+                       f"processes held more than {MAX_CPU_CONTENTION} cores")
+    for doc in docs:
+        cpu = doc.get("provenance", {}).get("cpu")
+        if not isinstance(cpu, dict):
+            continue
+        load, cpus = cpu.get("load_average_1_5_15min"), cpu.get("usable_cpus")
+        if (isinstance(load, list) and load and isinstance(load[0], int | float)
+                and isinstance(cpus, int) and cpus > 0 and load[0] > cpus):
+            reasons.append(f"the 1-minute load average was {load[0]:g} on {cpus} usable "
+                           "CPUs when the bench started")
+            break
+    return tuple(reasons)
+
+
+def fit_quality(result: FitResult, docs: Sequence[Mapping[str, Any]],
+                rows: Sequence[tuple[GemmObservation, float | None]]) -> FitQuality:
+    """Judge a fit by the thresholds above; say whether the machine looked busy."""
+    cv = result.cross_validated["all"]
+    med, p90 = float(cv["median_abs_pct"]), float(cv["p90_abs_pct"])
+    total, used = len(rows), result.n_points
+    dropped = max(0, total - used)
+    warnings = []
+    if med > MAX_MEDIAN_ERROR_PCT:
+        warnings.append(f"cross-validated median error {med:.1f}% is above "
+                        f"{MAX_MEDIAN_ERROR_PCT:g}%")
+    if p90 > MAX_P90_ERROR_PCT:
+        warnings.append(f"cross-validated p90 error {p90:.1f}% is above {MAX_P90_ERROR_PCT:g}%")
+    if total and dropped > MAX_DROPPED_SHARE * total:
+        warnings.append(f"{dropped} of {total} GEMM timings ({dropped / total:.0%}) were left "
+                        f"out (taken under contention), more than {MAX_DROPPED_SHARE:.0%}")
+    return FitQuality(med, p90, dropped, total, tuple(warnings), _busy(docs, rows))
+
+
+def _fold_cpu_efficiency(gpu: GPU) -> GPU:
+    """A CPU profile: move a fitted main-loop efficiency above 1 into the peak, so the
+    profile keeps the schema's efficiency <= 1 and predicts the same times."""
+    cal = gpu.calibration
+    assert cal is not None
+    peaks, eff = dict(gpu.peak_tflops), dict(cal.gemm_efficiency)
+    for d, e in cal.gemm_efficiency.items():
+        if e > 1.0 and d in peaks:
+            peaks[d], eff[d] = peaks[d] * e, 1.0
+    prov = dict(cal.provenance)
+    prov["cpu_peak"] = ("peak_tflops = the best GEMM rate measured x the fitted main-loop "
+                        "efficiency when that came out above 1 (no datasheet for a CPU)")
+    new_cal = dataclasses.replace(cal, gemm_efficiency=eff, provenance=prov)
+    return dataclasses.replace(gpu, peak_tflops=peaks).with_calibration(new_cal)
+
+
 @dataclass(frozen=True, slots=True)
 class FitReport:
     profile: GPU
@@ -295,11 +457,17 @@ class FitReport:
     attention: dict[str, dict[str, float]]
     """per attention backend measured, its fitted parameters"""
     bench_file: str
+    quality: FitQuality | None = None
+    """thresholds passed and signs of a busy machine (None: not judged)"""
+    written: bool = True
+    """False when --strict kept a failing profile from being written"""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "profile": self.profile.id,
             "bench_file": self.bench_file,
+            "written": self.written,
+            "quality": self.quality.to_dict() if self.quality else None,
             "n_points": self.gemm.n_points,
             "fitted_parameters": list(self.gemm.fitted),
             "in_sample": self.gemm.in_sample,
@@ -312,9 +480,13 @@ class FitReport:
 
 def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
                 gpu: str | GPU | None = None, out: str | Path | None = None,
-                profile_id: str | None = None, seed: int = 0) -> FitReport:
+                profile_id: str | None = None, seed: int = 0,
+                strict: bool = False) -> FitReport:
     """Fit the cost model to one or more bench files of one device (e.g. a bf16 and a tf32
-    sweep); write the calibrated profile to ``out``."""
+    sweep); write the calibrated profile to ``out``.
+
+    The report's ``quality`` judges the fit by the module's thresholds; with ``strict`` a fit
+    that passes one is not written (``written`` False)."""
     files = [bench_file] if isinstance(bench_file, str | Path) else list(bench_file)
     if not files:
         raise InputError("bench_file: at least one bench file is needed")
@@ -352,21 +524,33 @@ def fit_profile(bench_file: str | Path | Sequence[str | Path], *,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seed": seed,
     }
-    result = fit_gemm(base, obs, seed=seed, provenance=provenance)
-    fitted = base.with_calibration(result.calibration)
+    is_cpu = base.vendor == "cpu"
+    result = fit_gemm(base, obs, seed=seed, provenance=provenance,
+                      efficiency_bounds=(EFFICIENCY_BOUNDS[0], CPU_EFFICIENCY_MAX) if is_cpu
+                      else EFFICIENCY_BOUNDS)
+    all_row_list = [r for file_rows in rows.values() for r in file_rows]
+    quality = fit_quality(result, [d for _, d in docs], all_row_list)
+    cal = dataclasses.replace(result.calibration, provenance={
+        **result.calibration.provenance, "quality": quality.to_dict()})
+    fitted = base.with_calibration(cal)
+    if is_cpu:
+        fitted = _fold_cpu_efficiency(fitted)
     att = _fit_attention(base, doc)
     if att:
-        cal = dataclasses.replace(result.calibration, attention_backends=att)
-        fitted = fitted.with_calibration(cal)
+        assert fitted.calibration is not None
+        fitted = fitted.with_calibration(
+            dataclasses.replace(fitted.calibration, attention_backends=att))
     new_id = profile_id or (base.id if base.id.endswith("-measured") else f"{base.id}-measured")
     fitted = dataclasses.replace(
         fitted, id=new_id, aliases=(),
         name=base.name if base.name.endswith("(measured)") else f"{base.name} (measured)")
-    if out is not None:
+    written = out is not None and not (strict and not quality.ok)
+    if written:
+        assert out is not None
         text = json.dumps(gpu_to_dict(fitted), indent=2, allow_nan=False) + "\n"
         if len(text) > MAX_PROFILE_BYTES:
             raise InputError("--out: the fitted profile is unexpectedly large")
         _write_atomic(Path(out), text)
         fitted = dataclasses.replace(fitted, path=str(out))
-    return FitReport(fitted, result, att, where)
+    return FitReport(fitted, result, att, where, quality, written)
 

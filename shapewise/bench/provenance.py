@@ -8,6 +8,7 @@ other settings are never changed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -82,6 +83,10 @@ def cpu_info() -> dict[str, Any]:
     if hasattr(os, "getloadavg"):
         # other work on the machine slows CPU timings (and multi-threaded BLAS most)
         info["load_average_1_5_15min"] = [round(x, 2) for x in os.getloadavg()]
+    # the machine's memory: a CPU profile fitted from this file records it
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+                                  / 1e9, 1)
     try:
         khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
         info["max_clock_mhz"] = int(khz.strip()) / 1000

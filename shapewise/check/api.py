@@ -38,15 +38,19 @@ from shapewise.check.rules import (
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.load import load_shape
-from shapewise.model.shape import ModelShape, check_limit
+from shapewise.model.shape import (
+    DEFAULT_SEQ_LEN,
+    ModelShape,
+    check_limit,
+    default_micro_batch,
+    default_seq_len,
+)
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
 
-#: Default sequence length cap for text models: their context (max_position_embeddings) up
-#: to 4096, the usual pre-training length; longer contexts are mostly reached by a later
-#: extension phase (Qwen2's 131072, Mistral's 32768), which a shape check should not assume.
-DEFAULT_MAX_SEQ_LEN = 4096
+#: Default sequence length cap for text models (the shared rule: model.shape.default_seq_len)
+DEFAULT_MAX_SEQ_LEN = DEFAULT_SEQ_LEN
 
 OnFinding = Literal["warn", "raise", "ignore"]
 
@@ -148,14 +152,24 @@ def _is_module(obj: Any) -> bool:
     return is_torch_module(obj)
 
 
+def _ep(ep: Any) -> int:
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+        raise InputError(f"ep: must be a positive integer, got {ep!r}")
+    return ep
+
+
 def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
     attention_backend: str | None = None,
+    ep: int | None = None,
 ) -> CheckReport:
-    """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
+    """The full report behind :func:`check_shape` (what was checked, settings, findings).
+
+    ``ep``: the expert-parallel size a mixture of experts runs with (SW013, SW014; default
+    the plan's, else 1)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # InputError naming dtype when the GPU lacks it
@@ -175,26 +189,28 @@ def analyze(
     where = f"{cfg.path}: " if cfg.path else ""
     t = _setting("tp", tp, cfg.tp, 1)
     pp = _setting("pipeline_stages", pipeline_stages, cfg.pipeline_stages, 1)
-    b = _setting("micro_batch", micro_batch, cfg.micro_batch, 1)
+    b = _setting("micro_batch", micro_batch, cfg.micro_batch, None)
     s = _setting("seq_len", seq_len, cfg.seq_len, None)
     notes = list(cfg.notes)
     for what, stated, used in (("GPU", cfg.gpu, g.id), ("dtype", cfg.dtype, dt)):
         if stated is not None and stated != used:  # a shapewise document names its own
             notes.append(f"{what}: the document was computed for {stated}; checked on {used}")
     shape = cfg.shape
+    if b is None:  # per architecture: a ViT's default is a batch of images, said so
+        b, why = default_micro_batch(shape)
+        if shape.arch == "vit" and plan is None:  # (a plan states its own micro-batch)
+            notes.append(why)
     if s is None and shape.arch != "vit":
-        context = shape.max_position_embeddings
-        s = min(context, DEFAULT_MAX_SEQ_LEN)  # type: ignore[type-var]
-        notes.append(f"seq_len: {s} (max_position_embeddings {context}"
-                     + (f", capped at {DEFAULT_MAX_SEQ_LEN}" if s != context else "")
-                     + "; pass seq_len=/--seq-len)")
+        s, why = default_seq_len(shape)  # the one rule every command uses
+        notes.append(why)
     try:
         if plan is not None:  # the plan's tp, micro-batch and stages are the settings
             t, b, pp = plan.tp, plan.micro_batch, plan.pp
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
                             pipeline_stages=pp, note=gpu_note, plan=plan,
                             attention_backend=(attention_backend if attention_backend
-                                               is not None else cfg.attention_backend))
+                                               is not None else cfg.attention_backend),
+                            ep=_ep(ep if ep is not None else getattr(plan, "ep", 1)))
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -237,6 +253,7 @@ def check_shape(
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
     profile: str | None = None, plan: Any = None, attention_backend: str | None = None,
+    ep: int | None = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -261,7 +278,7 @@ def check_shape(
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
                    example_input=example_input, rules=rules, plan=plan,
-                   attention_backend=attention_backend).findings
+                   attention_backend=attention_backend, ep=ep).findings
 
 
 def check_before_training(
@@ -277,7 +294,9 @@ def check_before_training(
     (filter them with ``warnings.filterwarnings("ignore", category=ShapewiseWarning)``, or
     turn them into errors with ``-W error::shapewise.ShapewiseWarning``); ``"raise"`` raises
     :class:`ShapeCheckError` when a finding reaches ``fail_on`` (and warns the rest);
-    ``"ignore"`` only returns them. Returns the findings in every case.
+    ``"ignore"`` only returns them. Returns the findings in every case. ``stacklevel`` is
+    ``warnings.warn``'s, seen from this function: 2 (default) points the warnings at the
+    line that called it; a wrapper adds one per frame of its own.
     """
     if on_finding not in ("warn", "raise", "ignore"):
         raise InputError(f"on_finding: must be 'warn', 'raise' or 'ignore', got {on_finding!r}")
@@ -296,8 +315,9 @@ def check_before_training(
     for f in findings:
         if on_finding == "raise" and f in failing:
             continue
+        # stacklevel 2 (the default) is the line that called check_before_training
         warnings.warn(f"shapewise {format_finding(f)}{where}", ShapewiseWarning,
-                      stacklevel=stacklevel + 1)
+                      stacklevel=stacklevel)
     if on_finding == "raise" and failing:
         raise ShapeCheckError(failing)
     return findings

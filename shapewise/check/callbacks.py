@@ -55,7 +55,7 @@ class _Settings:
             self.findings = check_before_training(
                 model, gpu=self.gpu, on_finding=self.on_finding, fail_on=self.fail_on,
                 micro_batch=self.micro_batch or micro_batch, seq_len=self.seq_len,
-                dtype=self.dtype, rules=self.rules, stacklevel=3,
+                dtype=self.dtype, rules=self.rules, stacklevel=4,
                 example_input=(self.example_input if self.example_input is not None
                                else example_input),
             )

@@ -67,18 +67,26 @@ SHAPE_INPUT_HELP = ("a Hugging Face config.json or model folder, Megatron-LM arg
 
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
 TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "
-                       "and GEMMs; fp8 GEMMs are not modelled in a step); default bf16, or "
-                       "fp16 on a GPU without bf16 (V100)")
+                       "and GEMMs; fp8 GEMMs: 'estimate --recipe'); default: bf16, else "
+                       "fp16 (V100), else the profile's own (fp32 for a CPU profile)")
+
+#: the data types ``dtype_for`` tries, in order, when --dtype is not given
+DEFAULT_DTYPES = ("bf16", "fp16", "tf32", "fp32")
+
+GPU_HELP = ("GPU name or alias, e.g. h100, a100, mi300x (see 'shapewise gpus'); "
+            "no default: give --gpu or --profile")
 
 
 def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
-                    dtype_help: str = "data type of the math (default: bf16, or fp16 on a "
-                    "GPU without bf16)") -> None:
-    parser.add_argument("--gpu", required=required, help="GPU name or alias (see 'shapewise gpus')")
+                    dtype_help: str = "data type of the math; default: bf16, else fp16 (a GPU "
+                    "without bf16), else the profile's own (fp32 for a CPU profile)",
+                    gpu_help: str = GPU_HELP) -> None:
+    parser.add_argument("--gpu", required=required, help=gpu_help)
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog entry",
+        help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog "
+        "entry; default: none (the catalog's profile of --gpu)",
     )
     parser.add_argument("--dtype", default=None, help=dtype_help)
 
@@ -95,10 +103,15 @@ def add_attention_backend_option(parser: argparse.ArgumentParser) -> None:
 
 
 def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
-    """``--dtype``, else bf16, or fp16 on a GPU that has no bf16 math (V100, MI50)."""
+    """``--dtype``, else the first of bf16, fp16, tf32, fp32 the GPU has: bf16 on most GPUs,
+    fp16 on a V100, fp32 on a CPU profile fitted from fp32 timings."""
     if getattr(args, "dtype", None):
         return str(args.dtype)
-    return "bf16" if "bf16" in gpu.peak_tflops else "fp16"
+    for dtype in DEFAULT_DTYPES:
+        if dtype in gpu.peak_tflops:
+            return dtype
+    raise InputError(f"--dtype: {gpu.id} has none of {', '.join(DEFAULT_DTYPES)} "
+                     f"(it has: {', '.join(sorted(gpu.peak_tflops))}); pass --dtype")
 
 
 def resolve_gpu(args: argparse.Namespace):

@@ -18,18 +18,23 @@ def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
     p.add_argument("--dp", type=positive_int("--dp"), default=None,
                    help="data-parallel ranks (default: what --gpus leaves after tp·pp·cp)")
     if pp:
-        p.add_argument("--pp", type=positive_int("--pp"), default=1, help="pipeline stages")
+        p.add_argument("--pp", type=positive_int("--pp"), default=1,
+                       help="pipeline stages (default 1)")
     p.add_argument("--virtual-stages", type=positive_int("--virtual-stages"), default=1,
-                   help="interleaved 1F1B: model chunks per pipeline rank")
-    p.add_argument("--cp", type=positive_int("--cp"), default=1, help="context-parallel ranks")
+                   help="interleaved 1F1B: model chunks per pipeline rank (default 1)")
+    p.add_argument("--cp", type=positive_int("--cp"), default=1,
+                   help="context-parallel ranks (default 1)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
-                   help="ZeRO stage (1: optimizer states, 2: + gradients, 3: + weights)")
+                   help="ZeRO stage (1: optimizer states, 2: + gradients, 3: + weights; "
+                   "default 0)")
     p.add_argument("--fsdp", choices=("full", "hybrid"), default=None,
-                   help="FSDP full shard, or hybrid (shard in a node, replicate across)")
+                   help="FSDP full shard, or hybrid (shard in a node, replicate across); "
+                   "default: none")
     p.add_argument("--sequence-parallel", action="store_true",
                    help="Megatron sequence parallelism (needs --tp > 1)")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
-                   help="sequences per optimizer step (sets gradient accumulation)")
+                   help="sequences per optimizer step (sets gradient accumulation; default: "
+                   "dp x micro-batch, no accumulation)")
 
 
 def plan_from_args(args: argparse.Namespace) -> Any:

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-seconds", type=positive_seconds("--budget-seconds"), default=None,
                    metavar="N",
                    help="stop cleanly between kernels after N seconds of measuring (at least "
-                   "one kernel per run; resume later)")
+                   "one kernel per run; resume later); default: no limit, the whole sweep")
     p.add_argument("--resume", action="store_true",
                    help="continue the file given by --out, skipping what it already has")
     p.add_argument("--out", required=True, metavar="FILE.json", help="the results file")

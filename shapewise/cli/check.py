@@ -44,7 +44,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help=SHAPE_INPUT_HELP)
-    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP,
+                    gpu_help="GPU name or alias (see 'shapewise gpus'); default: h100-sxm, "
+                    "named in the output (the command never detects: a pre-commit hook checks "
+                    "for the GPU you train on, not the machine it runs on)")
     p.add_argument("--tp", type=positive_int("--tp"), default=None,
                    help="tensor-parallel size (default: the config's, else 1)")
     p.add_argument("--pp", "--pipeline-stages", dest="pipeline_stages",
@@ -56,6 +59,8 @@ def register(subparsers: Any) -> None:
                    help="tokens per sequence (default: the config's, else the model's "
                         "context up to 4096)")
     add_attention_backend_option(p)
+    p.add_argument("--ep", type=positive_int("--ep"), default=None,
+                   help="expert-parallel size of a mixture of experts (SW013, SW014)")
     # the plan-aware rules (SW016-SW019: stages, micro-batches, bubble, memory) need a plan
     add_plan_options(p, pp=False)
     p.add_argument("--recompute", choices=("none", "selective", "full"), default=None,
@@ -144,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             reports.append(analyze(path, gpu=gpu, tp=args.tp, micro_batch=args.micro_batch,
+                                   ep=args.ep,
                                    seq_len=args.seq_len, pipeline_stages=args.pipeline_stages,
                                    dtype=args.dtype, detect=False, plan=plan,
                                    attention_backend=args.attention_backend))

@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--profile", metavar="FILE", action="append", default=[],
-        help="also list this profile file (e.g. from 'shapewise fit'); repeatable",
+        help="also list this profile file (e.g. from 'shapewise fit'); repeatable; "
+        "default: none, the catalog only",
     )
     parser.set_defaults(func=run)
 

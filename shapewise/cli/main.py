@@ -28,10 +28,14 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit 2 (argparse prints usage too)."""
+    """argparse, but usage errors are one line and exit 2 (argparse prints usage too).
+
+    Every error of a subcommand, in its arguments or in running it, starts with the same
+    prefix, ``shapewise COMMAND: error:`` (``self.prog``); only errors before a command is
+    known say ``shapewise: error:``."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"shapewise: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,16 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pipeline bubble, optimizer, overheads) and the fastest are listed.",
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
-    p.add_argument("--gpu", required=False, help="GPU or system name (see 'shapewise gpus')")
-    p.add_argument("--profile", metavar="FILE", help="a GPU profile JSON file")
+    p.add_argument("--gpu", required=False, help="GPU or system name (see 'shapewise "
+                   "gpus'); no default: give --gpu or --profile")
+    p.add_argument("--profile", metavar="FILE",
+                   help="a GPU profile JSON file (default: none, the catalog's of --gpu)")
     p.add_argument("--dtype", default=None, help=TRAINING_DTYPE_HELP)
     p.add_argument("--gpus", type=positive_int("--gpus"), required=True, help="GPUs in all")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), required=True,
                    help="sequences per optimizer step")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence (default: the config's max positions)")
+                   help="tokens per sequence; default: the model's context "
+                   "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
     add_attention_backend_option(p)
-    p.add_argument("--top", type=positive_int("--top"), default=10, help="plans to list")
+    p.add_argument("--top", type=positive_int("--top"), default=10,
+                   help="plans to list (default 10)")
     p.add_argument("--json", action="store_true", help="print the plans as JSON")
     p.set_defaults(func=run)
 
@@ -42,14 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from shapewise.cli._common import dtype_for
     from shapewise.model.load import load_shape
+    from shapewise.model.shape import default_seq_len
     from shapewise.planner import plan_training
 
     loaded = load_shape(args.config)
     shape = loaded.shape
+    seq_note = None
+    if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
+        args.seq_len, seq_note = default_seq_len(shape)
     hw = resolve_hardware(args)
     g = gpu_of(hw)
-    dtype = args.dtype or ("bf16" if "bf16" in g.peak_tflops else "fp16")
+    dtype = dtype_for(args, g)
     plans = plan_training(shape, gpu=hw, n_gpus=args.gpus, global_batch=args.global_batch,
                           seq_len=args.seq_len, dtype=dtype, top=args.top,
                           attention_backend=args.attention_backend
@@ -61,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{shape.name or args.config} on {args.gpus} x {g.name} ({dtype}), global batch "
           f"{args.global_batch} x seq {plans[0].seq_len}: the {len(plans)} fastest plans "
-          f"that fit\n")
+          f"that fit")
+    if seq_note:
+        print(f"note: {seq_note}")
+    print()
     rows = [[e.plan.label(), f"{e.tokens_per_s:,.0f}", f"{e.mfu:.1%}",
              f"{e.memory_bytes / 2**30:.1f}", f"{e.bubble_fraction:.1%}",
              f"{e.exposed_comm_fraction:.1%}"] for e in plans]

@@ -61,13 +61,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--baseline); gains below the model's documented error for the GPU are marked "
         "'within model error'. docs/user-guide.md explains each default and its source.",
     )
-    p.add_argument("--params", required=True, help="parameter budget, e.g. 2.7B, 350M, 7e9")
+    p.add_argument("--params", required=True,
+                   help="parameter budget, a count such as 2.7B, 350M or 7e9 (required)")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=2048)
+    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt",
+                   help="model family: gpt (learned positions, GELU MLP), llama (rotary, "
+                   "SwiGLU, GQA) or vit (default gpt)")
+    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
+                   help="tokens per sequence; default 4096, the shared default sequence "
+                   "length (a ViT's follow from --image-size and --patch-size)")
     voc = p.add_mutually_exclusive_group()
     voc.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=None,
-                     help="your tokenizer's vocabulary (padded by the search)")
+                     help="your tokenizer's vocabulary in tokens, padded by the search "
+                     "(default: --tokenizer's)")
     voc.add_argument("--tokenizer", default=None,
                      help="a tokenizer name instead of --vocab-size: gpt2 50257, llama-2 "
                      "32000, llama-3 128256, mistral 32000, qwen2.5 151936, olmo 50280, opt "
@@ -78,16 +84,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patch-size", type=positive_int("--patch-size"), default=16,
                    help="ViT: patch side in pixels (default 16)")
     p.add_argument("--tp", type=positive_int("--tp"), default=1,
-                   help="tensor-parallel size the step is priced at")
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=1)
+                   help="tensor-parallel size the step is priced at (default 1)")
+    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
+                   help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
+                   "128, DeiT's recipe)")
     p.add_argument("--tolerance", type=float, default=0.05,
-                   help="allowed deviation from the budget (default 0.05 = ±5%%)")
+                   help="allowed deviation from the budget, a fraction (default 0.05 = ±5%%)")
     c = p.add_argument_group("constraints (defaults documented in docs/user-guide.md)")
     c.add_argument("--aspect", type=_aspect, default=None, metavar="MIN:MAX",
                    help="hidden ÷ layers band (default 64:128 for decoders, the published "
                    "families' range; 32:64 for ViT)")
     c.add_argument("--layers", type=positive_int("--layers"), default=None,
-                   help="pin the depth instead of the aspect band")
+                   help="pin the depth instead of the aspect band (default: none, the band)")
     c.add_argument("--head-dims", type=_int_list("--head-dims"), default=None,
                    metavar="D,D", help="head dims allowed (default 64,128; 256 allowed)")
     c.add_argument("--max-tp", type=positive_int("--max-tp"), default=None,
@@ -103,18 +111,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SwiGLU FFN rounded up to a multiple of this (default 256)")
     p.add_argument("--n-gpus", type=positive_int("--n-gpus"), default=None,
                    help="with --global-batch: rank shapes under their fastest training plan "
-                   "on this many GPUs, keeping only those that fit one")
+                   "on this many GPUs, keeping only those that fit one (default: none, "
+                   "one GPU)")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
-                   help="sequences per optimizer step (with --n-gpus)")
+                   help="sequences per optimizer step (with --n-gpus; default: none)")
     p.add_argument("--baseline", metavar="CONFIG", default=None,
                    help="your own shape to compare with (config.json path or preset name), "
-                   "besides the nearest published shapes")
+                   "besides the nearest published shapes (default: none)")
     p.add_argument("--n-trials", type=positive_int("--n-trials"), default=None,
-                   help="Optuna trials when the space is too large to price whole")
-    p.add_argument("--seed", type=int, default=0)
+                   help="Optuna trials when the space is too large to price whole "
+                   "(default: sized by the search; the output states the count)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the search; the same seed repeats the result "
+                   "(default 0)")
     p.add_argument("--top", type=positive_int("--top"), default=5,
-                   help="distinct candidates shown")
-    p.add_argument("--recompute", action="store_true", help="full activation recompute")
+                   help="distinct candidates shown (default 5)")
+    p.add_argument("--recompute", action="store_true",
+                   help="full activation recompute (default: off)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
@@ -141,9 +154,19 @@ def constraints_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.cli.estimate import load_shape
+    from shapewise.model.shape import default_micro_batch, default_seq_len
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")
+    notes = []  # the defaults taken, said in the output
+    if args.seq_len is None:  # the rule every command shares (no model yet: the default)
+        args.seq_len, why = default_seq_len(None)
+        if args.arch != "vit":
+            notes.append(why)
+    if args.micro_batch is None:  # per architecture; a ViT's is said
+        args.micro_batch, why = default_micro_batch(arch=args.arch)
+        if args.arch == "vit":
+            notes.append(why)
     if args.gpu or args.profile:
         args.dtype = dtype_for(args, resolve_gpu(args))
     if not 0 < args.tolerance < 1:
@@ -159,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
         global_batch=args.global_batch,
     )
     if args.json:
-        print_json(rec.to_dict())
+        doc = rec.to_dict()
+        doc["notes"] = [*notes, *doc.get("notes", [])]
+        print_json(doc)
         return 0
     rows = [_row("best" if i == 0 else f"#{i + 1}", c,
                  f"{c.score / rec.candidates[0].score - 1:+.1%}" if i else "")
@@ -189,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         err = " (within model error)" if b.within_error else ""
         why = f" [{'; '.join(b.caveats)}]" if b.caveats else ""
         print(f"best vs {b.label}: {b.gain:+.1%} throughput at equal parameter count{err}{why}")
-    for note in rec.notes:
+    for note in [*notes, *rec.notes]:
         if not note.startswith("plan: "):  # printed above
             print(f"note: {note}")
     return 0

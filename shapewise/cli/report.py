@@ -7,6 +7,8 @@ fill whole waves, and a sweep of predicted TFLOP/s against N (optionally plotted
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 from typing import Any
 
 from tabulate import tabulate
@@ -19,6 +21,11 @@ from shapewise.cli._common import (
     resolve_gpu,
 )
 from shapewise.errors import InputError
+from shapewise.model.shape import DEFAULT_SEQ_LEN
+
+#: the default N sweep: every N from 1024 to 8192, wide enough for several waves of the
+#: largest tiles at M = 4096, fine enough to show every alignment class
+DEFAULT_N_MIN, DEFAULT_N_MAX = 1024, 8192
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,22 +36,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of predicted TFLOP/s over N for an M x N x K GEMM.",
     )
     add_gpu_options(p)
-    p.add_argument("--m", type=positive_int("--m"), default=4096,
-                   help="rows of the swept GEMM, e.g. micro-batch x sequence (default 4096)")
+    p.add_argument("--m", type=positive_int("--m"), default=None,
+                   help="rows of the swept GEMM, in tokens: micro-batch x sequence length "
+                   f"(default {DEFAULT_SEQ_LEN}: micro-batch 1 x the default sequence length)")
     p.add_argument("--k", type=positive_int("--k"), default=4096,
-                   help="reduction dim of the swept GEMM, e.g. hidden size (default 4096)")
-    p.add_argument("--n-min", type=positive_int("--n-min"), default=1024)
-    p.add_argument("--n-max", type=positive_int("--n-max"), default=16384)
-    p.add_argument("--n-step", type=positive_int("--n-step"), default=64)
+                   help="reduction dimension of the swept GEMM, in elements, e.g. the hidden "
+                   "size (default 4096)")
+    p.add_argument("--n-min", type=positive_int("--n-min"), default=DEFAULT_N_MIN,
+                   help=f"first N of the sweep, in elements (default {DEFAULT_N_MIN})")
+    p.add_argument("--n-max", type=positive_int("--n-max"), default=DEFAULT_N_MAX,
+                   help=f"last N of the sweep, in elements (default {DEFAULT_N_MAX})")
+    p.add_argument("--n-step", type=positive_int("--n-step"), default=1,
+                   help="N step of the sweep, in elements (default 1: every N, so the "
+                   "misaligned sizes show; 64 keeps only aligned ones)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--plot", metavar="FILE.png", help="plot the N sweep (needs matplotlib)")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the N sweep to this PNG (needs matplotlib; default: none)")
     p.set_defaults(func=run)
 
 
 def build_report(gpu: Any, dtype: str, m: int, k: int, n_min: int, n_max: int,
                  n_step: int) -> dict[str, Any]:
     from shapewise.cost.defaults import calibration_of
-    from shapewise.cost.gemm import explain_gemm, gemm_time
+    from shapewise.cost.gemm import explain_gemm
     from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype
 
     dtype = canonical_dtype(dtype, field_name="--dtype")
@@ -74,12 +88,17 @@ def build_report(gpu: Any, dtype: str, m: int, k: int, n_min: int, n_max: int,
         fill = [n for n in range(bn, n_max + 1, bn) if (rows * (n // bn)) % slots == 0][:6]
         tiles.append({"tile": [bm, bn], "tiles_per_wave": slots,
                       "m_tile_rows": rows, "n_filling_whole_waves": fill})
+    a16, coarse = max(1, 16 // DTYPE_BYTES[dtype]), gpu.alignment_elements(dtype)
     sweep = []
-    n = n_min
-    while n <= n_max:
-        t = gemm_time(m, n, k, gpu=gpu, dtype=dtype)
-        sweep.append({"n": n, "time_us": t * 1e6, "tflops": 2.0 * m * n * k / t / 1e12})
-        n += n_step
+    for n in range(n_min, n_max + 1, n_step):
+        ex = explain_gemm(m, n, k, gpu=gpu, dtype=dtype, suggest=False)
+        sweep.append({"n": n, "time_us": ex.time_s * 1e6, "tflops": ex.tflops,
+                      # the alignment class of N: a multiple of the GPU's full alignment,
+                      # of 16 bytes only, or of neither
+                      "aligned": ("full" if n % coarse == 0 else "16B" if n % a16 == 0
+                                  else "none"),
+                      "tile": list(ex.tile), "waves": ex.waves,
+                      "last_wave_fill": round(ex.last_wave_fill, 4)})
     best = max(sweep, key=lambda r: r["tflops"])
     worst = min(sweep, key=lambda r: r["tflops"])
     big = explain_gemm(8192, 8192, 8192, gpu=gpu, dtype=dtype, suggest=False)
@@ -90,6 +109,7 @@ def build_report(gpu: Any, dtype: str, m: int, k: int, n_min: int, n_max: int,
         "calibration_provenance": dict(cal.provenance),
         "peaks": peaks,
         "wave_slots": slots,
+        "align_16B_elements": a16, "align_elements": coarse,
         "tiles": tiles,
         "sweep": {"m": m, "k": k, "points": sweep, "best": best, "worst": worst},
         "square_8192": {"tflops": big.tflops, "pct_of_peak": big.pct_of_peak,
@@ -126,6 +146,14 @@ def _print(rep: dict[str, Any]) -> None:
     print(f"N sweep {sw['points'][0]['n']}..{sw['points'][-1]['n']} at M={sw['m']}, "
           f"K={sw['k']}: best N={sw['best']['n']} at {sw['best']['tflops']:.0f} TFLOP/s, "
           f"worst N={sw['worst']['n']} at {sw['worst']['tflops']:.0f} TFLOP/s")
+    medians = []
+    for cls, label in (("full", f"multiples of {rep['align_elements']}"),
+                       ("16B", f"multiples of {rep['align_16B_elements']} only"),
+                       ("none", f"not multiples of {rep['align_16B_elements']}")):
+        ys = sorted(p["tflops"] for p in sw["points"] if p["aligned"] == cls)
+        if ys:
+            medians.append(f"{label} {ys[len(ys) // 2]:.0f}")
+    print("median TFLOP/s by alignment of N: " + "; ".join(medians))
     if rep.get("sustained_clock"):
         print(f"In a long training run: {rep['sustained_clock']:.0%} of these math rates "
               f"(sustained clock; {rep['sustained_clock_source']})")
@@ -134,7 +162,44 @@ def _print(rep: dict[str, Any]) -> None:
               "(burst rates are used)")
 
 
-def _plot(rep: dict[str, Any], path: str) -> None:
+#: how the plot draws each alignment class of N: label, colour, marker size, z-order
+def _classes(rep: dict[str, Any]) -> list[tuple[str, str, str, float, int]]:
+    a16, full = rep["align_16B_elements"], rep["align_elements"]
+    return [
+        ("full", f"N a multiple of {full} (fully aligned)", "#1f77b4", 10.0, 3),
+        ("16B", f"N a multiple of {a16}, not of {full} (16-byte aligned only)", "#ff7f0e",
+         4.0, 2),
+        ("none", f"N not a multiple of {a16} (misses 16-byte alignment)", "#d62728", 2.0, 1),
+    ]
+
+
+def _annotate(ax: Any, pts: list[dict[str, Any]], aligned: list[dict[str, Any]]) -> None:
+    """Name both effects on the data: the loss of the worst-aligned N next to an aligned one,
+    and the largest drop between neighbouring aligned N (a new wave of tiles)."""
+    by_n = {p["n"]: p for p in pts}
+    pairs = [(p, by_n.get(p["n"] + 1)) for p in aligned]
+    pairs = [(a, b) for a, b in pairs if b is not None and b["aligned"] == "none"]
+    if pairs:
+        a, b = max(pairs, key=lambda ab: ab[0]["tflops"])
+        ax.annotate(f"N={b['n']}: {b['tflops'] / a['tflops'] - 1:+.0%} against N={a['n']}\n"
+                    "(misaligned: narrow loads)", xy=(b["n"], b["tflops"]),
+                    xytext=(b["n"], b["tflops"] * 0.55), ha="center", fontsize=9,
+                    arrowprops={"arrowstyle": "->", "color": "#d62728"}, color="#d62728")
+    lo, hi = pts[0]["n"], pts[-1]["n"]
+    inner = [p for p in aligned if lo + 0.1 * (hi - lo) <= p["n"] <= hi - 0.1 * (hi - lo)]
+    drops = [(a, b) for a, b in itertools.pairwise(inner)
+             if b["waves"] > a["waves"] or b["tile"] != a["tile"]]
+    if drops:
+        a, b = min(drops, key=lambda ab: ab[1]["tflops"] / ab[0]["tflops"])
+        if b["tflops"] < a["tflops"]:
+            ax.annotate(f"N={a['n']} -> {b['n']}: {b['tflops'] / a['tflops'] - 1:+.0%}\n"
+                        f"(last wave {a['last_wave_fill']:.0%} full -> a new wave "
+                        f"{b['last_wave_fill']:.0%} full)", xy=(b["n"], b["tflops"]),
+                        xytext=(b["n"], a["tflops"] * 1.12), ha="center", fontsize=9,
+                        arrowprops={"arrowstyle": "->", "color": "#1f77b4"}, color="#1f77b4")
+
+
+def _pyplot() -> Any:
     try:
         import matplotlib
 
@@ -142,34 +207,103 @@ def _plot(rep: dict[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot: needs matplotlib (pip install 'shapewise[plot]')") from None
+    return plt
+
+
+def sweep_figure(rep: dict[str, Any]) -> Any:
+    """The N sweep as a reader should see it without the text: y from zero, each
+    alignment class its own labelled colour, the N whose tiles fill whole waves and those
+    that start a nearly empty wave marked, both effects annotated, the legend outside the
+    data. Returns the matplotlib figure (the caller saves and closes it)."""
+    plt = _pyplot()
     sw = rep["sweep"]
-    xs = [p["n"] for p in sw["points"]]
-    ys = [p["tflops"] for p in sw["points"]]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    ax.plot(xs, ys, lw=1)
+    pts = sw["points"]
     peak = next(p["dense_tflops"] for p in rep["peaks"] if p["dtype"] == rep["dtype"])
-    ax.axhline(peak, color="grey", ls="--", lw=0.8, label=f"dense peak {peak:g}")
-    ax.set_xlabel("N (columns)")
-    ax.set_ylabel("predicted TFLOP/s")
-    ax.set_title(f"{rep['name']}: {rep['dtype']} GEMM M={sw['m']}, K={sw['k']} "
-                 f"({rep['calibration']} calibration)")
-    ax.legend(loc="lower right")
+    fig, ax = plt.subplots(figsize=(11, 6.4))
+    for cls, label, colour, size, z in _classes(rep):
+        sel = [p for p in pts if p["aligned"] == cls]
+        if not sel:
+            continue
+        xs, ys = [p["n"] for p in sel], [p["tflops"] for p in sel]
+        if cls == "full":  # few points: join them, so the wave steps read as one line
+            ax.plot(xs, ys, color=colour, lw=1.2, marker="o", ms=3, zorder=z,
+                    label=f"{label}: {len(sel)} sizes")
+        else:
+            ax.scatter(xs, ys, s=size, color=colour, lw=0, zorder=z,
+                       label=f"{label}: {len(sel)} sizes")
+    aligned = [p for p in pts if p["aligned"] == "full"]
+    whole = [p for p in aligned if p["last_wave_fill"] >= 0.999]
+    empty = [p for p in aligned if p["last_wave_fill"] < 0.25]
+    if whole:
+        ax.scatter([p["n"] for p in whole], [p["tflops"] for p in whole], marker="^", s=60,
+                   facecolor="none", edgecolor="black", lw=1.3, zorder=5,
+                   label="tiles fill whole waves (last wave 100% full)")
+    if empty:
+        ax.scatter([p["n"] for p in empty], [p["tflops"] for p in empty], marker="v", s=60,
+                   facecolor="none", edgecolor="#555555", lw=1.3, zorder=5,
+                   label="N that starts a nearly empty wave (last wave < 25% full)")
+    _annotate(ax, pts, aligned)
+    ax.axhline(peak, color="black", ls="--", lw=0.9, zorder=0,
+               label=f"dense {rep['dtype']} peak, {peak:g} TFLOP/s")
+    ax.set_ylim(0, peak * 1.06)  # from zero: the teeth keep their true size
+    ax.set_xlim(pts[0]["n"], pts[-1]["n"])
+    step = pts[1]["n"] - pts[0]["n"] if len(pts) > 1 else 1
+    ax.set_xlabel(f"N, columns of the GEMM (every {step} from {pts[0]['n']})")
+    ax.set_ylabel(f"predicted {rep['dtype']} TFLOP/s")
+    cal = ("fitted calibration" if rep["calibration"] == "fitted"
+           else "spec-derived calibration, not measured")
+    ax.set_title(f"{rep['name']}: {rep['dtype']} GEMM, M={sw['m']} x N x K={sw['k']} "
+                 f"({cal}); {rep['wave_slots']} tiles per wave", fontsize=11)
     ax.grid(alpha=0.3)
+    # the legend sits under the axes, never over the data; its dots drawn large enough to see
+    leg = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, fontsize=9,
+                    frameon=False)
+    for handle in leg.legend_handles:
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([40])
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def _plot(rep: dict[str, Any], path: str) -> None:
+    """Save :func:`sweep_figure` as a PNG whose text chunks repeat its title, axis labels
+    and legend (so a test, or a reader's tool, can check what the picture says)."""
+    plt = _pyplot()
+    fig = sweep_figure(rep)
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    meta = {"Title": ax.get_title(), "Software": "shapewise report --plot",
+            "Description": json.dumps({
+                "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                "ylim": list(ax.get_ylim()),
+                "legend": [t.get_text() for t in legend.get_texts()] if legend else []})}
+    try:
+        fig.savefig(path, dpi=120, metadata=meta)
+    except OSError as exc:
+        raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
     gpu = resolve_gpu(args)
     args.dtype = dtype_for(args, gpu)
+    m_note = None
+    if args.m is None:  # the shared default sequence length, one sequence per micro-batch
+        args.m = DEFAULT_SEQ_LEN
+        m_note = (f"M = {DEFAULT_SEQ_LEN}: the default (micro-batch 1 x the default seq_len "
+                  f"{DEFAULT_SEQ_LEN}; pass --m to change)")
     rep = build_report(gpu, args.dtype, args.m, args.k, args.n_min, args.n_max, args.n_step)
+    if m_note:
+        rep["notes"] = [m_note]
     if args.plot:
         _plot(rep, args.plot)
     if args.json:
         print_json(rep)
     else:
         _print(rep)
+        for note in rep.get("notes", []):
+            print(f"note: {note}")
         if args.plot:
             print(f"plot written to {args.plot}")
     return 0

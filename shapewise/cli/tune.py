@@ -39,9 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Spearman rank correlation. Options other than --device, --storage and --study are "
         "needed by the first worker only (later ones take the study's).",
     )
-    p.add_argument("--params", metavar="N", help="parameter budget, e.g. 7B or 350M")
-    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise gpus')")
-    p.add_argument("--profile", metavar="FILE", help="a fitted profile instead of --gpu")
+    p.add_argument("--params", metavar="N", help="parameter budget, a count such as 7B or 350M; "
+                   "no default: the first worker gives it, later ones take the study's")
+    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise "
+                   "gpus'); no default: the first worker gives --gpu or --profile")
+    p.add_argument("--profile", metavar="FILE",
+                   help="a fitted profile instead of --gpu (default: none)")
     p.add_argument("--dtype", help="math data type of the prediction and of GPU "
                    "measurements (default bf16; the CPU measures in fp32)")
     p.add_argument("--device", help="where to measure: cuda:N (ROCm too) or cpu "
@@ -53,8 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("--micro-batch", "sequences per GPU per step (default 1)"),
         ("--tp", "tensor-parallel size: one rank's shard is measured (default 1)"),
         ("--vocab-size", "tokenizer vocabulary before padding (default 50257)"),
-        ("--image-size", "ViT: pixels (224)"),
-        ("--patch-size", "ViT: pixels (16)"),
+        ("--image-size", "ViT: image side in pixels (default 224)"),
+        ("--patch-size", "ViT: patch side in pixels (default 16)"),
     ):
         p.add_argument(flag, type=positive_int(flag), help=what)
     p.add_argument("--storage", metavar="URL", help="where the study lives: a journal file "
@@ -81,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-wait", action="store_true", help="report as soon as this worker "
                    "has nothing left to claim, without waiting for the others")
     p.add_argument("--record", metavar="FILE", help="write the predicted and measured times "
-                   "with their provenance to this JSON file (calibration data)")
+                   "with their provenance to this JSON file (calibration data; default: none)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run)

@@ -345,8 +345,22 @@ def _norm(name: str) -> str:
     return key
 
 
+def builtin_profiles_folder() -> Any:
+    """The shipped profiles: the installed ``shapewise.profiles``, or, when Python imports
+    ``shapewise`` from a source checkout (run from the repository root, where the working
+    folder comes first on sys.path), ``profiles/`` beside the ``shapewise/`` folder: the
+    install maps it in (pyproject package-dir), a checkout does not."""
+    try:
+        return resources.files("shapewise.profiles")
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "profiles"
+        if checkout.is_dir():
+            return checkout
+        raise
+
+
 def _builtin_profile_paths(subfolder: str = "") -> list[Path]:
-    folder = resources.files("shapewise.profiles")
+    folder = builtin_profiles_folder()
     if subfolder:
         folder = folder / subfolder
         if not folder.is_dir():

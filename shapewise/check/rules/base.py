@@ -49,6 +49,9 @@ Basis = Literal["time", "throughput", "tokens-per-gpu"]
 #: call, stated so it can be argued with: it flags GPT-2's vocabulary (3.5-7% of the step)
 #: and leaves Llama-2-7B's aligned shapes quiet.
 WARNING_STEP_LOSS = 0.02
+#: An info finding must buy at least this fraction of the step to be shown: the report
+#: prints one decimal of a percent, and a gain that rounds to "±0%" is no advice.
+MIN_INFO_STEP_GAIN = 0.0005
 #: 128-byte tensor-core loads on A100 and later are 64 bf16/fp16 elements (co-design.md,
 #: "Hardware facts"); nanoGPT and Megatron pad the vocabulary to multiples of it.
 VOCAB_MULTIPLE = 64
@@ -175,6 +178,8 @@ class CheckContext:
     """s: tokens per sequence (resolved for a shape; from the inputs for a trace)"""
     pipeline_stages: int = 1
     """pipeline-parallel stages the layers are split over"""
+    ep: int = 1
+    """expert-parallel size (mixtures of experts: E/ep experts per rank)"""
     shape: ModelShape | None = None
     trace: Trace | None = None
     plan: Any = None
@@ -269,7 +274,8 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
 def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int = 1,
                   micro_batch: int = 1, seq_len: int | None = None,
                   pipeline_stages: int = 1, note: str = "", plan: Any = None,
-                  attention_backend: str | None = None) -> CheckContext:
+                  attention_backend: str | None = None,
+                  ep: int = 1) -> CheckContext:
     """A context for ``shape``; prices it unless tensor parallelism cannot split it.
 
     Raises InputError for settings no rule can judge (a sequence longer than learned
@@ -283,14 +289,18 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
     est = None
     if plan is not None:  # the plan's dims are the run settings (shapewise.plan validates)
         tp, micro_batch, pipeline_stages = plan.tp, plan.micro_batch, plan.pp
-    if not tp_problems(shape, tp) and (plan is None or plan.pp <= shape.num_hidden_layers):
+        ep = getattr(plan, "ep", ep)
+    # an expert count the ep size does not divide cannot run (SW013 says so)
+    ep_ok = not shape.is_moe or shape.num_experts % ep == 0  # type: ignore[operator]
+    if (not tp_problems(shape, tp) and ep_ok
+            and (plan is None or plan.pp <= shape.num_hidden_layers)):
         est = (estimate(shape, gpu=gpu, seq_len=s, dtype=dtype, plan=plan,
                         attention_backend=attention_backend) if plan is not None
                else estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
-                             dtype=dtype, attention_backend=attention_backend))
+                             dtype=dtype, attention_backend=attention_backend, ep=ep))
     ctx = CheckContext(gpu=gpu, dtype=dtype, tp=tp, micro_batch=micro_batch, seq_len=s,
                        pipeline_stages=pipeline_stages, shape=shape, plan=plan, estimate=est,
-                       note=note, attention_backend=attention_backend)
+                       note=note, attention_backend=attention_backend, ep=ep)
     if est is not None:
         ctx._cache[(shape, tp, micro_batch, s)] = est
     return ctx
@@ -438,10 +448,12 @@ def run_rules(ctx: CheckContext, rules: Iterable[str] | None = None) -> list[Fin
 
 def _fix_is_slower(f: Finding) -> bool:
     """An info-level fix that the cost model prices no faster for the step is not advice:
-    it is dropped. (A warning or error keeps its fix: it is there for a reason the price
-    does not cover, e.g. a size below 16-byte alignment, or a split that cannot run.)"""
+    it is dropped, and so is one whose gain rounds to nothing where it is shown (under
+    MIN_INFO_STEP_GAIN, printed "±0%"). (A warning or error keeps its fix: it is there for
+    a reason the price does not cover, e.g. a size below 16-byte alignment, or a split that
+    cannot run.)"""
     return (f.severity == "info" and f.fix is not None and f.step_speedup is not None
-            and f.step_speedup <= 1.0)
+            and f.step_speedup < 1.0 + MIN_INFO_STEP_GAIN)
 
 
 # ----------------------------------------------------------------------------- helpers
