@@ -51,9 +51,9 @@ ORDER_TARGET = 0.90
 #: d=128: the four products alone are 8.8e12 FLOP, 166 TFLOP/s even with free passes, 2.2×
 #: B200's fp32 peak (75 TFLOP/s). Their forward, 115 ms, matches the GEMM model's fp32
 #: products plus the passes (117 ms; 7.7% median over the 10 rows). So the backward did
-#: not run the fp32 products the source names (a tensor-core path, TF32 or emulated fp32, is possible but not recorded in
-#: the file); no single GEMM precision explains both directions, and a fitted backward would
-#: be a fudge factor.
+#: not run the fp32 products the source names (a tensor-core path, TF32 or emulated fp32,
+#: is possible but not recorded in the file); no single GEMM precision explains both
+#: directions, and a fitted backward would be a fudge factor.
 EXCLUDED_ATTENTION_GROUPS = {
     ("b200", "sdpa-math", "bwd"): "backward runs faster than the fp32 products the source "
     "runs allow (2.2× the fp32 peak); not modelled",
