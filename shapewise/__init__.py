@@ -45,6 +45,9 @@ _API: dict[str, str] = {
     "flops_per_token": "shapewise.model.flops",
     "step_flops": "shapewise.model.flops",
     "memory_per_gpu": "shapewise.model.memory",
+    # low-precision recipes
+    "Recipe": "shapewise.recipe",
+    "get_recipe": "shapewise.recipe",
     # whole-step estimate and search
     "estimate": "shapewise.step",
     "Estimate": "shapewise.step",
@@ -55,6 +58,7 @@ _API: dict[str, str] = {
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",
     "exhaustive_search": "shapewise.search.exhaustive",
+    "recommend_moe_shape": "shapewise.search.moe",
     # checks and hooks
     "check_shape": "shapewise.check.api",
     "check_before_training": "shapewise.check.api",

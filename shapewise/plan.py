@@ -73,10 +73,17 @@ class Plan:
     accumulation)"""
     recompute: str = "none"
     """activation recompute: 'none', 'selective' (the attention core) or 'full' (each layer)"""
+    ep: int = 1
+    """expert-parallel ranks (mixtures of experts: E/ep experts on each), carved out of the
+    dp·cp ranks as Megatron-LM does; the routed experts' weights and states are split over
+    them and their tokens travel by all-to-all"""
 
     def __post_init__(self) -> None:
-        for name in ("dp", "tp", "pp", "cp", "virtual_stages", "micro_batch"):
+        for name in ("dp", "tp", "pp", "cp", "virtual_stages", "micro_batch", "ep"):
             _count(getattr(self, name), name)
+        if (self.dp * self.cp) % self.ep:
+            raise InputError(f"ep: {self.ep} expert-parallel ranks must divide the dp·cp = "
+                             f"{self.dp * self.cp} data-parallel ranks they are taken from")
         zero = _count(self.zero, "zero", minimum=0)
         if zero > 3:
             raise InputError(f"zero: the ZeRO stage is 0, 1, 2 or 3, got {zero}")
@@ -149,6 +156,8 @@ class Plan:
             parts.append(f"zero{self.zero}")
         if self.sequence_parallel:
             parts.append("sp")
+        if self.ep > 1:
+            parts.append(f"ep{self.ep}")
         if self.recompute != "none":
             parts.append(f"rc={self.recompute}")
         parts += [f"mb{self.micro_batch}", f"ga{self.grad_accum}"]
@@ -159,7 +168,7 @@ class Plan:
                 "virtual_stages": self.virtual_stages, "zero": self.zero, "fsdp": self.fsdp,
                 "sequence_parallel": self.sequence_parallel, "micro_batch": self.micro_batch,
                 "global_batch": self.global_batch, "recompute": self.recompute,
-                "n_gpus": self.n_gpus, "grad_accum": self.grad_accum}
+                "n_gpus": self.n_gpus, "grad_accum": self.grad_accum, "ep": self.ep}
 
 
 def ranks_per_node(plan: Plan, dim: str, gpus_per_node: int) -> int:
@@ -215,6 +224,12 @@ class Setup:
     attention_backend: str | None = None
     """the attention kernel (None: the framework's default dispatch); priced through the
     Attention op's ``backend``"""
+    recipe: Any = None
+    """the fp8 recipe of the layers' GEMMs (``shapewise.recipe.Recipe``; None: all in dtype)"""
+    capacity_factor: float | None = None
+    """mixtures of experts: tokens per expert capped at this × the mean (None: dropless)"""
+    imbalance: float = 1.0
+    """mixtures of experts, dropless: the busiest expert-parallel rank's tokens over the mean"""
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -269,7 +284,8 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
                grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
                n_gpus: int | None = None,
                profile: str | None = None, fused_loss: bool = False,
-               attention_backend: str | None = None) -> Setup:
+               attention_backend: str | None = None, recipe: Any = None,
+               capacity_factor: float | None = None, imbalance: float = 1.0) -> Setup:
     """Validate ``plan`` against ``shape`` and the hardware, once; see the module doc."""
     from shapewise.cost.gemm import check_dim
     from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype, load_profile
@@ -289,9 +305,9 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # names dtype when the GPU has no such math
     if dt == "fp8":
-        raise InputError("dtype: fp8 training steps are not modelled yet (fp8 recipes keep "
-                         "bf16 weights and some bf16 GEMMs); price the bf16 step with "
-                         "dtype='bf16'")
+        raise InputError("dtype: fp8 is a recipe, not a storage type: keep dtype='bf16' and "
+                         "pass recipe= ('te-delayed', 'te-current', 'mxfp8', 'blockwise', "
+                         "'mi300x')")
     if DTYPE_BYTES[dt] < 2:
         raise InputError(f"dtype: {dt} is not a training dtype")
     rd = canonical_dtype(grad_reduce_dtype or dt, field_name="grad_reduce_dtype")
@@ -337,6 +353,14 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
         raise InputError(f"fused_loss: must be True or False, got {fused_loss!r}")
     if attention_backend is not None:
         attention_backend = _attention_backend(attention_backend, g, dt, shape, s)
+    from shapewise.cost.moe import check_routing
+    from shapewise.model.moe import check_ep
+    from shapewise.recipe import check_recipe
+
+    check_ep(shape, plan.ep)
+    check_routing(capacity_factor=capacity_factor, imbalance=imbalance)
+    rec = check_recipe(recipe, g) if recipe is not None else None
     return Setup(gpu=g, system=system, dtype=dt, seq_len=s, plan=plan,
                  grad_reduce_dtype=rd, param_gather_dtype=pg, gpus_per_node=gpn,
-                 fused_loss=fused_loss, attention_backend=attention_backend)
+                 fused_loss=fused_loss, attention_backend=attention_backend, recipe=rec,
+                 capacity_factor=capacity_factor, imbalance=float(imbalance))

@@ -92,13 +92,17 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
                   micro_batches: tuple[int, ...] | None = None,
                   recompute: tuple[str, ...] = ("none", "full"), fused_loss: bool = False,
                   attention_backend: str | None = None,
-                  plans: list[Plan] | None = None) -> list[Estimate]:
+                  plans: list[Plan] | None = None, recipe: Any = None, ep: int = 1,
+                  capacity_factor: float | None = None,
+                  imbalance: float = 1.0) -> list[Estimate]:
     """The feasible plans of ``shape`` on ``n_gpus`` GPUs, fastest (tokens/s/GPU) first.
 
     ``gpu`` is a GPU or system name or object; ``global_batch`` is in sequences. ``plans``
     replaces the grid (each must use ``n_gpus`` GPUs). Each Estimate carries its plan, its
     per-category breakdown (``categories``, ``exposed_comm``) and its memory per stage.
-    Raises InputError when no plan fits.
+    Raises InputError when no plan fits. ``recipe`` (an fp8 recipe), ``ep`` (the
+    expert-parallel size of a mixture of experts: only plans whose dp·cp it divides),
+    ``capacity_factor`` and ``imbalance`` are as in :func:`shapewise.estimate`.
 
     >>> from shapewise.model.presets import get_preset
     >>> best = plan_training(get_preset("llama-2-7b"), gpu="h100", n_gpus=16,
@@ -119,16 +123,22 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
         if rc not in ("none", "selective", "full"):
             raise InputError(f"recompute: {rc!r} is not 'none', 'selective' or 'full'")
     # validate shape, hardware, dtype and seq_len once, on the one-GPU plan
+    moe_kw = {"recipe": recipe, "capacity_factor": capacity_factor, "imbalance": imbalance}
     base = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=Plan(), dtype=dtype,
-                      fused_loss=fused_loss, attention_backend=attention_backend)
+                      fused_loss=fused_loss, attention_backend=attention_backend, **moe_kw)
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+        raise InputError(f"ep: must be a positive integer, got {ep!r}")
     given = plans is not None
     if plans is None:
         plans = candidate_plans(shape, n_gpus=n_gpus, global_batch=global_batch,
                                 seq_len=base.seq_len, gpus_per_node=base.gpus_per_node,
                                 micro_batches=micro_batches, recompute=recompute)
+        if ep > 1:  # expert parallelism is taken from the data-parallel ranks
+            plans = [dataclasses.replace(p, ep=ep) for p in plans if (p.dp * p.cp) % ep == 0]
         if not plans:
             raise InputError(f"global_batch: no plan of {n_gpus} GPUs divides {global_batch} "
-                             f"sequences into whole micro-batches per data-parallel rank")
+                             f"sequences into whole micro-batches per data-parallel rank"
+                             + (f" with dp·cp a multiple of ep {ep}" if ep > 1 else ""))
     pricer = Pricer(base, step_params(base.gpu))
     capacity = base.gpu.memory_gb * 2**30
     out: list[Estimate] = []
@@ -137,8 +147,9 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
             raise InputError(f"plan: {plan.label()} uses {plan.n_gpus} GPUs, not n_gpus = "
                              f"{n_gpus}")
         setup = (make_setup(shape, gpu=base.gpu, seq_len=base.seq_len, plan=plan, dtype=dtype,
-                            fused_loss=fused_loss, attention_backend=attention_backend)
-                 if given else dataclasses.replace(base, plan=plan))
+                            fused_loss=fused_loss, attention_backend=attention_backend,
+                            **moe_kw)
+                 if given or plan.ep > 1 else dataclasses.replace(base, plan=plan))
         if max(plan_memory(shape, setup, i)["total"] for i in _stages_to_check(plan)) \
                 > capacity:
             continue

@@ -185,17 +185,25 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     L = shape.num_hidden_layers
     # the parts depend on the shape and on these plan fields only (plan_training reuses them)
     key = (shape, setup.seq_len, setup.dtype, setup.fused_loss, setup.attention_backend,
-           plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute)
+           plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute,
+           setup.recipe, plan.ep, setup.capacity_factor, setup.imbalance)
     parts = pr.parts.get(key)
-    if parts is None:
+    if parts is None:  # a mixture of experts: its leading dense layers and its MoE layers
         parts = (layer_ops(shape, setup, pr), first_stage_ops(shape, setup, pr),
-                 last_stage_ops(shape, setup, pr))
+                 last_stage_ops(shape, setup, pr),
+                 layer_ops(shape, setup, pr, moe=True) if shape.is_moe else None)
         pr.parts[key] = parts
-    layer, first, last = parts
+    layer, first, last, moe_layer = parts
     per_stage = [L // P + (1 if i < L % P else 0) for i in range(P)]
+    dense = L - shape.moe_layers
 
     def stage_parts(i: int) -> list[tuple[Part, int]]:
-        parts = [(layer, per_stage[i])]
+        if moe_layer is None:
+            parts = [(layer, per_stage[i])]
+        else:  # the layers in order: the dense ones first
+            start = sum(per_stage[:i])
+            n_dense = max(0, min(start + per_stage[i], dense) - start)
+            parts = [(layer, n_dense), (moe_layer, per_stage[i] - n_dense)]
         if i == 0:
             parts.append((first, 1))
         if i == P - 1:
@@ -309,6 +317,12 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     capacity = g.memory_gb * GIB
     fits = peak["total"] <= capacity
     notes: list[str] = list(setup.notes)
+    rec = setup.recipe
+    gemm_dtype = rec.gemm_dtype if rec is not None else setup.dtype
+    if rec is not None:
+        notes.append(f"recipe {rec.name}: MFU is against the {gemm_dtype} peak "
+                     f"({g.peak_flops(gemm_dtype) / 1e12:.0f} TFLOP/s), as llm-foundry "
+                     f"reports fp8 runs")
     cal = calibration_of(g)
     if cal.status != "fitted":
         notes.append(f"{g.name}: spec-derived cost-model defaults (no measurement fitted)")
@@ -318,7 +332,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
         shape=shape, gpu=g.id, dtype=setup.dtype, micro_batch=plan.micro_batch,
         seq_len=setup.seq_len, tp=plan.tp, recompute=plan.recompute != "none",
         step_time_s=step, tokens_per_s=tokens / step / n, model_tflops=tflops,
-        mfu=tflops * 1e12 / g.peak_flops(setup.dtype), memory_bytes=int(peak["total"]),
+        mfu=tflops * 1e12 / g.peak_flops(gemm_dtype), memory_bytes=int(peak["total"]),
         memory={k: int(val) for k, val in peak.items()}, breakdown=tuple(breakdown),
         flops_per_step=replica_flops, calibration=cal.status, notes=tuple(notes), plan=plan,
         categories=categories, exposed_comm=exposed,
@@ -333,7 +347,8 @@ def estimate(
     recompute: bool | str | None = None, profile: str | None = None, plan: Plan | None = None,
     grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
     fused_loss: bool = False,
-    attention_backend: str | None = None,
+    attention_backend: str | None = None, recipe: Any = None, ep: int | None = None,
+    capacity_factor: float | None = None, imbalance: float = 1.0,
 ) -> Estimate:
     """Predict one optimizer step of ``shape`` on ``gpu`` under ``plan`` (figures per GPU).
 
@@ -346,6 +361,9 @@ def estimate(
     ``attention_backend`` (fa2, fa3, fa4, cudnn, sdpa-flash, sdpa-efficient, sdpa-math,
     triton, ck, aotriton; see :mod:`shapewise.cost.attention`) prices that kernel; None,
     what PyTorch's SDPA dispatch picks. One that cannot run the shape is an InputError.
+    ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`); ``dtype`` stays the storage type.
+    Mixtures of experts: ``ep`` (alone: ``Plan(dp=ep, ep=ep)``), ``capacity_factor`` (None:
+    dropless), ``imbalance`` (the busiest expert-parallel rank's tokens over the mean).
 
     >>> from shapewise import ModelShape
     >>> e = estimate(ModelShape.llama(hidden_size=4096, num_attention_heads=32,
@@ -354,17 +372,19 @@ def estimate(
     >>> 0.3 < e.mfu < 0.8
     True
     """
-    plan = _legacy_plan(plan, micro_batch=micro_batch, tp=tp, recompute=recompute)
+    plan = _legacy_plan(plan, micro_batch=micro_batch, tp=tp, recompute=recompute, ep=ep)
     setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype,
                        grad_reduce_dtype=grad_reduce_dtype,
                        param_gather_dtype=param_gather_dtype, profile=profile,
-                       fused_loss=fused_loss, attention_backend=attention_backend)
+                       fused_loss=fused_loss, attention_backend=attention_backend,
+                       recipe=recipe, capacity_factor=capacity_factor, imbalance=imbalance)
     return price_step(shape, setup)
 
 
-def _legacy_plan(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any) -> Plan:
+def _legacy_plan(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any,
+                 ep: Any = None) -> Plan:
     """The plan from estimate()'s keywords; an explicit plan must agree with them."""
-    legacy = {"micro_batch": micro_batch, "tp": tp, "recompute": recompute}
+    legacy = {"micro_batch": micro_batch, "tp": tp, "recompute": recompute, "ep": ep}
     given = {k: val for k, val in legacy.items() if val is not None}
     if "recompute" in given:
         rc = given["recompute"]
@@ -374,6 +394,9 @@ def _legacy_plan(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any
             raise InputError(f"recompute: must be True, False, 'none', 'selective' or "
                              f"'full', got {rc!r}")
     if plan is None:
+        ep_ = given.get("ep", 1)
+        if isinstance(ep_, int) and not isinstance(ep_, bool) and ep_ > 1:
+            given["dp"] = ep_  # ep ranks are data-parallel ranks: ep alone means dp = ep GPUs
         return Plan(**given)
     if not isinstance(plan, Plan):
         raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")

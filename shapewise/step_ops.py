@@ -11,7 +11,7 @@ from typing import Any, Literal
 from shapewise.cost.price import price
 from shapewise.hardware.catalog import DTYPE_BYTES
 from shapewise.model.shape import ModelShape
-from shapewise.ops import Attention, Collective, Gemm, MemoryBound
+from shapewise.ops import Attention, Collective, Gemm, MemoryBound, Op
 from shapewise.plan import Plan, Setup, ranks_per_node
 from shapewise.step_params import StepParams
 
@@ -127,48 +127,92 @@ def _mem(part: Part, pr: Pricer, name: str, op: str, numel: int, count: int, nby
         part.add(name, "memory", "recompute", (numel,), count, pr(f), 0.0)
 
 
-def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer) -> Part:
-    """One transformer layer, one micro-batch, one GPU (count 1)."""
-    from shapewise.cost.attention import attention_flops
+def _block(part: Part, pr: Pricer, ops: list[tuple[str, Op]], recompute: bool, *,
+           mean_tokens: float | None) -> None:
+    """A layer block's forward ops (:mod:`shapewise.blocks`): each GEMM with its two backward
+    GEMMs, each memory-bound op with its backward, each expert-parallel all-to-all forward and
+    backward (through the plan's collectives, within the dp·cp ranks); the forward replayed
+    under recompute. An expert GEMM's FLOPs are the model's (``mean_tokens`` per expert),
+    not the padded or imbalanced rows it runs."""
+    plan = pr.setup.plan
+    for name, op in ops:
+        if isinstance(op, Gemm):
+            if mean_tokens is not None and name.startswith("experts_"):
+                fl = op.flops * mean_tokens / op.m
+                part.add(name, "gemm", "forward", (op.m, op.n, op.k), 1, pr(op), fl)
+                for bw in op.backward():
+                    part.add(name, "gemm", "backward", (bw.m, bw.n, bw.k), 1, pr(bw), fl)
+                if recompute:
+                    part.add(name, "gemm", "recompute", (op.m, op.n, op.k), 1, pr(op), 0.0)
+            else:
+                _gemm(part, pr, name, op, 1, recompute)
+        elif isinstance(op, MemoryBound):
+            _mem(part, pr, name, op.op, op.numel, 1, op.bytes_per_element, recompute)
+        elif isinstance(op, Collective):
+            c = pr.comm(op.kind, op.nbytes, "dp", plan=plan, size=op.group_size)
+            for phase in ("forward", "backward") + (("recompute",) if recompute else ()):
+                part.add(name, "comm", phase, (int(op.nbytes),), 1, c, 0.0)
 
-    plan, dt = setup.plan, setup.dtype
+
+def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False) -> Part:
+    """One transformer layer (an MoE layer when ``moe``), one micro-batch, one GPU (count 1).
+
+    The attention projections (plain or latent) and the MLP (dense or mixture of experts)
+    come from :mod:`shapewise.blocks`; an fp8 recipe (``setup.recipe``) runs their GEMMs in
+    fp8 and adds its quantization kernels."""
+    from shapewise.blocks import attention_projections, mlp_ops, quantize_ops
+    from shapewise.model.flops import attention_forward_flops_per_sequence
+    from shapewise.recipe import FP8_ATTENTION_SPEEDUP
+
+    plan, dt, rec = setup.plan, setup.dtype, setup.recipe
+    gdt = rec.gemm_dtype if rec is not None else dt
     nb = DTYPE_BYTES[dt]
     t, cp, sp = plan.tp, plan.cp, plan.sequence_parallel
     full = plan.recompute == "full"
     b, s = plan.micro_batch, setup.seq_len
     h, a, g_kv, d = shape.hidden_size, shape.num_attention_heads, shape.kv_heads, shape.head_dim
-    f = shape.ffn_size
     T = b * s // cp
     Tn = T // t if sp else T  # tokens of the norms, residuals and dropout on this rank
     p = Part()
-    _gemm(p, pr, "qkv_proj", Gemm(m=T, n=(a + 2 * g_kv) * d // t, k=h, dtype=dt), 1, full)
+    before, after = attention_projections(shape, tokens=T, tp=t, gemm_dtype=gdt)
+    mlp = mlp_ops(shape, moe=moe, tokens=T, tp=t, ep=plan.ep, dtype=dt, gemm_dtype=gdt,
+                  capacity_factor=setup.capacity_factor, imbalance=setup.imbalance)
+    mean = None
+    if moe:
+        mean = T * shape.num_experts_per_tok * plan.ep / shape.num_experts  # type: ignore[operator]
+    _block(p, pr, before, full, mean_tokens=None)
     causal = shape.causal
     window = shape.sliding_window if causal else None
     be = setup.attention_backend
+    dv = shape.v_head_dim  # MLA: V and the output are d_v wide, Q and K d_qk
     af = Attention(batch=b, heads=a // t, seq_len=s, head_dim=d, kv_heads=g_kv // t,
-                   causal=causal, window=window, dtype=dt, backend=be)
+                   head_dim_v=dv, causal=causal, window=window, dtype=dt, backend=be)
     ab = Attention(batch=b, heads=a // t, seq_len=s, head_dim=d, kv_heads=g_kv // t,
-                   causal=causal, window=window, backward=True, dtype=dt, backend=be)
-    flops = attention_flops(batch=b, heads=a // t, seq_len=s, head_dim=d, causal=causal,
-                            window=window) / cp
+                   head_dim_v=dv, causal=causal, window=window, backward=True, dtype=dt,
+                   backend=be)
+    sf = sb = 1 / cp
+    if rec is not None and rec.fp8_attention:  # cuDNN fp8 over bf16, fitted (recipe.py)
+        sf /= FP8_ATTENTION_SPEEDUP["forward"]
+        sb /= FP8_ATTENTION_SPEEDUP["backward"]
+    flops = b * attention_forward_flops_per_sequence(shape, s) / t / cp
     shp = (b, a // t, s // cp, d)
-    p.add("attention", "attention", "forward", shp, 1, pr(af) / cp, flops)
-    p.add("attention", "attention", "backward", shp, 1, pr(ab) / cp, 2 * flops)
+    p.add("attention", "attention", "forward", shp, 1, pr(af) * sf, flops)
+    p.add("attention", "attention", "backward", shp, 1, pr(ab) * sb, 2 * flops)
     if plan.recompute in ("full", "selective"):
-        p.add("attention", "attention", "recompute", shp, 1, pr(af) / cp, 0.0)
-    _gemm(p, pr, "out_proj", Gemm(m=T, n=h, k=a * d // t, dtype=dt), 1, full)
-    if shape.activation == "swiglu":
-        _gemm(p, pr, "mlp_gate_up", Gemm(m=T, n=2 * f // t, k=h, dtype=dt), 1, full)
-        _mem(p, pr, "swiglu", "swiglu", T * f // t, 1, nb, full)
-    else:
-        _gemm(p, pr, "mlp_up", Gemm(m=T, n=f // t, k=h, dtype=dt), 1, full)
-        _mem(p, pr, "gelu", "gelu", T * f // t, 1, nb, full)
-    _gemm(p, pr, "mlp_down", Gemm(m=T, n=h, k=f // t, dtype=dt), 1, full)
+        p.add("attention", "attention", "recompute", shp, 1, pr(af) * sf, 0.0)
+    _block(p, pr, after + mlp, full, mean_tokens=mean)
+    for name, phase, q in quantize_ops(rec, before + after + mlp):
+        p.add(name, "memory", phase, (q.numel,), 1, pr(q), 0.0)
+        if full and phase == "forward":
+            p.add(name, "memory", "recompute", (q.numel,), 1, pr(q), 0.0)
     norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
     _mem(p, pr, norm, norm, Tn * h, 2, nb, full)
     _mem(p, pr, "residual_add", "residual_add", Tn * h, 2, nb, full)
     if shape.position_embedding == "rotary":
-        _mem(p, pr, "rotary", "rotary", T * (a + g_kv) * d // t, 1, nb, full)
+        rot = T * (a + g_kv) * d // t
+        if shape.mla:  # the rope part of each query head and the one shared key
+            rot = T * (a // t + 1) * shape.qk_rope_head_dim  # type: ignore[operator]
+        _mem(p, pr, "rotary", "rotary", rot, 1, nb, full)
     if t > 1:  # Megatron: two collectives forward, their conjugates backward
         nbytes = T * h * nb
         if sp:  # all-gather before each column-parallel GEMM, reduce-scatter after row
@@ -221,7 +265,15 @@ def last_stage_ops(shape: ModelShape, setup: Setup, pr: Pricer) -> Part:
             _gemm(p, pr, "classifier", Gemm(m=b, n=shape.num_labels, k=h, dtype=dt), 1, False)
         return p
     v = shape.vocab_size
-    _gemm(p, pr, "logits", Gemm(m=T, n=v // t, k=h, dtype=dt), 1, False)
+    rec = setup.recipe  # the logits stay in bf16 unless the recipe says fp8_logits
+    ldt = rec.gemm_dtype if rec is not None and rec.fp8_logits else dt
+    logits = Gemm(m=T, n=v // t, k=h, dtype=ldt)  # type: ignore[operator]
+    _gemm(p, pr, "logits", logits, 1, False)
+    if ldt != dt:
+        from shapewise.blocks import quantize_ops
+
+        for name, phase, q in quantize_ops(rec, [("logits", logits)]):
+            p.add(name, "memory", phase, (q.numel,), 1, pr(q), 0.0)
     if setup.fused_loss:  # one kernel over the bf16 logits, gradient written in place
         _mem(p, pr, "cross_entropy", "cross_entropy", T * v // t, 1, nb, False)
     else:  # PyTorch: cast the logits to fp32, log-softmax, NLL; and back in the backward

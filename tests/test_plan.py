@@ -148,7 +148,8 @@ def test_zero_stages_shard_in_order() -> None:
 
 
 def test_fp8_steps_are_refused_with_a_reason() -> None:
-    with pytest.raises(InputError, match=r"^dtype: fp8 training steps are not modelled"):
+    # fp8 is a recipe over bf16 storage (shapewise.recipe), not a dtype
+    with pytest.raises(InputError, match=r"^dtype: fp8 is a recipe, not a storage type"):
         sw.estimate(LLAMA, gpu="h100", seq_len=4096, dtype="fp8")
 
 

@@ -152,14 +152,24 @@ def _is_module(obj: Any) -> bool:
     return is_torch_module(obj)
 
 
+def _ep(ep: Any) -> int:
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
+        raise InputError(f"ep: must be a positive integer, got {ep!r}")
+    return ep
+
+
 def analyze(
     model_or_config: Any, *, gpu: str | GPU | None = None, tp: int | None = None,
     micro_batch: int | None = None, seq_len: int | None = None,
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None, detect: bool = True, plan: Any = None,
     attention_backend: str | None = None,
+    ep: int | None = None,
 ) -> CheckReport:
-    """The full report behind :func:`check_shape` (what was checked, settings, findings)."""
+    """The full report behind :func:`check_shape` (what was checked, settings, findings).
+
+    ``ep``: the expert-parallel size a mixture of experts runs with (SW013, SW014; default
+    the plan's, else 1)."""
     g, gpu_note = resolve_gpu(gpu, detect=detect)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # InputError naming dtype when the GPU lacks it
@@ -199,7 +209,8 @@ def analyze(
         ctx = shape_context(cfg.shape, gpu=g, dtype=dt, tp=t, micro_batch=b, seq_len=s,
                             pipeline_stages=pp, note=gpu_note, plan=plan,
                             attention_backend=(attention_backend if attention_backend
-                                               is not None else cfg.attention_backend))
+                                               is not None else cfg.attention_backend),
+                            ep=_ep(ep if ep is not None else getattr(plan, "ep", 1)))
     except InputError as exc:
         raise InputError(f"{where}{exc}") from None
     findings = run_rules(ctx, rules)
@@ -242,6 +253,7 @@ def check_shape(
     pipeline_stages: int | None = None, dtype: str = "bf16", example_input: Any = None,
     rules: Iterable[str] | None = None,
     profile: str | None = None, plan: Any = None, attention_backend: str | None = None,
+    ep: int | None = None,
 ) -> list[Finding]:
     """Findings about ``model_or_config``'s shapes on ``gpu``, errors first.
 
@@ -266,7 +278,7 @@ def check_shape(
     return analyze(model_or_config, gpu=gpu, tp=tp, micro_batch=micro_batch,
                    seq_len=seq_len, pipeline_stages=pipeline_stages, dtype=dtype,
                    example_input=example_input, rules=rules, plan=plan,
-                   attention_backend=attention_backend).findings
+                   attention_backend=attention_backend, ep=ep).findings
 
 
 def check_before_training(

@@ -67,7 +67,7 @@ SHAPE_INPUT_HELP = ("a Hugging Face config.json or model folder, Megatron-LM arg
 
 #: --dtype of the commands that price a training step (estimate, recommend, check, tune)
 TRAINING_DTYPE_HELP = ("training data type: bf16, fp16, tf32 or fp32 (weights, activations "
-                       "and GEMMs; fp8 GEMMs are not modelled in a step); default: bf16, else "
+                       "and GEMMs; fp8 GEMMs: 'estimate --recipe'); default: bf16, else "
                        "fp16 (V100), else the profile's own (fp32 for a CPU profile)")
 
 #: the data types ``dtype_for`` tries, in order, when --dtype is not given

@@ -58,6 +58,8 @@ def register(subparsers: Any) -> None:
                    help="tokens per sequence (default: the config's, else the model's "
                         "context up to 4096)")
     add_attention_backend_option(p)
+    p.add_argument("--ep", type=positive_int("--ep"), default=None,
+                   help="expert-parallel size of a mixture of experts (SW013, SW014)")
     p.add_argument("--fail-on", choices=("info", "warning", "error"), default="warning",
                    help="exit 1 when a finding is at least this severe (default: warning)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.paths:
         try:
             reports.append(analyze(path, gpu=gpu, tp=args.tp, micro_batch=args.micro_batch,
+                                   ep=args.ep,
                                    seq_len=args.seq_len, pipeline_stages=args.pipeline_stages,
                                    dtype=args.dtype, detect=False,
                                    attention_backend=args.attention_backend))

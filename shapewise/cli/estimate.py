@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tabulate import tabulate
@@ -17,6 +18,7 @@ from shapewise.cli._common import (
     print_json,
 )
 from shapewise.cli._plan_args import add_plan_options, gpu_of, plan_from_args, resolve_hardware
+from shapewise.errors import InputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +44,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full; default none)")
     add_plan_options(p)
     add_attention_backend_option(p)
+    p.add_argument("--recipe", default=None,
+                   help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
+                   "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
+                   "stays the storage type (bf16)")
+    p.add_argument("--fp8-attention", action="store_true",
+                   help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
+    p.add_argument("--ep", type=positive_int("--ep"), default=1,
+                   help="expert-parallel size (mixture of experts: experts / ep per GPU), "
+                   "out of the data-parallel ranks (alone: --dp EP)")
+    p.add_argument("--capacity-factor", type=_at_least_one("--capacity-factor"), default=None,
+                   help="mixture of experts: tokens per expert capped at this x the mean "
+                   "(default: dropless)")
+    p.add_argument("--imbalance", type=_at_least_one("--imbalance"), default=1.0,
+                   help="mixture of experts, dropless: the busiest expert-parallel rank's "
+                   "tokens over the mean (default 1.0)")
     p.add_argument("--json", action="store_true", help="print the estimate as JSON")
     p.set_defaults(func=run)
+
+
+def _at_least_one(field: str):
+    """argparse type: a finite number >= 1, errors naming ``field``."""
+
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= 1 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{field} must be a number >= 1, got {text!r}")
+        return value
+
+    return convert
 
 
 def load_shape(spec: str):
@@ -74,22 +106,40 @@ def run(args: argparse.Namespace) -> int:
             seq_note = f"{seq_note}\n{why}" if seq_note else why
     hw = resolve_hardware(args)
     args.dtype = dtype_for(args, gpu_of(hw))
-    est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype,
-                   plan=plan_from_args(args),
+    recipe = None
+    if args.recipe is not None:
+        from shapewise.recipe import get_recipe
+        recipe = get_recipe(args.recipe, fp8_attention=args.fp8_attention)
+    elif args.fp8_attention:
+        raise InputError("--fp8-attention: needs --recipe (the fp8 recipe of the GEMMs)")
+    plan = plan_from_args(args)
+    if args.ep > 1:  # as estimate(ep=): with no data parallelism given, dp = ep GPUs
+        dp = args.ep if plan.dp * plan.cp == 1 else plan.dp
+        plan = dataclasses.replace(plan, dp=dp, ep=args.ep)
+    est = estimate(shape, gpu=hw, seq_len=args.seq_len, dtype=args.dtype, plan=plan,
+                   recipe=recipe, capacity_factor=args.capacity_factor,
+                   imbalance=args.imbalance,
                    attention_backend=args.attention_backend or loaded.attention_backend)
     if args.json:
         doc = est.to_dict()
         doc["notes"] = [*seq_note.splitlines(), *doc["notes"]] if seq_note else doc["notes"]
         print_json(doc)
         return 0
+    from shapewise.model.moe import describe
+
     n = count_params(shape)
     name = shape.name or Path(args.config).stem
+    if shape.is_moe:
+        print(f"{name}: mixture of experts, {describe(shape)}; "
+              f"{count_params(shape, active=True) / 1e9:.3f}B active params per token")
     print(f"{name}: {n / 1e9:.3f}B params, h={shape.hidden_size}, "
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
           f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
+    extra = (f", recipe {recipe.name}" + (" + fp8 attention" if recipe.fp8_attention else "")
+             if recipe is not None else "")
     print(f"on {est.gpu} ({est.dtype}) x {est.n_gpus}, seq {est.seq_len}, plan "
-          f"{est.plan.label()}")
+          f"{est.plan.label()}{extra}")
     for line in seq_note.splitlines() if seq_note else []:
         print(f"note: {line}")
     print()

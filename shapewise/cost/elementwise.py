@@ -28,6 +28,19 @@ OP_PASSES: dict[str, tuple[int, int]] = {
     "softmax": (2, 3),
     "cross_entropy": (2, 2),  # over the logits: read, write grad
     "rotary": (2, 2),
+    # fp8 recipes (shapewise/recipe.py): one pass whose bytes_per_element is what the
+    # quantization moves per element (read bf16, write row- and column-wise fp8: 4; +2 for
+    # current scaling's amax read)
+    "fp8_quantize": (1, 1),
+    # mixture of experts (shapewise/moe_ops.py): the router's fp32 softmax/sigmoid and top-k
+    # over T·E scores (read, write; backward: read grad and probs, write grad)
+    "router_topk": (2, 3),
+    # copy each token's row to its k experts' contiguous buffers (read, write) and back:
+    # the backward moves the gradients the same way
+    "moe_permute": (2, 2),
+    # gather the k expert outputs of each token and sum them weighted by the router
+    # (read k rows, write one: counted as 2 passes over the T·k·h permuted elements)
+    "moe_unpermute": (2, 3),
 }
 
 

@@ -12,6 +12,12 @@ Conventions (co-design.md §2), per token, per layer, forward; one multiply-add 
                   per image, on the class token only
     embeddings    lookups are free; a ViT's patch embedding is a GEMM, 2·(C·p²)·h per patch
 
+A mixture of experts counts what each token runs: the router (h·E), its k of E routed
+experts, the shared experts and the dense layers' MLPs, so its dense part is 2 · N_active
+(the active weight-matrix elements, :func:`gemm_macs_per_token`). Latent attention (MLA)
+counts its down- and up-projections the same way; its QKᵀ is d_qk wide and its AV d_v wide,
+2·s·a·(d_qk + d_v) per token non-causal.
+
 Backward is twice the forward (Y = X·W needs dX = dY·Wᵀ and dW = Xᵀ·dY, each as large; the
 two attention BMMs likewise), so model FLOPs are 3× forward: 6·N + attention for a dense
 model. Biases, norms, activations and softmax are memory-bound and not counted, as usual.
@@ -32,20 +38,24 @@ backward kernel is not counted either: it is an implementation detail, not model
 
 from __future__ import annotations
 
+from shapewise.model.params import active_numel, param_tensors
 from shapewise.model.shape import ModelShape, check_bool, check_int, resolve_seq_len
 
 #: keys of the dicts returned here; the ``*_forward`` ones add up to ``forward``
 PARTS = ("dense_forward", "attention_forward", "embedding_forward", "head_forward")
 
 
+def gemm_macs_per_token(shape: ModelShape) -> int:
+    """Multiply-adds per token of all layers' weight GEMMs: the active weight-matrix elements
+    of the attention and MLP (a token runs k of E routed experts, and the router)."""
+    return sum(p.layers * active_numel(shape, p) for p in param_tensors(shape)
+               if p.matmul and p.category in ("attention", "mlp"))
+
+
 def layer_gemm_macs_per_token(shape: ModelShape) -> int:
-    """Multiply-adds per token of one layer's weight GEMMs (= its weight-matrix elements)."""
-    h, f = shape.hidden_size, shape.ffn_size
-    kv = shape.kv_heads * shape.head_dim  # K and V projections: g·d columns each
-    q = shape.q_size  # a·d (= h unless the head dim is decoupled)
-    attention = h * q + 2 * h * kv + q * h  # q, k + v, o
-    mlp = (3 if shape.activation == "swiglu" else 2) * h * f  # gate, up, down | up, down
-    return attention + mlp
+    """Multiply-adds per token of one layer's weight GEMMs (= its weight-matrix elements);
+    for a mixture of experts or leading dense layers, the mean over layers."""
+    return gemm_macs_per_token(shape) // shape.num_hidden_layers
 
 
 def attention_forward_flops_per_sequence(shape: ModelShape, seq_len: int, *,
@@ -57,18 +67,19 @@ def attention_forward_flops_per_sequence(shape: ModelShape, seq_len: int, *,
     Causal with a sliding window w < s: query i sees min(i, w) keys, a triangle of w²/2
     then (s − w) rows of w: s·w − w²/2 keys in all, 4·h·(s·w − w²/2) FLOPs.
     """
-    h, s = shape.q_size, seq_len  # a·d: the attention's width (h unless decoupled)
+    # QKᵀ is a·d_qk wide and AV a·d_v (equal but for MLA): 2·(q_size + v_size) = 4h
+    h2, s = shape.q_size + shape.v_size, seq_len
     if not (shape.causal if causal is None else causal):
-        return 4 * s * s * h
+        return 2 * s * s * h2
     w = shape.sliding_window
     if w is None or w >= s:
-        return 2 * s * s * h
-    return 4 * h * s * w - 2 * h * w * w
+        return s * s * h2
+    return 2 * h2 * s * w - h2 * w * w
 
 
 def _forward_parts_per_sequence(shape: ModelShape, s: int, causal: bool | None) -> dict[str, int]:
     L, h = shape.num_hidden_layers, shape.hidden_size
-    dense = 2 * s * L * layer_gemm_macs_per_token(shape)
+    dense = 2 * s * gemm_macs_per_token(shape)
     attention = L * attention_forward_flops_per_sequence(shape, s, causal=causal)
     if shape.arch == "vit":
         patch_in = shape.num_channels * shape.patch_size**2  # type: ignore[operator]

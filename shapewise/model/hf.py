@@ -301,3 +301,10 @@ def hf_shape(cfg: Any, *, path: str = "", default_name: str = "") -> LoadedShape
     notes += [note] if note else []
     return LoadedShape(shape=shape, source="hf", path=path, attention_backend=backend,
                        notes=tuple(notes))
+
+
+# The mixture-of-experts families, read in shapewise/model/moe.py (which imports nothing here).
+from shapewise.model.moe import MOE_READERS  # noqa: E402
+
+for _model_type, _reader in MOE_READERS.items():
+    register_model_type(_model_type, _reader)

@@ -168,20 +168,20 @@ def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:
     """Parameters one GPU of pipeline ``stage`` holds (after tensor parallelism, before any
     data-parallel sharding): its layers, the embeddings on the first stage, the final norm
     and output layer on the last (a tied embedding has a copy there too when pp > 1)."""
-    return _stage_params(shape, plan.tp, plan.pp, stage)
+    return _stage_params(shape, plan.tp, plan.pp, stage, getattr(plan, "ep", 1))
 
 
 @functools.lru_cache(maxsize=4096)
-def _stage_params(shape: ModelShape, t: int, P: int, stage: int) -> int:
+def _stage_params(shape: ModelShape, t: int, P: int, stage: int, ep: int = 1) -> int:
     from shapewise.model.params import param_tensors
 
-    L = shape.num_hidden_layers
-    layers = L // P + (1 if stage < L % P else 0)
     total = 0
     for p in param_tensors(shape):
         numel = p.numel // t if p.sharded else p.numel
+        if p.routed:  # each expert-parallel rank holds E/ep of the routed experts
+            numel //= ep
         if p.name.startswith("layers."):
-            total += numel * layers
+            total += numel * _stage_layers(shape, p, P, stage)
         elif p.category == "embeddings":
             if stage == 0:
                 total += numel
@@ -191,6 +191,25 @@ def _stage_params(shape: ModelShape, t: int, P: int, stage: int) -> int:
         elif stage == P - 1:
             total += numel  # final norm, lm_head, ViT pooler/classifier
     return total
+
+
+def _stage_layers(shape: ModelShape, p: Any, P: int, stage: int) -> int:
+    """How many of ``stage``'s layers hold the per-layer tensor ``p``: every layer, or for a
+    mixture of experts the leading dense layers (the dense MLP) or the MoE layers."""
+    L = shape.num_hidden_layers
+    start = sum(L // P + (1 if i < L % P else 0) for i in range(stage))
+    end = start + L // P + (1 if stage < L % P else 0)
+    if p.layers == L:
+        return end - start
+    lo, hi = (0, shape.num_dense_layers) if not p.routed and not _is_moe_tensor(p) else (
+        shape.num_dense_layers, L)
+    return max(0, min(end, hi) - max(start, lo))
+
+
+def _is_moe_tensor(p: Any) -> bool:
+    """A tensor of the MoE layers' MLP (router, experts, shared experts), not the dense MLP."""
+    return p.name.startswith(("layers.*.mlp.gate.", "layers.*.mlp.experts.",
+                              "layers.*.mlp.shared_expert"))
 
 
 def in_flight(plan: Any, stage: int) -> float:
@@ -235,7 +254,7 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
     zero = plan.shard_stage
     n = stage_params(shape, plan, stage)
     layers = L // P + (1 if stage < L % P else 0)
-    layer_params = _layer_params(shape, t)
+    layer_params = _layer_params(shape, t, getattr(plan, "ep", 1))
     shard = shard_size(plan, setup.gpus_per_node)
     out: dict[str, int] = {
         "weights": e * n // (shard if zero >= 3 else 1),
@@ -247,20 +266,45 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
     if zero >= 3 and shard > 1:
         pg = DTYPE_BYTES[setup.param_gather_dtype]
         out["gathered"] = 2 * pg * layer_params + gb * layer_params
+    recipe = getattr(setup, "recipe", None)
+    if recipe is not None:  # the cached fp8 copies (row- and column-wise) of the GEMM weights
+        out["fp8_weights"] = 2 * _stage_matmul_params(shape, plan, stage) // (
+            shard if zero >= 3 else 1)
     s, b = setup.seq_len // plan.cp, plan.micro_batch
     sb = s * b
     h = shape.hidden_size
     replicated, split = _layer_parts(shape, sb=sb, e=e, dropout=dropout)
-    if plan.sequence_parallel:
-        layer_bytes = (replicated + split) // t
-        layer_input = e * sb * h // t
-    else:
-        layer_bytes = replicated + split // t
-        layer_input = e * sb * h
+    moe_layers = 0
+    if shape.is_moe:  # the stage's MoE layers keep their experts' activations instead
+        from shapewise.model.moe import moe_mlp_activation_bytes
+        from shapewise.model.params import ParamTensor
+
+        router = ParamTensor("layers.*.mlp.gate.weight", 1, 1, "mlp", False)
+        moe_layers = _stage_layers(shape, router, P, stage)
+        rep_moe, split_moe = moe_mlp_activation_bytes(
+            shape, sb=sb, e=e, ep=getattr(plan, "ep", 1),
+            capacity_factor=getattr(setup, "capacity_factor", None),
+            imbalance=getattr(setup, "imbalance", 1.0))
+        dense_mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * shape.ffn_size
+        moe_parts = (replicated + rep_moe, split - dense_mlp + split_moe)
+    kinds = [((replicated, split), layers - moe_layers)]
+    if moe_layers:
+        kinds.append((moe_parts, moe_layers))
+    acts = 0.0
+    for (rep_b, split_b), count in kinds:
+        if plan.sequence_parallel:
+            layer_bytes = (rep_b + split_b) // t
+            layer_input = e * sb * h // t
+        else:
+            layer_bytes = rep_b + split_b // t
+            layer_input = e * sb * h
+        if plan.recompute == "full":  # (the one rebuilt layer: the larger kind, below)
+            acts += count * layer_input * in_flight(plan, stage)
+        else:  # with FlashAttention, selective recompute has no s² softmax left to drop
+            acts += count * layer_bytes * in_flight(plan, stage)
     if plan.recompute == "full":
-        acts = layers * layer_input * in_flight(plan, stage) + layer_bytes
-    else:  # with FlashAttention, selective recompute has no s² softmax left to drop
-        acts = layers * layer_bytes * in_flight(plan, stage)
+        acts += max((rb + sbt) // t if plan.sequence_parallel else rb + sbt // t
+                    for (rb, sbt), count in kinds if count)
     out["activations"] = int(acts)
     if stage == P - 1:
         if shape.arch == "vit":
@@ -278,9 +322,39 @@ def plan_memory(shape: ModelShape, setup: Any, stage: int = 0, *,
 
 
 @functools.lru_cache(maxsize=1024)
-def _layer_params(shape: ModelShape, tp: int) -> int:
-    """Parameters of one transformer layer on one TP rank."""
+def _layer_params(shape: ModelShape, tp: int, ep: int = 1) -> int:
+    """Parameters of one transformer layer on one TP (and EP) rank; for a mixture of
+    experts, of its largest layer (a dense or an MoE one)."""
     from shapewise.model.params import param_tensors
 
-    return sum((p.numel // tp if p.sharded else p.numel) for p in param_tensors(shape)
-               if p.name.startswith("layers."))
+    dense = moe = 0
+    for p in param_tensors(shape):
+        if not p.name.startswith("layers."):
+            continue
+        numel = p.numel // tp if p.sharded else p.numel
+        if p.routed:
+            numel //= ep
+        if p.layers == shape.num_hidden_layers:  # in every layer
+            dense += numel
+            moe += numel
+        elif p.routed or _is_moe_tensor(p):
+            moe += numel
+        else:
+            dense += numel
+    return max(dense, moe) if shape.is_moe else dense
+
+
+def _stage_matmul_params(shape: ModelShape, plan: Any, stage: int) -> int:
+    """Elements of the GEMM weights in ``stage``'s layers on one GPU (the fp8 recipe's
+    weight copies; the output layer stays in bf16)."""
+    from shapewise.model.params import param_tensors
+
+    total = 0
+    for p in param_tensors(shape):
+        if not (p.matmul and p.name.startswith("layers.")):
+            continue
+        numel = p.numel // plan.tp if p.sharded else p.numel
+        if p.routed:
+            numel //= getattr(plan, "ep", 1)
+        total += numel * _stage_layers(shape, p, plan.pp, stage)
+    return total

@@ -11,6 +11,13 @@ reader who knows a ``config.json`` knows this class. Three families:
 * ``"vit"``: ViT encoder. Patch embedding, class token, learned positions, LayerNorm, GELU,
   a ``num_labels`` classifier instead of a vocabulary. Not causal.
 
+A text model becomes a mixture of experts when ``num_experts`` is set (Mixtral, Qwen-MoE,
+DeepSeek-V2/V3, OLMoE, GPT-OSS): each MoE layer's MLP is replaced by a router (an h×E linear)
+and E experts of ``moe_intermediate_size``, of which each token visits ``num_experts_per_tok``,
+plus optional shared experts that every token visits; the first ``num_dense_layers`` layers
+keep a dense MLP of ``intermediate_size``. ``kv_lora_rank`` turns the attention into
+DeepSeek's multi-head latent attention (MLA). See :mod:`shapewise.model.moe`.
+
 A field left as ``None`` takes its family's default from :data:`ARCH_DEFAULTS` (one table,
 each value with its reason); after construction no default field is ``None`` except the
 ones that do not apply to the family (``vocab_size`` of a ViT, ``image_size`` of a text
@@ -34,16 +41,26 @@ Arch = Literal["gpt", "llama", "vit"]
 PositionEmbedding = Literal["learned", "rotary", "none"]
 Norm = Literal["layernorm", "rmsnorm"]
 Activation = Literal["gelu", "swiglu"]
+Router = Literal["softmax", "sigmoid"]
+QkNorm = Literal["none", "head", "full"]
 
 ARCHES: tuple[str, ...] = ("gpt", "llama", "vit")
 _POSITION_EMBEDDINGS = ("learned", "rotary", "none")
 _NORMS = ("layernorm", "rmsnorm")
 _ACTIVATIONS = ("gelu", "swiglu")
+_ROUTERS = ("softmax", "sigmoid")
+_QK_NORMS = ("none", "head", "full")
 
 #: Fields that only a ViT has; a text model leaves them ``None``.
 VIT_FIELDS = ("image_size", "patch_size", "num_channels", "num_labels", "use_class_token", "pooler")
 #: Fields that only a text model has; a ViT leaves them ``None``.
 TEXT_FIELDS = ("vocab_size", "max_position_embeddings", "sliding_window")
+#: Fields that only a mixture-of-experts model has (a dense model leaves them unset).
+MOE_FIELDS = ("num_experts_per_tok", "moe_intermediate_size", "num_shared_experts",
+              "shared_expert_intermediate_size", "shared_expert_gate", "num_dense_layers",
+              "router", "router_bias")
+#: Fields of DeepSeek's multi-head latent attention (set together with kv_lora_rank).
+MLA_FIELDS = ("q_lora_rank", "qk_rope_head_dim", "v_head_dim")
 
 #: Per-family defaults for fields left as ``None``.
 ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -109,6 +126,7 @@ LIMITS: dict[str, int] = {
     "hidden_size": 2**20, "num_attention_heads": 2**16, "num_hidden_layers": 2**17,
     "intermediate_size": 2**24, "vocab_size": 2**28, "seq_len": 2**24,
     "micro_batch": 2**16, "tp": 2**12, "pipeline_stages": 2**12,
+    "num_experts": 2**16,
 }
 
 
@@ -193,6 +211,42 @@ class ModelShape:
     sliding_window: int | None = None
     """causal attention looks back at most this many tokens (Mistral-7B-v0.1: 4096);
     None: full causal attention. Text models only"""
+    qk_norm: QkNorm = "none"
+    """RMSNorm on queries and keys before rotary: 'head' (one weight of head_dim shared by
+    the heads: Qwen3), 'full' (over all a·d query and g·d key columns: OLMoE), 'none'"""
+    attention_sinks: bool = False
+    """GPT-OSS: one learned sink logit per query head per layer"""
+    num_experts: int | None = None
+    """E: routed experts per MoE layer; None: a dense model (every other MoE field unset)"""
+    num_experts_per_tok: int | None = None
+    """k: routed experts each token visits (top-k); required for MoE, at most num_experts"""
+    moe_intermediate_size: int | None = None
+    """each routed expert's FFN width; None: intermediate_size (Mixtral, OLMoE and GPT-OSS
+    state only that one)"""
+    num_shared_experts: int = 0
+    """experts every token visits, held as one MLP (DeepSeek n_shared_experts; Qwen-MoE: 1)"""
+    shared_expert_intermediate_size: int | None = None
+    """width of that one shared MLP; None: num_shared_experts · moe_intermediate_size (as
+    DeepSeek builds it)"""
+    shared_expert_gate: bool = False
+    """Qwen2-MoE: a sigmoid gate, an h×1 linear, scales the shared expert's output"""
+    num_dense_layers: int = 0
+    """leading layers that keep a dense MLP of intermediate_size (DeepSeek's
+    first_k_dense_replace: V3 has 3); the other layers are MoE"""
+    router: Router | None = None
+    """how the router scores experts, an h×E linear either way: 'softmax' (Mixtral, Qwen,
+    OLMoE, GPT-OSS, DeepSeek-V2) or 'sigmoid' (DeepSeek-V3); None: 'softmax' for MoE"""
+    router_bias: bool = False
+    """the router linear has a bias of E (GPT-OSS)"""
+    kv_lora_rank: int | None = None
+    """MLA: width of the compressed K/V latent (DeepSeek-V2/V3: 512); None: plain attention.
+    With MLA, head_dim is the Q/K head dim (qk_nope_head_dim + qk_rope_head_dim)"""
+    q_lora_rank: int | None = None
+    """MLA: width of the compressed query (DeepSeek-V3: 1536); None: one h×a·d q_proj"""
+    qk_rope_head_dim: int | None = None
+    """MLA: the rotary part of head_dim, shared by all heads' keys (DeepSeek: 64)"""
+    v_head_dim: int | None = None
+    """MLA: width of one V head and of each head's output (DeepSeek: 128); None: head_dim"""
     image_size: int | None = None
     """ViT: square input image side, pixels"""
     patch_size: int | None = None
@@ -261,6 +315,86 @@ class ModelShape:
             self._check_vit()
         else:
             self._check_text()
+        _choice("qk_norm", self.qk_norm, _QK_NORMS)
+        check_bool("attention_sinks", self.attention_sinks)
+        self._check_moe()
+        self._check_mla()
+
+    def _check_moe(self) -> None:
+        set_ = object.__setattr__
+        if self.num_experts is None:
+            for key in MOE_FIELDS:
+                if getattr(self, key) not in (None, 0, False):
+                    raise InputError(f"{key}: only a mixture-of-experts model has it "
+                                     f"(num_experts is not set)")
+            return
+        if self.arch == "vit":
+            raise InputError("num_experts: mixture-of-experts ViTs are not modelled")
+        e = check_limit("num_experts", check_int("num_experts", self.num_experts))
+        if self.num_experts_per_tok is None:
+            raise InputError("num_experts_per_tok: required for a mixture-of-experts model "
+                             "(the top-k experts each token visits)")
+        k = check_int("num_experts_per_tok", self.num_experts_per_tok)
+        if k > e:
+            raise InputError(f"num_experts_per_tok: {k} exceeds num_experts {e} (a token "
+                             f"cannot visit more experts than there are)")
+        if self.moe_intermediate_size is None:
+            set_(self, "moe_intermediate_size", self.intermediate_size)
+        check_limit("moe_intermediate_size",
+                    check_int("moe_intermediate_size", self.moe_intermediate_size),
+                    key="intermediate_size")
+        shared = check_int("num_shared_experts", self.num_shared_experts, minimum=0)
+        if shared:
+            if self.shared_expert_intermediate_size is None:
+                set_(self, "shared_expert_intermediate_size",
+                     shared * self.moe_intermediate_size)  # type: ignore[operator]
+            check_limit("shared_expert_intermediate_size",
+                        check_int("shared_expert_intermediate_size",
+                                  self.shared_expert_intermediate_size), key="intermediate_size")
+        else:
+            for key in ("shared_expert_intermediate_size", "shared_expert_gate"):
+                if getattr(self, key) not in (None, False):
+                    raise InputError(f"{key}: needs num_shared_experts > 0")
+        check_bool("shared_expert_gate", self.shared_expert_gate)
+        dense = check_int("num_dense_layers", self.num_dense_layers, minimum=0)
+        if dense >= self.num_hidden_layers:
+            raise InputError(f"num_dense_layers: {dense} leaves no MoE layer among "
+                             f"num_hidden_layers {self.num_hidden_layers}")
+        if self.router is None:
+            set_(self, "router", "softmax")
+        _choice("router", self.router, _ROUTERS)
+        check_bool("router_bias", self.router_bias)
+
+    def _check_mla(self) -> None:
+        if self.kv_lora_rank is None:
+            for key in MLA_FIELDS:
+                if getattr(self, key) is not None:
+                    raise InputError(f"{key}: only multi-head latent attention has it "
+                                     f"(kv_lora_rank is not set)")
+            return
+        if self.arch != "llama":
+            raise InputError(f"kv_lora_rank: latent attention is modelled for the llama "
+                             f"family only (arch is {self.arch!r})")
+        check_limit("kv_lora_rank", check_int("kv_lora_rank", self.kv_lora_rank),
+                    key="hidden_size")
+        if self.q_lora_rank is not None:
+            check_limit("q_lora_rank", check_int("q_lora_rank", self.q_lora_rank),
+                        key="hidden_size")
+        if self.qk_rope_head_dim is None:
+            raise InputError("qk_rope_head_dim: required with kv_lora_rank (the rotary part "
+                             "of each query/key head)")
+        rope = check_int("qk_rope_head_dim", self.qk_rope_head_dim)
+        if rope >= self.head_dim:  # type: ignore[operator]
+            raise InputError(f"qk_rope_head_dim: {rope} must be below head_dim "
+                             f"{self.head_dim} (head_dim = qk_nope_head_dim + qk_rope_head_dim)")
+        if self.v_head_dim is None:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
+        check_limit("v_head_dim", check_int("v_head_dim", self.v_head_dim), key="hidden_size")
+        if self.kv_heads != self.num_attention_heads:
+            raise InputError(f"num_key_value_heads: latent attention decompresses one K and V "
+                             f"per query head ({self.num_attention_heads}), got {self.kv_heads}")
+        if self.bias or self.qkv_bias:
+            raise InputError("bias: latent attention with biases is not modelled")
 
     def _check_text(self) -> None:
         for key in VIT_FIELDS:
@@ -362,6 +496,31 @@ class ModelShape:
     def ffn_size(self) -> int:
         """f, never None after construction (intermediate_size, typed as int)."""
         return self.intermediate_size  # type: ignore[return-value]
+
+    @property
+    def is_moe(self) -> bool:
+        """True for a mixture-of-experts model (num_experts set)."""
+        return self.num_experts is not None
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers whose MLP is a router and experts (0 for a dense model)."""
+        return self.num_hidden_layers - self.num_dense_layers if self.is_moe else 0
+
+    @property
+    def mla(self) -> bool:
+        """True for DeepSeek's multi-head latent attention (kv_lora_rank set)."""
+        return self.kv_lora_rank is not None
+
+    @property
+    def v_dim(self) -> int:
+        """Width of one V head and of each head's output: v_head_dim, else head_dim."""
+        return self.v_head_dim if self.v_head_dim is not None else self.head_dim  # type: ignore[return-value]
+
+    @property
+    def v_size(self) -> int:
+        """a·d_v: the width of the attention output (= q_size unless MLA decouples V)."""
+        return self.num_attention_heads * self.v_dim
 
     @property
     def causal(self) -> bool:

@@ -358,3 +358,14 @@ def test_pre_commit_try_repo_installs_and_runs_the_hook(tmp_path: Path) -> None:
                           cwd=proj, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "SW001" in proc.stdout and "models/small/config.json" in proc.stdout
+
+
+def test_expert_parallel_size_of_a_moe_config() -> None:
+    moe = Path(__file__).resolve().parents[1] / "fixtures" / "hf_moe" / "mixtral-8x7b"
+    code, out, _ = run(["check", str(moe), "--gpu", "h100", "--seq-len", "4096", "--ep", "3"])
+    assert code == 1 and "SW013" in out and "ep 3 does not divide num_experts 8" in out
+    code, out, _ = run(["check", str(moe), "--gpu", "h100", "--seq-len", "4096", "--ep", "8"])
+    assert "SW013" not in out
+    proc = subprocess.run([sys.executable, "-m", "shapewise", "check", str(moe), "--gpu",
+                           "h100", "--ep", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -188,3 +188,25 @@ def test_a_gpu_without_bf16_defaults_to_fp16(tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["dtype"] == "fp16", r.stderr
     r = run("estimate", "gpt2", "--gpu", "v100", "--dtype", "bf16", cwd=tmp_path)
     assert r.returncode == 2 and "has no bf16 math" in r.stderr  # asked for: refused
+
+
+def test_estimate_with_a_recipe_and_experts(tmp_path: Path) -> None:
+    moe = Path(__file__).resolve().parents[1] / "fixtures" / "hf_moe" / "mixtral-8x7b"
+    r = run("estimate", str(moe), "--gpu", "h100", "--seq-len", "4096", "--ep", "8",
+            "--recipe", "te-delayed", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    names = {op["name"] for op in data["breakdown"]}
+    assert {"experts_up", "ep_dispatch", "router", "fp8_quantize"} <= names
+    assert data["memory"]["fp8_weights"] > 0
+    r = run("estimate", str(moe), "--gpu", "h100", "--seq-len", "4096", cwd=tmp_path)
+    assert r.returncode == 0 and "8 experts of 14336, top-2" in r.stdout
+    for args, field in ((["--ep", "3"], "ep"), (["--recipe", "mxfp8"], "recipe"),
+                        (["--imbalance", "0.5"], "--imbalance"),
+                        (["--fp8-attention"], "--fp8-attention")):
+        r = run("estimate", str(moe), "--gpu", "h100", *args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and field in lines[0], (args, r.stderr)
+    r = run("estimate", "llama-2-7b", "--gpu", "a100", "--recipe", "te-delayed", cwd=tmp_path)
+    assert r.returncode == 2 and "no fp8 tensor cores" in r.stderr

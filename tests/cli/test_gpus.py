@@ -14,7 +14,8 @@ import pytest
 from shapewise.cli import gpus
 from shapewise.hardware.catalog import get_gpu, gpu_to_dict, list_gpus, parse_profile
 
-N_GPUS = 22  # mi250x is two GCDs: profiles/mi250x-gcd.json, no one-device profile
+# mi250x is two GCDs (profiles/mi250x-gcd.json, no one-device profile); + B300 and GB300
+N_GPUS = 24
 
 
 @pytest.fixture(autouse=True)

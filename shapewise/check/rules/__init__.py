@@ -15,6 +15,8 @@ module                                      rules
 :mod:`~shapewise.check.rules.parallel`      SW005 heads per rank, SW006 tp splits,
                                             SW007 pipeline layers, SW010 tp oversized
 :mod:`~shapewise.check.rules.waves`         SW009 wave quantization
+:mod:`~shapewise.check.rules.moe`           SW012 expert FFN, SW013 experts per ep rank,
+                                            SW014 tokens per expert (mixtures of experts)
 :mod:`~shapewise.check.rules.schedule`      SW016 layers per virtual stage, SW017
                                             micro-batches per stage, SW018 pipeline bubble,
                                             SW019 plan memory (with ``plan=``)
@@ -82,6 +84,7 @@ from shapewise.check.rules import (  # noqa: F401
     alignment,
     attention,
     heads,
+    moe,
     parallel,
     schedule,
     waves,

@@ -178,6 +178,8 @@ class CheckContext:
     """s: tokens per sequence (resolved for a shape; from the inputs for a trace)"""
     pipeline_stages: int = 1
     """pipeline-parallel stages the layers are split over"""
+    ep: int = 1
+    """expert-parallel size (mixtures of experts: E/ep experts per rank)"""
     shape: ModelShape | None = None
     trace: Trace | None = None
     plan: Any = None
@@ -272,7 +274,8 @@ def tp_problems(shape: ModelShape, tp: int) -> list[tuple[str, int]]:
 def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int = 1,
                   micro_batch: int = 1, seq_len: int | None = None,
                   pipeline_stages: int = 1, note: str = "", plan: Any = None,
-                  attention_backend: str | None = None) -> CheckContext:
+                  attention_backend: str | None = None,
+                  ep: int = 1) -> CheckContext:
     """A context for ``shape``; prices it unless tensor parallelism cannot split it.
 
     Raises InputError for settings no rule can judge (a sequence longer than learned
@@ -286,14 +289,18 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
     est = None
     if plan is not None:  # the plan's dims are the run settings (shapewise.plan validates)
         tp, micro_batch, pipeline_stages = plan.tp, plan.micro_batch, plan.pp
-    if not tp_problems(shape, tp) and (plan is None or plan.pp <= shape.num_hidden_layers):
+        ep = getattr(plan, "ep", ep)
+    # an expert count the ep size does not divide cannot run (SW013 says so)
+    ep_ok = not shape.is_moe or shape.num_experts % ep == 0  # type: ignore[operator]
+    if (not tp_problems(shape, tp) and ep_ok
+            and (plan is None or plan.pp <= shape.num_hidden_layers)):
         est = (estimate(shape, gpu=gpu, seq_len=s, dtype=dtype, plan=plan,
                         attention_backend=attention_backend) if plan is not None
                else estimate(shape, gpu=gpu, micro_batch=micro_batch, seq_len=s, tp=tp,
-                             dtype=dtype, attention_backend=attention_backend))
+                             dtype=dtype, attention_backend=attention_backend, ep=ep))
     ctx = CheckContext(gpu=gpu, dtype=dtype, tp=tp, micro_batch=micro_batch, seq_len=s,
                        pipeline_stages=pipeline_stages, shape=shape, plan=plan, estimate=est,
-                       note=note, attention_backend=attention_backend)
+                       note=note, attention_backend=attention_backend, ep=ep)
     if est is not None:
         ctx._cache[(shape, tp, micro_batch, s)] = est
     return ctx
