@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
     p.add_argument("--ep", type=positive_int("--ep"), default=1,
                    help="expert-parallel size (mixture of experts: experts / ep per GPU), "
-                   "out of the data-parallel ranks (alone: --dp EP; default 1)")
+                   "out of the data-parallel ranks (alone: --dp EP); default 1")
     p.add_argument("--capacity-factor", type=_at_least_one("--capacity-factor"), default=None,
                    help="mixture of experts: tokens per expert capped at this x the mean "
                    "(default: dropless)")
