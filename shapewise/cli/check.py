@@ -59,7 +59,8 @@ def register(subparsers: Any) -> None:
                         "context up to 4096)")
     add_attention_backend_option(p)
     p.add_argument("--ep", type=positive_int("--ep"), default=None,
-                   help="expert-parallel size of a mixture of experts (SW013, SW014)")
+                   help="expert-parallel size of a mixture of experts (SW013, SW014; "
+                   "default: the plan's, else 1)")
     p.add_argument("--fail-on", choices=("info", "warning", "error"), default="warning",
                    help="exit 1 when a finding is at least this severe (default: warning)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
