@@ -92,7 +92,7 @@ def load_config(spec: str):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
-    from shapewise.model.shape import default_micro_batch, default_seq_len
+    from shapewise.model.run_defaults import default_micro_batch, default_seq_len
     from shapewise.step import estimate
 
     loaded = load_config(args.config)
