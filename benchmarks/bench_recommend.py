@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Time recommend_shape() on this machine (issue #3 target: <= 10 s on a 2-core CPU).
+"""Time recommend_shape() on this machine (issue #3 target: <= 10 s on a 2-core CPU; #10
+target: the shape and plan co-search for 7B on 64 H100 with a global batch, < 10 s).
 
     python benchmarks/bench_recommend.py [--repeat 3]
 """
@@ -26,6 +27,8 @@ def main() -> None:
         ("7B Llama on H100", dict(params=6.74e9, gpu="h100", arch="llama", seq_len=4096,
                                   vocab_size=32000)),
         ("1.3B GPT on H100, tp=4", dict(params=1.3e9, gpu="h100", tp=4)),
+        ("7B Llama, 64 H100 (#10)", dict(params=7e9, gpu="h100", arch="llama", seq_len=4096,
+                                         n_gpus=64, global_batch=1024)),
     ]
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, shapewise {sw.__version__}; "

@@ -114,30 +114,29 @@ def _obs(gpu: str, dtype: str, m: str, n: str, k: str, b: str, us: str, src: str
     return gpu, o
 
 
+def _profiled_rows(folder: Path, src: str, column: str, profiles: dict[str, str]
+                   ) -> Iterator[tuple[str, dict[str, str]]]:
+    """(profile id, row) for the rows of ``src`` whose ``column`` names a known GPU."""
+    for r in _rows(folder, src):
+        gid = profiles.get(r[column])
+        if gid is None:
+            SKIPPED[f"{src}: no profile for {r[column]}"] += 1
+            continue
+        yield gid, r
+
+
 def read_calibration(folder: Path) -> Iterator[tuple[str, GemmObservation]]:
     """(profile id, observation) for every usable calibration row."""
     src = "vidur_fp16_linear.csv"
-    for r in _rows(folder, src):
-        gid = _VIDUR.get(r["gpu"])
-        if gid is None:
-            SKIPPED[f"{src}: no profile for {r['gpu']}"] += 1
-            continue
+    for gid, r in _profiled_rows(folder, src, "gpu", _VIDUR):
         if (o := _obs(gid, "fp16", r["m"], r["n"], r["k"], "1", r["time_us_median"], src)):
             yield o
     src = "neusight_fp32_gemm.csv"
-    for r in _rows(folder, src):
-        gid = _NEUSIGHT.get(r["gpu"])
-        if gid is None:
-            SKIPPED[f"{src}: no profile for {r['gpu']}"] += 1
-            continue
+    for gid, r in _profiled_rows(folder, src, "gpu", _NEUSIGHT):
         if (o := _obs(gid, "fp32", r["m"], r["n"], r["k"], r["batch"], r["time_us"], src)):
             yield o
     src = "kernelbench_fp32_matmul.csv"
-    for r in _rows(folder, src):
-        gid = _KERNELBENCH.get(r["hardware"])
-        if gid is None:
-            SKIPPED[f"{src}: no profile for {r['hardware']}"] += 1
-            continue
+    for gid, r in _profiled_rows(folder, src, "hardware", _KERNELBENCH):
         # the minimum of 100 event-timed trials is the closest to the kernel time
         if (o := _obs(gid, "fp32", r["m"], r["n"], r["k"], r["batch"], r["time_us_min"], src)):
             yield o

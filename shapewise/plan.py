@@ -290,7 +290,8 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
     from shapewise.cost.gemm import check_dim
     from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype, load_profile
     from shapewise.model.params import check_tp
-    from shapewise.model.shape import ModelShape, check_limit, default_seq_len
+    from shapewise.model.run_defaults import default_seq_len
+    from shapewise.model.shape import ModelShape, check_limit
 
     if not isinstance(shape, ModelShape):
         raise InputError(f"shape: expected a ModelShape, got {type(shape).__name__}")

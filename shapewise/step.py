@@ -355,7 +355,7 @@ def estimate(
     ``plan`` defaults to one GPU (``Plan()``); the keywords ``micro_batch``, ``tp`` and
     ``recompute`` (True/False or a mode) of earlier versions still work and fill the plan,
     and may not contradict an explicit one. ``seq_len`` defaults to
-    :func:`shapewise.model.shape.default_seq_len` (the context capped at 4096) and is fixed
+    :func:`shapewise.model.run_defaults.default_seq_len` (the context capped at 4096) and is fixed
     by image and patch size for ViT.
     ``gpu`` is a GPU or system name or object; ``profile`` (a path) overrides it.
     ``attention_backend`` (fa2, fa3, fa4, cudnn, sdpa-flash, sdpa-efficient, sdpa-math,

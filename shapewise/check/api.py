@@ -38,18 +38,13 @@ from shapewise.check.rules import (
 from shapewise.errors import InputError, ShapewiseWarning
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.load import load_shape
-from shapewise.model.shape import (
-    DEFAULT_SEQ_LEN,
-    ModelShape,
-    check_limit,
-    default_micro_batch,
-    default_seq_len,
-)
+from shapewise.model.run_defaults import DEFAULT_SEQ_LEN, default_micro_batch, default_seq_len
+from shapewise.model.shape import ModelShape, check_limit
 
 #: Priced on when no GPU is given or detected: the most common pre-training GPU today.
 DEFAULT_GPU = "h100-sxm"
 
-#: Default sequence length cap for text models (the shared rule: model.shape.default_seq_len)
+#: Default sequence length cap for text models (the shared rule: model.run_defaults.default_seq_len)
 DEFAULT_MAX_SEQ_LEN = DEFAULT_SEQ_LEN
 
 OnFinding = Literal["warn", "raise", "ignore"]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from shapewise.errors import InputError
-from shapewise.model.shape import DEFAULT_SEQ_LEN
+from shapewise.model.run_defaults import DEFAULT_SEQ_LEN
 
 Phase = Literal["forward", "backward"]
 
@@ -226,7 +226,7 @@ def trace_module(
     it, a model with an ``nn.Embedding`` gets token ids of shape (micro_batch, seq_len);
     ``seq_len`` defaults to the model config's context (``max_position_embeddings``,
     ``n_positions``, ``block_size``) capped at 4096 as everywhere
-    (:func:`shapewise.model.shape.default_seq_len`), else 1024; ``micro_batch`` to 1.
+    (:func:`shapewise.model.run_defaults.default_seq_len`), else 1024; ``micro_batch`` to 1.
 
     Raises :class:`InputError` when the module cannot be traced (with the reason).
     """
@@ -246,7 +246,7 @@ def trace_module(
                          f"{context}-row position table has no row for later tokens")
     s = seq_len if seq_len is not None else context
     if seq_len is None and context is not None and context > DEFAULT_SEQ_LEN:
-        s = DEFAULT_SEQ_LEN  # the rule every command shares (model.shape.default_seq_len)
+        s = DEFAULT_SEQ_LEN  # the rule every command shares (model.run_defaults.default_seq_len)
         notes.append(f"seq_len {s}: the default (the model's context {context}, capped at "
                      f"{s}; pass seq_len= to change)")
     if s is None:

@@ -10,14 +10,16 @@ from shapewise.cli._common import positive_int
 from shapewise.errors import InputError
 
 
-def add_plan_options(p: argparse.ArgumentParser) -> None:
-    """The plan flags of ``estimate`` (all optional: the default is one GPU)."""
+def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
+    """The plan flags of ``estimate`` (all optional: the default is one GPU). ``pp=False``
+    leaves out ``--pp`` for a command that has its own (``check``'s ``--pipeline-stages``)."""
     p.add_argument("--gpus", type=positive_int("--gpus"), default=None,
                    help="GPUs in all (default: dp·tp·pp·cp); must equal that product")
     p.add_argument("--dp", type=positive_int("--dp"), default=None,
                    help="data-parallel ranks (default: what --gpus leaves after tp·pp·cp)")
-    p.add_argument("--pp", type=positive_int("--pp"), default=1,
-                   help="pipeline stages (default 1)")
+    if pp:
+        p.add_argument("--pp", type=positive_int("--pp"), default=1,
+                       help="pipeline stages (default 1)")
     p.add_argument("--virtual-stages", type=positive_int("--virtual-stages"), default=1,
                    help="interleaved 1F1B: model chunks per pipeline rank (default 1)")
     p.add_argument("--cp", type=positive_int("--cp"), default=1,

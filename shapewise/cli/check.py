@@ -26,6 +26,7 @@ from shapewise.cli._common import (
     positive_int,
     print_json,
 )
+from shapewise.cli._plan_args import add_plan_options, plan_from_args
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 
@@ -59,11 +60,31 @@ def register(subparsers: Any) -> None:
                         "context up to 4096)")
     add_attention_backend_option(p)
     p.add_argument("--ep", type=positive_int("--ep"), default=None,
-                   help="expert-parallel size of a mixture of experts (SW013, SW014)")
+                   help="expert-parallel size of a mixture of experts (SW013, SW014; "
+                   "default: the plan's, else 1)")
+    # the plan-aware rules (SW016-SW019: stages, micro-batches, bubble, memory) need a plan
+    add_plan_options(p, pp=False)
+    p.add_argument("--recompute", choices=("none", "selective", "full"), default=None,
+                   help="activation recompute of the plan (default: none)")
     p.add_argument("--fail-on", choices=("info", "warning", "error"), default="warning",
                    help="exit 1 when a finding is at least this severe (default: warning)")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.set_defaults(func=run)
+
+
+def _plan(args: argparse.Namespace) -> Any:
+    """The Plan the plan flags describe, or None when none is given (then the config's own
+    tp, stages and micro-batch are checked, as before). With a plan flag, --tp, --pp and
+    --micro-batch not given are 1, as in ``shapewise estimate``."""
+    if (all(v is None for v in (args.gpus, args.dp, args.global_batch, args.fsdp,
+                                args.recompute))
+            and args.virtual_stages == 1 and args.cp == 1 and args.zero == 0
+            and not args.sequence_parallel):
+        return None
+    ns = argparse.Namespace(**vars(args))
+    ns.tp, ns.pp = args.tp or 1, args.pipeline_stages or 1
+    ns.micro_batch, ns.recompute = args.micro_batch or 1, args.recompute or "none"
+    return plan_from_args(ns)
 
 
 def _gpu(args: argparse.Namespace) -> tuple[Any, str]:
@@ -123,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
 
     gpu, gpu_note = _gpu(args)
     args.dtype = dtype_for(args, gpu)
+    plan = _plan(args)  # InputError naming the flag: one line, exit 2 (cli/main.py)
     reports = []
     errors: list[dict[str, str]] = []
     for path in args.paths:
@@ -130,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             reports.append(analyze(path, gpu=gpu, tp=args.tp, micro_batch=args.micro_batch,
                                    ep=args.ep,
                                    seq_len=args.seq_len, pipeline_stages=args.pipeline_stages,
-                                   dtype=args.dtype, detect=False,
+                                   dtype=args.dtype, detect=False, plan=plan,
                                    attention_backend=args.attention_backend))
         except (ValueError, OSError) as exc:  # InputError is a ValueError
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=None,
                    help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
                    "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
-                   "stays the storage type (bf16)")
+                   "stays the storage type (bf16); default: none, GEMMs in --dtype")
     p.add_argument("--fp8-attention", action="store_true",
                    help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
     p.add_argument("--ep", type=positive_int("--ep"), default=1,
@@ -92,7 +92,7 @@ def load_config(spec: str):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
-    from shapewise.model.shape import default_micro_batch, default_seq_len
+    from shapewise.model.run_defaults import default_micro_batch, default_seq_len
     from shapewise.step import estimate
 
     loaded = load_config(args.config)

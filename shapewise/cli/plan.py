@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from shapewise.cli._common import dtype_for
     from shapewise.model.load import load_shape
-    from shapewise.model.shape import default_seq_len
+    from shapewise.model.run_defaults import default_seq_len
     from shapewise.planner import plan_training
 
     loaded = load_shape(args.config)

@@ -154,7 +154,7 @@ def constraints_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from shapewise.cli.estimate import load_shape
-    from shapewise.model.shape import default_micro_batch, default_seq_len
+    from shapewise.model.run_defaults import default_micro_batch, default_seq_len
     from shapewise.search.recommend import recommend_shape
 
     params = parse_count(args.params, field="--params")

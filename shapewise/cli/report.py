@@ -21,7 +21,7 @@ from shapewise.cli._common import (
     resolve_gpu,
 )
 from shapewise.errors import InputError
-from shapewise.model.shape import DEFAULT_SEQ_LEN
+from shapewise.model.run_defaults import DEFAULT_SEQ_LEN
 
 #: the default N sweep: every N from 1024 to 8192, wide enough for several waves of the
 #: largest tiles at M = 4096, fine enough to show every alignment class

@@ -68,7 +68,7 @@ def test_recommend_and_report_use_the_same_default() -> None:
 def test_the_python_api_follows_the_same_rule() -> None:
     import shapewise as sw_api
     from shapewise.model.presets import get_preset
-    from shapewise.model.shape import DEFAULT_SEQ_LEN, default_seq_len
+    from shapewise.model.run_defaults import DEFAULT_SEQ_LEN, default_seq_len
 
     mistral = get_preset("mistral-7b")
     assert default_seq_len(mistral)[0] == DEFAULT_SEQ_LEN == 4096
