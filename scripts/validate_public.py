@@ -43,6 +43,21 @@ AEND = "<!-- attention:end -->"
 ATTENTION_MEDIAN_TARGET = 10.0
 ATTENTION_MIN_ROWS = 10
 ORDER_TARGET = 0.90
+#: (GPU, backend, direction) groups whose timings are shown but not held to the target, and
+#: why. PyTorch's math path (attention.cpp ``_scaled_dot_product_attention_math``) upcasts
+#: bf16 to fp32, so its backward runs four fp32 batched products (dV, dP, dQ, dK: twice the
+#: forward's two) plus passes over the s×s scores. The B200 rows of cudnn_frontend_sdpa.csv
+#: (PyTorch 2.8/2.9, NGC 25.05/25.09) time that backward at 52.9 ms for b=1, h=128, s=8192,
+#: d=128: the four products alone are 8.8e12 FLOP, 166 TFLOP/s even with free passes, 2.2×
+#: B200's fp32 peak (75 TFLOP/s). Their forward, 115 ms, matches the GEMM model's fp32
+#: products plus the passes (117 ms; 7.7% median over the 10 rows). So the backward did
+#: not run the fp32 products the source names (a tensor-core path, TF32 or emulated fp32,
+#: is possible but not recorded in the file); no single GEMM precision explains both
+#: directions, and a fitted backward would be a fudge factor.
+EXCLUDED_ATTENTION_GROUPS = {
+    ("b200", "sdpa-math", "bwd"): "backward runs faster than the fp32 products the source "
+    "runs allow (2.2× the fp32 peak); not modelled",
+}
 
 
 def evaluate(folder: Path) -> tuple[list[dict], dict]:
@@ -285,6 +300,8 @@ def render_attention(folder: Path) -> str:
     ]
     for g in groups:
         ok = ("—" if g["n"] < ATTENTION_MIN_ROWS else
+              "excluded (below)"
+              if (g["gpu"], g["backend"], g["direction"]) in EXCLUDED_ATTENTION_GROUPS else
               "met" if g["median_abs_pct"] <= ATTENTION_MEDIAN_TARGET else "**missed**")
         cvm = "" if g["cv_median_abs_pct"] is None else f"{g['cv_median_abs_pct']:.1f}"
         cvp = "" if g["cv_p90_abs_pct"] is None else f"{g['cv_p90_abs_pct']:.1f}"
@@ -303,8 +320,12 @@ def render_attention(folder: Path) -> str:
         if len(errs) < ATTENTION_MIN_ROWS:
             continue
         med = float(np.median(errs))
-        lines.append(f"| {gid} | {backend} | {d} | {len(errs)} | {med:.1f} | "
-                     f"{'met' if med <= ATTENTION_MEDIAN_TARGET else '**missed**'} |")
+        ok = ("excluded (below)" if (gid, backend, d) in EXCLUDED_ATTENTION_GROUPS else
+              "met" if med <= ATTENTION_MEDIAN_TARGET else "**missed**")
+        lines.append(f"| {gid} | {backend} | {d} | {len(errs)} | {med:.1f} | {ok} |")
+    lines += [""] + [f"Excluded from the target: {g} {b} {d}: {why} (the reason, with its "
+                     "figures, is in scripts/validate_public.py)."
+                     for (g, b, d), why in sorted(EXCLUDED_ATTENTION_GROUPS.items())]
     lines += ["", f"Backend ordering: of the {total} pairs of backends measured on one problem "
               f"(same GPU, dtype, direction and shape), the model orders "
               f"{right} as measured ({right / max(total, 1):.0%}; target "

@@ -155,3 +155,21 @@ def test_attention_rows_are_read_and_reported(data: Path) -> None:
     text = validate_public.render_attention(data)
     assert "| h200 | cudnn | bf16 | fwd | 1 |" in text
     assert "pairs of backends measured on one problem" in text
+
+
+def test_an_excluded_attention_group_is_shown_with_its_reason(data: Path) -> None:
+    # ten B200 math-path backward rows (excluded: faster than the fp32 peak allows) and ten
+    # forward rows (held to the target): the error is printed either way, only the label moves
+    rows = []
+    for i, s in enumerate((512, 1024, 2048, 4096, 8192) * 2):
+        for mode, t in (("fwd", 1e6), ("bwd", 1e6)):
+            rows.append(["B200", "pyt_math", "bf16", 1, s, s, 128, 8, 128, 128, "True", mode,
+                         t, 0, "runner", "", "", f"src-{i}"])
+    _write(data, "cudnn_frontend_sdpa.csv", SDPA_COLS, rows)
+    text = validate_public.render_attention(data)
+    assert ("b200", "sdpa-math", "bwd") in validate_public.EXCLUDED_ATTENTION_GROUPS
+    bwd = [ln for ln in text.splitlines() if ln.startswith("| b200 | sdpa-math | bf16 | bwd |")]
+    fwd = [ln for ln in text.splitlines() if ln.startswith("| b200 | sdpa-math | bf16 | fwd |")]
+    assert bwd and bwd[0].endswith("| excluded (below) |")
+    assert fwd and fwd[0].endswith("| **missed** |")  # 1 s per call: far off, and not excused
+    assert "Excluded from the target: b200 sdpa-math bwd:" in text

@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
                         "context up to 4096)")
     add_attention_backend_option(p)
     p.add_argument("--ep", type=positive_int("--ep"), default=None,
-                   help="expert-parallel size of a mixture of experts (SW013, SW014); default 1")
+                   help="expert-parallel size of a mixture of experts (SW013, SW014; "
+                   "default: the plan's, else 1)")
     # the plan-aware rules (SW016-SW019: stages, micro-batches, bubble, memory) need a plan
     add_plan_options(p, pp=False)
     p.add_argument("--recompute", choices=("none", "selective", "full"), default=None,

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default=None,
                    help="fp8 recipe for the layers' GEMMs: te-delayed, te-current, mxfp8 "
                    "(Blackwell), blockwise (DeepSeek 128x128), mi300x (e4m3fnuz); --dtype "
-                   "stays the storage type (bf16); default: none (no fp8 GEMMs)")
+                   "stays the storage type (bf16); default: none, GEMMs in --dtype")
     p.add_argument("--fp8-attention", action="store_true",
                    help="with --recipe: attention in fp8 too (cuDNN fp8 attention)")
     p.add_argument("--ep", type=positive_int("--ep"), default=1,

@@ -39,8 +39,7 @@ backward kernel is not counted either: it is an implementation detail, not model
 from __future__ import annotations
 
 from shapewise.model.params import active_numel, param_tensors
-from shapewise.model.run_defaults import resolve_seq_len
-from shapewise.model.shape import ModelShape, check_bool, check_int
+from shapewise.model.shape import ModelShape, check_bool, check_int, resolve_seq_len
 
 #: keys of the dicts returned here; the ``*_forward`` ones add up to ``forward``
 PARTS = ("dense_forward", "attention_forward", "embedding_forward", "head_forward")

@@ -38,8 +38,7 @@ from typing import Any, Literal
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype
 from shapewise.model.params import check_tp, count_params
-from shapewise.model.run_defaults import resolve_seq_len
-from shapewise.model.shape import ModelShape, check_bool, check_int
+from shapewise.model.shape import ModelShape, check_bool, check_int, resolve_seq_len
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 

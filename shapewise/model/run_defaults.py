@@ -1,11 +1,17 @@
-"""The settings a run assumes when the user gives none: the sequence length, the
-micro-batch, and the sequence length a shape can run at. Every command and API shares these
-rules (moved out of :mod:`shapewise.model.shape`, which holds the shape itself)."""
+"""The run settings every command and API assumes when none is given: one rule each.
+
+The sequence length of a text model is its context capped at :data:`DEFAULT_SEQ_LEN`; a
+ViT's is fixed by its image. The micro-batch is one sequence for a text model and a batch
+of images for a ViT. Each function returns the value and a sentence saying how it was
+reached, which the commands print.
+"""
 
 from __future__ import annotations
 
-from shapewise.errors import InputError
-from shapewise.model.shape import ModelShape, check_int
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: shape.py imports this module
+    from shapewise.model.shape import ModelShape
 
 #: The sequence length every command and API assumes for a text model when none is given:
 #: its context (max_position_embeddings) capped at this, the usual pre-training length;
@@ -56,27 +62,3 @@ def default_micro_batch(shape: ModelShape | None = None, arch: str | None = None
         return b, (f"micro_batch {b}: the default for a ViT (images per GPU, DeiT's 1024 on "
                    "8 GPUs; pass --micro-batch or micro_batch= to change)")
     return b, f"micro_batch {b}: the default (pass --micro-batch or micro_batch= to change)"
-
-
-def resolve_seq_len(shape: ModelShape, seq_len: int | None) -> int:
-    """The sequence length a run uses: required for text models, fixed for a ViT.
-
-    A text model with learned positions cannot run past its table. A ViT's tokens follow
-    from its image and patch sizes; to model another resolution, ``replace(image_size=...)``.
-    """
-    if shape.arch == "vit":
-        if seq_len is not None and seq_len != shape.seq_len:
-            raise InputError(
-                f"seq_len: {seq_len!r} differs from this ViT's {shape.seq_len} tokens "
-                f"((image_size/patch_size)^2 + class token); change image_size instead"
-            )
-        return shape.seq_len
-    if seq_len is None:
-        raise InputError("seq_len: required for a text model")
-    s = check_int("seq_len", seq_len)
-    if shape.position_embedding == "learned" and s > shape.max_position_embeddings:  # type: ignore[operator]
-        raise InputError(
-            f"seq_len: {s} exceeds max_position_embeddings {shape.max_position_embeddings} "
-            f"(learned positions have no row for later tokens)"
-        )
-    return s

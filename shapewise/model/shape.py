@@ -36,6 +36,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shapewise.errors import InputError
+from shapewise.model.run_defaults import (  # noqa: F401 (re-exported: the one rule)
+    DEFAULT_MICRO_BATCH,
+    DEFAULT_SEQ_LEN,
+    default_micro_batch,
+    default_seq_len,
+)
 
 Arch = Literal["gpt", "llama", "vit"]
 PositionEmbedding = Literal["learned", "rotary", "none"]
@@ -558,3 +564,27 @@ class ModelShape:
         if self.vocab_size is None:
             raise InputError("vocab_size: a ViT has no vocabulary to pad")
         return -(-self.vocab_size // m) * m
+
+
+def resolve_seq_len(shape: ModelShape, seq_len: int | None) -> int:
+    """The sequence length a run uses: required for text models, fixed for a ViT.
+
+    A text model with learned positions cannot run past its table. A ViT's tokens follow
+    from its image and patch sizes; to model another resolution, ``replace(image_size=...)``.
+    """
+    if shape.arch == "vit":
+        if seq_len is not None and seq_len != shape.seq_len:
+            raise InputError(
+                f"seq_len: {seq_len!r} differs from this ViT's {shape.seq_len} tokens "
+                f"((image_size/patch_size)^2 + class token); change image_size instead"
+            )
+        return shape.seq_len
+    if seq_len is None:
+        raise InputError("seq_len: required for a text model")
+    s = check_int("seq_len", seq_len)
+    if shape.position_embedding == "learned" and s > shape.max_position_embeddings:  # type: ignore[operator]
+        raise InputError(
+            f"seq_len: {s} exceeds max_position_embeddings {shape.max_position_embeddings} "
+            f"(learned positions have no row for later tokens)"
+        )
+    return s

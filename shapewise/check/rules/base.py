@@ -281,7 +281,7 @@ def shape_context(shape: ModelShape, *, gpu: GPU, dtype: str = "bf16", tp: int =
     Raises InputError for settings no rule can judge (a sequence longer than learned
     positions allow, a dtype the GPU lacks), naming the setting.
     """
-    from shapewise.model.run_defaults import resolve_seq_len
+    from shapewise.model.shape import resolve_seq_len
 
     if shape.arch != "vit" and seq_len is None:
         seq_len = shape.max_position_embeddings
