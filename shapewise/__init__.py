@@ -11,9 +11,19 @@ imports torch or triton (those are needed only to benchmark or trace a live mode
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
+
+# kernels/ and profiles/ sit at the top of the repository (design card); an install maps them
+# into this package (pyproject's package-dir). Python started in a source checkout imports
+# this folder instead of the install (the working folder comes first on sys.path), so let
+# the subpackages be found beside it there too: shapewise.kernels -> ../kernels.
+_checkout = Path(__file__).resolve().parent.parent
+if not (Path(__file__).resolve().parent / "kernels").is_dir() and (
+        _checkout / "kernels" / "__init__.py").is_file():
+    __path__.append(str(_checkout))  # type: ignore[name-defined]
 
 # public name -> module that defines it
 _API: dict[str, str] = {

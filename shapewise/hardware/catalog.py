@@ -346,17 +346,9 @@ def _norm(name: str) -> str:
 
 
 def builtin_profiles_folder() -> Any:
-    """The shipped profiles: the installed ``shapewise.profiles``, or, when Python imports
-    ``shapewise`` from a source checkout (run from the repository root, where the working
-    folder comes first on sys.path), ``profiles/`` beside the ``shapewise/`` folder: the
-    install maps it in (pyproject package-dir), a checkout does not."""
-    try:
-        return resources.files("shapewise.profiles")
-    except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parents[2] / "profiles"
-        if checkout.is_dir():
-            return checkout
-        raise
+    """The shipped profiles, ``shapewise.profiles`` (``profiles/`` of the repository: the
+    install maps it in; a source checkout finds it through ``shapewise.__path__``)."""
+    return resources.files("shapewise.profiles")
 
 
 def _builtin_profile_paths(subfolder: str = "") -> list[Path]:
