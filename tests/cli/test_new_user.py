@@ -192,25 +192,28 @@ def test_a_larger_batch_is_not_priced_as_a_shape_gain() -> None:
 
 
 # ---------------------------------------------------------------- 6. a source checkout
-def test_profiles_are_found_from_a_source_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`pip install .` then the README quickstart from the repository root imports the
-    ``shapewise/`` folder there, where no ``shapewise.profiles`` is mapped in: the catalog
-    falls back to ``profiles/`` beside it."""
-    from importlib import resources
+def test_a_source_checkout_finds_kernels_and_profiles_beside_the_package(
+        tmp_path: Path) -> None:
+    """`pip install .` then Python started in the repository root imports the ``shapewise/``
+    folder there, where no ``shapewise.kernels`` or ``shapewise.profiles`` is mapped in:
+    the package finds ``kernels/`` and ``profiles/`` beside it."""
+    import shutil
 
-    from shapewise.hardware import catalog
+    checkout = tmp_path / "checkout"
+    shutil.copytree(REPO / "shapewise", checkout / "shapewise",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "kernels", checkout / "kernels",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "profiles", checkout / "profiles")
+    code = ("import shapewise, shapewise.kernels, sys; from pathlib import Path; "
+            "print(Path(shapewise.kernels.__file__).parent); "
+            "print(len(shapewise.list_gpus())); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=checkout, capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    folder, n_gpus, torch_loaded = r.stdout.split()
+    assert Path(folder) == checkout / "kernels"
+    assert int(n_gpus) == len(list((REPO / "profiles").glob("*.json")))
+    assert torch_loaded == "False"
 
-    if Path(catalog.__file__).resolve().parents[2] != REPO:
-        pytest.skip("shapewise is imported from an install here, not from this checkout "
-                    "(the README test covers a checkout run from an install)")
-    real = resources.files
 
-    def files(name: str):  # the package as a checkout sees it: not importable
-        if name == "shapewise.profiles":
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real(name)
-
-    monkeypatch.setattr(catalog.resources, "files", files)
-    folder = catalog.builtin_profiles_folder()
-    assert Path(str(folder)) == REPO / "profiles"
-    assert any(p.name == "h100-sxm.json" for p in Path(str(folder)).iterdir())
