@@ -100,6 +100,9 @@ class Candidate:
             "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
             "score": self.score, "reason": self.reason,
             "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
+            **({"num_experts": s.num_experts, "num_experts_per_tok": s.num_experts_per_tok,
+                "moe_intermediate_size": s.moe_intermediate_size,
+                "active_params": count_params(s, active=True)} if s.is_moe else {}),
         }
 
 
@@ -146,7 +149,7 @@ class Recommendation:
     """Optuna trials run (0 when the space was priced whole)"""
     seed: int
     method: str = "exhaustive"
-    """'exhaustive' (every shape of the space priced) or 'optuna'"""
+    """'exhaustive' (every shape of the space priced), 'optuna', or 'grid' (arch='moe')"""
     evaluated: int = 0
     """shapes priced"""
     constraints: Constraints = field(default_factory=Constraints)
@@ -251,8 +254,8 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
             raise InputError(f"{name}: must be a positive integer, got {v!r}")
         check_limit(name, int(v))
-    if arch not in ("gpt", "llama", "vit"):
-        raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
+    if arch not in ("gpt", "llama", "vit", "moe"):
+        raise InputError(f"arch: must be 'gpt', 'llama', 'vit' or 'moe', got {arch!r}")
 
 
 def _rules_kept(shape: ModelShape, tp: int) -> int:
@@ -299,6 +302,7 @@ def recommend_shape(
     patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
     constraints: Constraints | None = None, baseline: ModelShape | None = None,
     n_gpus: int | None = None, global_batch: int | None = None,
+    active_params: float | None = None, ep: int = 1,
 ) -> Recommendation:
     """Search the shape with the highest predicted training throughput for ``params``
     within ``constraints`` (default :class:`Constraints()`, documented there).
@@ -311,6 +315,12 @@ def recommend_shape(
     fastest training plan of that many GPUs (:mod:`shapewise.search.planned`) and only those
     that fit one are kept; without them, each candidate states the smallest plan it fits.
 
+    ``arch='moe'``: a mixture of experts of ``params`` in total and ``active_params`` per
+    token, searched by :func:`shapewise.search.moe.search_moe` (experts, top-k and an expert
+    FFN that is a multiple of the grouped-GEMM tile, at ``ep`` expert-parallel ranks); its
+    grid has its own bounds, so of the constraints only the vocabulary applies, and no
+    published baseline, cluster or tensor parallelism is compared.
+
     >>> rec = recommend_shape(params=350e6, gpu="a100")
     >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
     (True, 0)
@@ -321,6 +331,18 @@ def recommend_shape(
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))
+    if arch == "moe":
+        return _recommend_moe(
+            params=params, active_params=active_params, gpu=gpu, profile=profile,
+            seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, ep=ep,
+            tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed,
+            unsupported={"space": space, "baseline": baseline, "n_gpus": n_gpus,
+                         "global_batch": global_batch, "n_trials": n_trials})
+    if active_params is not None:
+        raise InputError(f"active_params: only with arch='moe' (a {arch} model activates "
+                         "all its parameters)")
+    if ep != 1:
+        raise InputError(f"ep: expert parallelism needs arch='moe', got ep={ep!r}")
     if baseline is not None and not isinstance(baseline, ModelShape):
         raise InputError(f"baseline: expected a ModelShape, got {type(baseline).__name__}")
     g, dt = resolve_target(gpu, profile, dtype)
@@ -508,6 +530,68 @@ def recommend_shape(
         n_trials=trials, seed=int(seed), method=method, evaluated=len(cache), constraints=c,
         notes=tuple(notes), inputs=inputs,
     )
+
+
+def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
+                   profile: str | None, seq_len: int, micro_batch: int, dtype: str, ep: Any,
+                   tolerance: float, top_k: Any, constraints: Constraints, tp: int, seed: int,
+                   unsupported: dict[str, Any]) -> Recommendation:
+    """recommend_shape(arch='moe'): the MoE grid search, as a Recommendation."""
+    from shapewise.search.moe import EXPERT_FFN_MULTIPLE, search_moe
+
+    if active_params is None:
+        raise InputError("active_params: required with arch='moe' (the parameters each token "
+                         "uses; params= is the total)")
+    if (isinstance(active_params, bool) or not isinstance(active_params, numbers.Real)
+            or not math.isfinite(active_params) or active_params <= 0):
+        raise InputError(f"active_params: must be a positive number of parameters, got "
+                         f"{active_params!r}")
+    if active_params >= params:
+        raise InputError(f"active_params: {active_params:.3g} must be below params "
+                         f"{params:.3g}, the total (a mixture of experts activates a "
+                         "fraction)")
+    for name, v in unsupported.items():
+        if v is not None:
+            raise InputError(f"{name}: not supported with arch='moe' (the MoE grid is priced "
+                             "on one GPU with expert parallelism ep=)")
+    if tp != 1:
+        raise InputError(f"tp: arch='moe' is priced at tp 1 with expert parallelism (ep=), "
+                         f"got tp={tp}")
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
+    g, dt = resolve_target(gpu, profile, dtype)
+    vocab, vocab_note = constraints.vocab("llama")
+    found = search_moe(total_params=params, active_params=active_params, gpu=g,
+                       seq_len=int(seq_len), micro_batch=int(micro_batch), dtype=dt, ep=ep,
+                       vocab_size=int(vocab), tolerance=float(tolerance))
+    top = []
+    for m in found[:int(top_k)]:
+        s, est = m.shape, m.estimate
+        why = (f"{s.num_experts} experts, top-{s.num_experts_per_tok}, expert FFN "
+               f"{s.moe_intermediate_size} (a multiple of the {EXPERT_FFN_MULTIPLE}-wide "
+               f"grouped-GEMM tile); {m.active_params / 1e9:.2f}B active of "
+               f"{m.total_params / 1e9:.2f}B; " + explain_shape(s, est, 1, g))
+        top.append(Candidate(s, est, m.total_params, m.score, why,
+                             tokens_per_s=est.tokens_per_s))
+    err = model_error(g.id, dt)
+    notes = []
+    if vocab_note:
+        notes.append(f"vocabulary {vocab:,}: {vocab_note}")
+    notes += [f"MoE grid: ranked by tokens/s per GPU × active params / active budget, the "
+              f"whole step of one micro-batch at ep {ep}",
+              f"model error on {g.id} {dt}: ±{err.fraction:.1%} ({err.source}); smaller "
+              "differences are within model error",
+              "no published MoE shapes to compare with (the published table is dense)",
+              f"memory is not a filter here: the best holds "
+              f"{top[0].estimate.memory_bytes / 2**30:,.0f} GiB per GPU at ep {ep} "
+              "(plan_training finds a plan that fits)"]
+    return Recommendation(
+        best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baselines=(),
+        model_error=err, budget=float(params), gpu=g.id, n_trials=0, seed=int(seed),
+        method="grid", evaluated=len(found), constraints=constraints, notes=tuple(notes),
+        inputs={"arch": "moe", "dtype": dt, "seq_len": int(seq_len),
+                "micro_batch": int(micro_batch), "tolerance": float(tolerance),
+                "active_params": float(active_params), "ep": ep, "vocab_size": vocab})
 
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
