@@ -72,6 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--active-params", default=None,
                    help="--arch moe: parameters each token uses, a count such as 13B "
                    "(required with --arch moe; default: none)")
+    p.add_argument("--recipe", default=None,
+                   help="fp8 recipe every shape is priced under, as on estimate: te-delayed, "
+                   "te-current, mxfp8 (Blackwell), blockwise or mi300x (default: none, all "
+                   "GEMMs in --dtype)")
     p.add_argument("--ep", type=positive_int("--ep"), default=1,
                    help="--arch moe: expert-parallel size the step is priced at; expert "
                    "counts it divides (default 1)")
@@ -193,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
         image_size=args.image_size, patch_size=args.patch_size,
         constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
-        global_batch=args.global_batch,
+        global_batch=args.global_batch, recipe=args.recipe,
     )
     if args.json:
         doc = rec.to_dict()
@@ -208,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
     how = (f"all {rec.evaluated} shapes of the space priced" if rec.method == "exhaustive"
            else f"{rec.n_trials} Optuna trials, seed {rec.seed}, {rec.evaluated} shapes")
     print(f"Budget {format_count(params)} params ±{args.tolerance:.0%} on {rec.gpu} "
-          f"({args.dtype}, seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
+          f"({args.dtype}{', recipe ' + args.recipe if args.recipe else ''}, "
+          f"seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
           f"micro-batch {args.micro_batch}, tp {args.tp}); {how}")
     print(tabulate(rows, headers=[
         "", "hidden", "heads", "head dim", "KV heads", "layers", "h/L", "FFN",
@@ -252,7 +257,7 @@ def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
     rec = recommend_shape(
         arch="moe", params=params, active_params=active, gpu=args.gpu, profile=args.profile,
         seq_len=args.seq_len, micro_batch=args.micro_batch, tolerance=args.tolerance,
-        dtype=args.dtype, top_k=max(args.top, 1), tp=args.tp, ep=args.ep,
+        dtype=args.dtype, top_k=max(args.top, 1), tp=args.tp, ep=args.ep, recipe=args.recipe,
         constraints=constraints_from(args))
     if args.json:
         doc = rec.to_dict()
@@ -269,7 +274,8 @@ def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
                      f"{e.mfu:.1%}",
                      f"{c.score / rec.candidates[0].score - 1:+.1%}" if i else ""])
     print(f"Budget {format_count(params)} params, {format_count(active)} active, "
-          f"±{args.tolerance:.0%} on {rec.gpu} ({args.dtype}, seq {args.seq_len}, "
+          f"±{args.tolerance:.0%} on {rec.gpu} ({args.dtype}"
+          f"{', recipe ' + args.recipe if args.recipe else ''}, seq {args.seq_len}, "
           f"micro-batch {args.micro_batch}, ep {args.ep}); {rec.evaluated} shapes of the MoE "
           "grid priced")
     print(tabulate(rows, headers=["", "hidden", "heads", "KV heads", "layers", "experts",

@@ -44,6 +44,7 @@ from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profi
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
+from shapewise.recipe import Recipe, check_recipe
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
@@ -302,7 +303,7 @@ def recommend_shape(
     patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
     constraints: Constraints | None = None, baseline: ModelShape | None = None,
     n_gpus: int | None = None, global_batch: int | None = None,
-    active_params: float | None = None, ep: int = 1,
+    active_params: float | None = None, ep: int = 1, recipe: str | Recipe | None = None,
 ) -> Recommendation:
     """Search the shape with the highest predicted training throughput for ``params``
     within ``constraints`` (default :class:`Constraints()`, documented there).
@@ -321,6 +322,11 @@ def recommend_shape(
     grid has its own bounds, so of the constraints only the vocabulary applies, and no
     published baseline, cluster or tensor parallelism is compared.
 
+    ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`, e.g. ``'te-delayed'``) every shape
+    and baseline is priced under, as in :func:`shapewise.estimate`; a GPU that cannot run
+    it is refused up front. The FFN widths tuned per hidden size are still timed in
+    ``dtype``.
+
     >>> rec = recommend_shape(params=350e6, gpu="a100")
     >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
     (True, 0)
@@ -335,7 +341,7 @@ def recommend_shape(
         return _recommend_moe(
             params=params, active_params=active_params, gpu=gpu, profile=profile,
             seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, ep=ep,
-            tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed,
+            tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed, recipe=recipe,
             unsupported={"space": space, "baseline": baseline, "n_gpus": n_gpus,
                          "global_batch": global_batch, "n_trials": n_trials})
     if active_params is not None:
@@ -346,6 +352,7 @@ def recommend_shape(
     if baseline is not None and not isinstance(baseline, ModelShape):
         raise InputError(f"baseline: expected a ModelShape, got {type(baseline).__name__}")
     g, dt = resolve_target(gpu, profile, dtype)
+    rec = check_recipe(recipe, g) if recipe is not None else None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
             0 <= seed < 2**32):
         raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
@@ -402,7 +409,7 @@ def recommend_shape(
                 shape = make_shape(pb, h, d, r, f, L, pad)
                 est = estimate(shape, gpu=g, micro_batch=micro_batch,
                                seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
-                               recompute=recompute)
+                               recompute=recompute, recipe=rec)
             except InputError:
                 cache[key] = None
             else:
@@ -467,7 +474,7 @@ def recommend_shape(
 
         fits, dropped = planned(distinct.values(), gpu=g, n_gpus=cluster[0],
                                 global_batch=cluster[1], seq_len=seq, dtype=dt,
-                                budget=pb.params)
+                                budget=pb.params, recipe=rec)
         top = [replace(x, reason=explain_shape(x.shape, x.estimate, x.estimate.tp, g))
                for x in fits[:top_k]]
         if not top:
@@ -475,7 +482,7 @@ def recommend_shape(
                              f"at global batch {cluster[1]} (seq {seq}) under any plan")
     for x in distinct.values() if cluster is None else ():
         plan = smallest_plan(x.shape, gpu=g, micro_batch=micro_batch, seq_len=seq, dtype=dt,
-                             recompute=recompute, max_tp=max(max_tp, 8))
+                             recompute=recompute, max_tp=max(max_tp, 8), recipe=rec)
         if not plan.feasible:
             dropped += 1
             continue
@@ -505,19 +512,23 @@ def recommend_shape(
             from shapewise.search.planned import best_plan
 
             est = best_plan(shape, gpu=g, n_gpus=cluster[0], global_batch=cluster[1],
-                            seq_len=seq, dtype=dt)
+                            seq_len=seq, dtype=dt, recipe=rec)
             if est is None:
                 raise InputError(f"fits no plan of {cluster[0]} GPUs")
             return est
         return estimate(shape, gpu=g, micro_batch=micro_batch,
                         seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
-                        recompute=recompute)
+                        recompute=recompute, recipe=rec)
 
     baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes,
                            full_step=cluster is not None)
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
                               "micro_batch": micro_batch, "tolerance": float(tolerance),
-                              "recompute": recompute}
+                              "recompute": recompute,
+                              "recipe": rec.name if rec is not None else None}
+    if rec is not None:
+        notes.append(f"priced under the fp8 recipe {rec.name} (the logits"
+                     f"{'' if rec.fp8_attention else ' and attention'} in {dt})")
     if cluster is not None:
         inputs.update(n_gpus=cluster[0], global_batch=cluster[1])
     if arch == "vit":
@@ -535,7 +546,7 @@ def recommend_shape(
 def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
                    profile: str | None, seq_len: int, micro_batch: int, dtype: str, ep: Any,
                    tolerance: float, top_k: Any, constraints: Constraints, tp: int, seed: int,
-                   unsupported: dict[str, Any]) -> Recommendation:
+                   recipe: str | Recipe | None, unsupported: dict[str, Any]) -> Recommendation:
     """recommend_shape(arch='moe'): the MoE grid search, as a Recommendation."""
     from shapewise.search.moe import EXPERT_FFN_MULTIPLE, search_moe
 
@@ -560,10 +571,11 @@ def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
     g, dt = resolve_target(gpu, profile, dtype)
+    rec = check_recipe(recipe, g) if recipe is not None else None
     vocab, vocab_note = constraints.vocab("llama")
     found = search_moe(total_params=params, active_params=active_params, gpu=g,
                        seq_len=int(seq_len), micro_batch=int(micro_batch), dtype=dt, ep=ep,
-                       vocab_size=int(vocab), tolerance=float(tolerance))
+                       recipe=rec, vocab_size=int(vocab), tolerance=float(tolerance))
     top = []
     for m in found[:int(top_k)]:
         s, est = m.shape, m.estimate
@@ -577,6 +589,9 @@ def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
     notes = []
     if vocab_note:
         notes.append(f"vocabulary {vocab:,}: {vocab_note}")
+    if rec is not None:
+        notes.append(f"priced under the fp8 recipe {rec.name} (the logits"
+                     f"{'' if rec.fp8_attention else ' and attention'} in {dt})")
     notes += [f"MoE grid: ranked by tokens/s per GPU × active params / active budget, the "
               f"whole step of one micro-batch at ep {ep}",
               f"model error on {g.id} {dt}: ±{err.fraction:.1%} ({err.source}); smaller "
@@ -591,7 +606,8 @@ def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
         method="grid", evaluated=len(found), constraints=constraints, notes=tuple(notes),
         inputs={"arch": "moe", "dtype": dt, "seq_len": int(seq_len),
                 "micro_batch": int(micro_batch), "tolerance": float(tolerance),
-                "active_params": float(active_params), "ep": ep, "vocab_size": vocab})
+                "active_params": float(active_params), "ep": ep, "vocab_size": vocab,
+                "recipe": rec.name if rec is not None else None})
 
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,

@@ -76,6 +76,19 @@ def test_recommend_arch_moe_table_json_and_errors(tmp_path: Path) -> None:
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
+def test_recommend_recipe_prices_under_fp8(tmp_path: Path) -> None:
+    args = ("recommend", "--params", "1.1B", "--arch", "llama", "--top", "1", "--json")
+    plain = json.loads(run(*args, "--gpu", "h100", cwd=tmp_path).stdout)
+    r = run(*args, "--gpu", "h100", "--recipe", "te-delayed", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    fp8 = json.loads(r.stdout)
+    assert fp8["inputs"]["recipe"] == "te-delayed" and plain["inputs"]["recipe"] is None
+    assert fp8["best"]["tokens_per_s"] != plain["best"]["tokens_per_s"]
+    r = run(*args, "--gpu", "a100", "--recipe", "te-delayed", cwd=tmp_path)
+    assert r.returncode == 2 and "dtype: " in r.stderr and "no fp8 tensor cores" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
 def test_recommend_vit_image_and_patch(tmp_path: Path) -> None:
     r = run("recommend", "--params", "300M", "--gpu", "mi250x-gcd", "--arch", "vit",
             "--image-size", "224", "--patch-size", "14", "--micro-batch", "16",
