@@ -36,11 +36,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
@@ -48,8 +48,15 @@ from shapewise.recipe import Recipe, check_recipe
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
-from shapewise.search.plans import PlanFit, smallest_plan
+from shapewise.search.plans import smallest_plan
 from shapewise.search.published import NEAR_FACTOR, nearest_published
+from shapewise.search.result import (
+    Baseline,
+    Candidate,
+    Recommendation,
+    explain_shape,
+    resolve_target,
+)
 from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
@@ -72,172 +79,10 @@ NEAR_TIE = 0.005
 EXHAUSTIVE_MAX = 4000
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One evaluated shape: its estimate, parameter count, objective and why."""
-
-    shape: ModelShape
-    estimate: Estimate
-    params: int
-    score: float
-    """tokens/s per GPU × params / budget (the objective)"""
-    reason: str
-    plan: PlanFit | None = None
-    """the smallest training plan it fits (None: not assessed)"""
-    tokens_per_s: float = 0.0
-    """the objective's tokens/s per GPU (:func:`shape_tokens_per_s`, or the whole step
-    under a plan); ``estimate.tokens_per_s`` is the whole step of one micro-batch"""
-
-    def to_dict(self) -> dict[str, Any]:
-        s, e = self.shape, self.estimate
-        return {
-            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
-            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
-            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
-            "vocab_size": s.vocab_size, "params": self.params,
-            "aspect_ratio": s.hidden_size / s.num_hidden_layers,
-            "tokens_per_s": self.tokens_per_s,
-            "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
-            "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
-            "score": self.score, "reason": self.reason,
-            "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
-            **({"num_experts": s.num_experts, "num_experts_per_tok": s.num_experts_per_tok,
-                "moe_intermediate_size": s.moe_intermediate_size,
-                "active_params": count_params(s, active=True)} if s.is_moe else {}),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Baseline:
-    """A shape the recommendation is compared with, and the gain against it."""
-
-    label: str
-    """'your baseline' or the published names with these dimensions"""
-    source: str
-    candidate: Candidate
-    gain: float
-    """best score / this score - 1"""
-    within_error: bool
-    """|gain| below the model's documented error for the GPU"""
-    caveats: tuple[str, ...] = ()
-    """why the comparison is not like for like (outside the aspect band, far off the budget)"""
-
-    def gain_text(self) -> str:
-        g = f"{self.gain:+.1%}"
-        if self.within_error:
-            g += " (within model error)"
-        return g + "".join(f"; {c}" for c in self.caveats)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "source": self.source, "gain": self.gain,
-                "within_model_error": self.within_error, "caveats": list(self.caveats),
-                **self.candidate.to_dict()}
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """The winning shape, the ranked distinct candidates, and the baselines it beat (or not)."""
-
-    best: ModelShape
-    estimate: Estimate
-    candidates: tuple[Candidate, ...]
-    baselines: tuple[Baseline, ...]
-    """the user's baseline first (if given), then the nearest published shapes"""
-    model_error: ModelError
-    budget: float
-    gpu: str
-    n_trials: int
-    """Optuna trials run (0 when the space was priced whole)"""
-    seed: int
-    method: str = "exhaustive"
-    """'exhaustive' (every shape of the space priced), 'optuna', or 'grid' (arch='moe')"""
-    evaluated: int = 0
-    """shapes priced"""
-    constraints: Constraints = field(default_factory=Constraints)
-    notes: tuple[str, ...] = field(default=())
-    inputs: dict[str, Any] = field(default_factory=dict)
-    """what was asked: arch, dtype, seq_len, tp, micro_batch, tolerance, recompute, ..."""
-
-    @property
-    def baseline(self) -> Candidate | None:
-        """The first baseline's candidate (the user's, else the nearest published)."""
-        return self.baselines[0].candidate if self.baselines else None
-
-    @property
-    def gain(self) -> float | None:
-        """Gain against the first baseline (None without one)."""
-        return self.baselines[0].gain if self.baselines else None
-
-    @property
-    def plan(self) -> PlanFit | None:
-        return self.candidates[0].plan
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "budget": self.budget, "gpu": self.gpu, "n_trials": self.n_trials,
-            "seed": self.seed, "method": self.method, "evaluated": self.evaluated,
-            "inputs": dict(self.inputs), "constraints": self.constraints.to_dict(),
-            "gain_over_baseline": self.gain,
-            "model_error": {"fraction": self.model_error.fraction,
-                            "source": self.model_error.source,
-                            "documented": self.model_error.documented},
-            "best": self.candidates[0].to_dict(),
-            "baseline": self.baseline.to_dict() if self.baseline else None,
-            "baselines": [b.to_dict() for b in self.baselines],
-            "candidates": [c.to_dict() for c in self.candidates],
-            "notes": list(self.notes),
-        }
-
-
-def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
-                   ) -> tuple[GPU, str]:
-    """The GPU (``profile`` file wins over ``gpu``) and the dtype, checked against it: a
-    dtype the GPU lacks is the error, not "no shape meets the budget"."""
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)
-    return g, dt
-
-
 def default_space(arch: str, params: float = 1e9, tp: int = 1,
                   constraints: Constraints | None = None) -> SearchSpace:
     """The search space recommend_shape and exhaustive_search use unless given one."""
     return space_from(constraints or Constraints(), arch=arch, params=params, tp=tp)
-
-
-def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
-                  gpu: GPU | None = None) -> str:
-    """One line: the alignment and wave rules the shape meets or breaks."""
-    from shapewise.cost.gemm import explain_gemm
-
-    good, bad = [], []
-    d, h = shape.head_dim, shape.hidden_size
-    (good if d % 64 == 0 else bad).append(f"head dim {d}")
-    (good if h % 64 == 0 else bad).append(f"hidden {h}")
-    if shape.arch != "vit" and shape.vocab_size:
-        v = shape.vocab_size
-        (good if v % (64 * tp) == 0 else bad).append(f"vocab {v}")
-    if shape.activation == "swiglu":
-        f = shape.ffn_size
-        (good if f % 64 == 0 else bad).append(f"FFN {f}")
-    # the forward GEMM that loses most to wave quantization (idle slots in its waves)
-    worst = None
-    for op in est.breakdown:
-        if op.kind == "gemm" and op.phase == "forward" and op.name != "patch_embed":
-            ex = explain_gemm(*op.shape, gpu=gpu or est.gpu, dtype=est.dtype, suggest=False)
-            use = ex.tiles / (ex.waves * ex.slots)
-            if worst is None or use < worst[1]:
-                worst = (op.name, use)
-    parts = []
-    if good:
-        parts.append("ok: " + ", ".join(good))
-    if bad:
-        parts.append("not a multiple of 64: " + ", ".join(bad))
-    if worst is not None and worst[1] < 0.9:
-        parts.append(f"{worst[0]} uses {worst[1]:.0%} of its wave slots")
-    return "; ".join(parts)
 
 
 def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: Any,
@@ -338,7 +183,9 @@ def recommend_shape(
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))
     if arch == "moe":
-        return _recommend_moe(
+        from shapewise.search.moe_recommend import recommend_moe
+
+        return recommend_moe(
             params=params, active_params=active_params, gpu=gpu, profile=profile,
             seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, ep=ep,
             tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed, recipe=recipe,
@@ -541,73 +388,6 @@ def recommend_shape(
         n_trials=trials, seed=int(seed), method=method, evaluated=len(cache), constraints=c,
         notes=tuple(notes), inputs=inputs,
     )
-
-
-def _recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
-                   profile: str | None, seq_len: int, micro_batch: int, dtype: str, ep: Any,
-                   tolerance: float, top_k: Any, constraints: Constraints, tp: int, seed: int,
-                   recipe: str | Recipe | None, unsupported: dict[str, Any]) -> Recommendation:
-    """recommend_shape(arch='moe'): the MoE grid search, as a Recommendation."""
-    from shapewise.search.moe import EXPERT_FFN_MULTIPLE, search_moe
-
-    if active_params is None:
-        raise InputError("active_params: required with arch='moe' (the parameters each token "
-                         "uses; params= is the total)")
-    if (isinstance(active_params, bool) or not isinstance(active_params, numbers.Real)
-            or not math.isfinite(active_params) or active_params <= 0):
-        raise InputError(f"active_params: must be a positive number of parameters, got "
-                         f"{active_params!r}")
-    if active_params >= params:
-        raise InputError(f"active_params: {active_params:.3g} must be below params "
-                         f"{params:.3g}, the total (a mixture of experts activates a "
-                         "fraction)")
-    for name, v in unsupported.items():
-        if v is not None:
-            raise InputError(f"{name}: not supported with arch='moe' (the MoE grid is priced "
-                             "on one GPU with expert parallelism ep=)")
-    if tp != 1:
-        raise InputError(f"tp: arch='moe' is priced at tp 1 with expert parallelism (ep=), "
-                         f"got tp={tp}")
-    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-        raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
-    g, dt = resolve_target(gpu, profile, dtype)
-    rec = check_recipe(recipe, g) if recipe is not None else None
-    vocab, vocab_note = constraints.vocab("llama")
-    found = search_moe(total_params=params, active_params=active_params, gpu=g,
-                       seq_len=int(seq_len), micro_batch=int(micro_batch), dtype=dt, ep=ep,
-                       recipe=rec, vocab_size=int(vocab), tolerance=float(tolerance))
-    top = []
-    for m in found[:int(top_k)]:
-        s, est = m.shape, m.estimate
-        why = (f"{s.num_experts} experts, top-{s.num_experts_per_tok}, expert FFN "
-               f"{s.moe_intermediate_size} (a multiple of the {EXPERT_FFN_MULTIPLE}-wide "
-               f"grouped-GEMM tile); {m.active_params / 1e9:.2f}B active of "
-               f"{m.total_params / 1e9:.2f}B; " + explain_shape(s, est, 1, g))
-        top.append(Candidate(s, est, m.total_params, m.score, why,
-                             tokens_per_s=est.tokens_per_s))
-    err = model_error(g.id, dt)
-    notes = []
-    if vocab_note:
-        notes.append(f"vocabulary {vocab:,}: {vocab_note}")
-    if rec is not None:
-        notes.append(f"priced under the fp8 recipe {rec.name} (the logits"
-                     f"{'' if rec.fp8_attention else ' and attention'} in {dt})")
-    notes += [f"MoE grid: ranked by tokens/s per GPU × active params / active budget, the "
-              f"whole step of one micro-batch at ep {ep}",
-              f"model error on {g.id} {dt}: ±{err.fraction:.1%} ({err.source}); smaller "
-              "differences are within model error",
-              "no published MoE shapes to compare with (the published table is dense)",
-              f"memory is not a filter here: the best holds "
-              f"{top[0].estimate.memory_bytes / 2**30:,.0f} GiB per GPU at ep {ep} "
-              "(plan_training finds a plan that fits)"]
-    return Recommendation(
-        best=top[0].shape, estimate=top[0].estimate, candidates=tuple(top), baselines=(),
-        model_error=err, budget=float(params), gpu=g.id, n_trials=0, seed=int(seed),
-        method="grid", evaluated=len(found), constraints=constraints, notes=tuple(notes),
-        inputs={"arch": "moe", "dtype": dt, "seq_len": int(seq_len),
-                "micro_batch": int(micro_batch), "tolerance": float(tolerance),
-                "active_params": float(active_params), "ep": ep, "vocab_size": vocab,
-                "recipe": rec.name if rec is not None else None})
 
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
