@@ -45,7 +45,7 @@ from shapewise.cost.defaults import calibration_of
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
-from shapewise.plan import Plan, Setup, make_setup, shard_size
+from shapewise.plan import Plan, Setup, make_setup, ranks_per_node, shard_size
 from shapewise.step_ops import (
     OpCost,
     Part,
@@ -228,7 +228,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     exposed: dict[str, float] = dict(tp_kinds)
     eta = prm.overlap_efficiency
     # ---- parameters held by the critical stage, per GPU (after tp)
-    from shapewise.model.memory import stage_params
+    from shapewise.model.memory import stage_params, stage_routed_params
     sp_params = stage_params(shape, plan, crit)
     dpg = plan.shard_group
     stage = plan.shard_stage
@@ -241,12 +241,35 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
         if value > 0:
             exposed[key] = exposed.get(key, 0.0) + value
 
+    # Mixture of experts under expert parallelism: each GPU holds E/ep of the routed experts,
+    # shared only with the dp·cp/ep ranks that hold the same ones (Megatron's expert-data-
+    # parallel group, every ep-th rank of dp·cp): their gradients and weights travel over
+    # that group, the rest over dp·cp. Without ep (ep = 1) the groups coincide: one
+    # collective, as for a dense model.
+    ep = plan.ep
+    exp_params = stage_routed_params(shape, plan, crit) if ep > 1 else 0
+    dense_params = sp_params - exp_params
+    exp_rpn = max(1, ranks_per_node(plan, "dp", setup.gpus_per_node) // ep)
+
+    def dp_comm(kind: str, per_param: float, size: int, exp_size: int) -> float:
+        """``kind`` over the dense parameters (``size`` ranks) and the routed experts'
+        (``exp_size`` ranks of the expert-data-parallel group), ``per_param`` bytes each."""
+        t = pr.comm(kind, dense_params * per_param, "dp", plan=plan, size=size)
+        if exp_params:
+            t += pr.comm(kind, exp_params * per_param, "dp", plan=plan, size=exp_size,
+                         per_node=exp_rpn)
+        return t
+
     if dpg > 1:
         shard = shard_size(plan, setup.gpus_per_node)
         rep = dpg // shard
+        e_dpg = dpg // ep
         if stage == 3:
-            ag = pr.comm("all_gather", sp_params * gather_b, "dp", plan=plan, size=shard)
-            rs = pr.comm("reduce_scatter", sp_params * grad_b, "dp", plan=plan, size=shard)
+            # the experts shard over their share of the shard group (all of it under full
+            # shard); when ep does not divide a hybrid shard, they are not sharded there
+            e_shard = shard // ep if shard % ep == 0 else 1
+            ag = dp_comm("all_gather", gather_b, shard, e_shard)
+            rs = dp_comm("reduce_scatter", grad_b, shard, e_shard)
             add("dp_all_gather", m * (_exposed(ag, F, units, eta)))
             # backward: the weights are gathered again, then their gradients reduce-scattered
             bwd_comm = ag + rs
@@ -254,16 +277,21 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
                 e = m * _exposed(bwd_comm, B, units, eta)
                 add("dp_all_gather", e * ag / bwd_comm)
                 add("dp_reduce_scatter", e * rs / bwd_comm)
-            if rep > 1:  # hybrid: the shard's gradients all-reduced across nodes, once
-                ar = pr.comm("all_reduce", sp_params * grad_b / shard, "dp", plan=plan,
+            e_rep = e_dpg // e_shard
+            if rep > 1 or e_rep > 1:  # hybrid: the shard's gradients all-reduced across
+                # nodes, once
+                ar = pr.comm("all_reduce", dense_params * grad_b / shard, "dp", plan=plan,
                              size=rep)
+                if exp_params:
+                    ar += pr.comm("all_reduce", exp_params * grad_b / e_shard, "dp",
+                                  plan=plan, size=e_rep, per_node=exp_rpn)
                 add("dp_all_reduce", _exposed(ar, B, units, eta))
         elif stage == 0:
-            ar = pr.comm("all_reduce", sp_params * grad_b, "dp", plan=plan, size=dpg)
+            ar = dp_comm("all_reduce", grad_b, dpg, e_dpg)
             add("dp_all_reduce", _exposed(ar, B, units, eta))
         else:
-            rs = pr.comm("reduce_scatter", sp_params * grad_b, "dp", plan=plan, size=dpg)
-            ag = pr.comm("all_gather", sp_params * gather_b, "dp", plan=plan, size=dpg)
+            rs = dp_comm("reduce_scatter", grad_b, dpg, e_dpg)
+            ag = dp_comm("all_gather", gather_b, dpg, e_dpg)
             times = m if stage == 2 else 1  # ZeRO-2 reduce-scatters every micro-batch
             add("dp_reduce_scatter", times * _exposed(rs, B, units, eta))
             add("dp_all_gather", _exposed(ag, F, units, eta))

@@ -64,12 +64,16 @@ class Pricer:
             self.cache[op] = hit
         return hit
 
-    def comm(self, kind: str, nbytes: float, dim: str, *, plan: Plan, size: int | None = None
-             ) -> float:
+    def comm(self, kind: str, nbytes: float, dim: str, *, plan: Plan, size: int | None = None,
+             per_node: int | None = None) -> float:
+        """One collective over ``size`` ranks of ``dim`` (default: all of them); ``per_node``
+        overrides how many of them share a node (a strided subgroup, such as the ranks of
+        the dp·cp group that hold the same experts)."""
         n = getattr(plan, dim) if size is None else size
         if n <= 1 and kind != "send_recv":
             return 0.0
-        rpn = min(ranks_per_node(plan, dim, self.setup.gpus_per_node), n)
+        rpn = min(ranks_per_node(plan, dim, self.setup.gpus_per_node)
+                  if per_node is None else per_node, n)
         if kind == "send_recv":  # one hop between neighbouring stages
             n, rpn = 2, min(rpn, 2)
         key = ("comm", kind, float(nbytes), n, rpn)

@@ -176,3 +176,47 @@ def test_plan_training_takes_a_recipe_and_expert_parallelism() -> None:
     assert best[0].tokens_per_s > bf16.tokens_per_s
     with pytest.raises(InputError, match=r"^recipe: mxfp8 runs on Blackwell"):
         plan_training(mixtral, gpu="h100", n_gpus=8, global_batch=64, recipe="mxfp8")
+
+
+@pytest.mark.parametrize(("dp", "zero"), [(8, 0), (64, 0), (64, 1)])
+def test_expert_gradients_reduce_over_the_ranks_that_hold_the_same_experts(
+        dp: int, zero: int) -> None:
+    """Under ep, a GPU's routed experts are shared only with the dp·cp/ep ranks that hold the
+    same ones (every ep-th rank: one per node when ep fills a node); the dense parameters
+    with all dp·cp. With no overlap every collective is exposed whole, so the step's dp
+    communication must equal those collectives, and differ from reducing all over dp·cp."""
+    import dataclasses
+
+    from shapewise.hardware.catalog import DTYPE_BYTES
+    from shapewise.model.memory import stage_params, stage_routed_params
+    from shapewise.plan import Plan, make_setup
+    from shapewise.step import price_step
+    from shapewise.step_ops import Pricer
+    from shapewise.step_params import step_params
+
+    shape = from_hf_config(MOE / "mixtral-8x7b" / "config.json")
+    plan = Plan(dp=dp, ep=8, zero=zero)
+    setup = make_setup(shape, gpu="h100", seq_len=4096, plan=plan)
+    assert setup.gpus_per_node == 8
+    prm = dataclasses.replace(step_params(setup.gpu), overlap_efficiency=0.0)
+    est = price_step(shape, setup, params=prm)
+    pr = Pricer(setup, prm)
+    routed, held = stage_routed_params(shape, plan, 0), stage_params(shape, plan, 0)
+    assert 0 < routed < held
+    g = DTYPE_BYTES[setup.grad_reduce_dtype]
+    kinds = ("all_reduce",) if zero == 0 else ("reduce_scatter",)
+
+    def expected(kind: str, per: float, exp: int) -> float:
+        t = pr.comm(kind, (held - routed) * per, "dp", plan=plan, size=dp)
+        # the expert-data-parallel ranks are strided by ep: 8 // 8 = 1 per node
+        return t + pr.comm(kind, routed * per, "dp", plan=plan, size=exp, per_node=1)
+
+    for kind in kinds:
+        got = est.exposed_comm.get(f"dp_{kind}", 0.0)
+        want = expected(kind, g, dp // 8)
+        assert got == pytest.approx(want, rel=1e-9)
+        whole = pr.comm(kind, held * g, "dp", plan=plan, size=dp)  # the old, whole-group sum
+        assert got != pytest.approx(whole, rel=1e-3)
+    if dp == 8:  # one node: each GPU holds its experts alone, nothing to reduce for them
+        assert est.exposed_comm["dp_all_reduce"] < pr.comm("all_reduce", held * g, "dp",
+                                                           plan=plan, size=dp)

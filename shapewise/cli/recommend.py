@@ -18,6 +18,7 @@ from shapewise.cli._common import (
     resolve_gpu,
 )
 from shapewise.errors import InputError
+from shapewise.model.params import count_params
 
 
 def _int_list(field: str):
@@ -64,9 +65,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", required=True,
                    help="parameter budget, a count such as 2.7B, 350M or 7e9 (required)")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--arch", choices=("gpt", "llama", "vit"), default="gpt",
+    p.add_argument("--arch", choices=("gpt", "llama", "vit", "moe"), default="gpt",
                    help="model family: gpt (learned positions, GELU MLP), llama (rotary, "
-                   "SwiGLU, GQA) or vit (default gpt)")
+                   "SwiGLU, GQA), vit, or moe (a Llama-style mixture of experts: --params "
+                   "is the total, --active-params the budget per token) (default gpt)")
+    p.add_argument("--active-params", default=None,
+                   help="--arch moe: parameters each token uses, a count such as 13B "
+                   "(required with --arch moe; default: none)")
+    p.add_argument("--recipe", default=None,
+                   help="fp8 recipe every shape is priced under, as on estimate: te-delayed, "
+                   "te-current, mxfp8 (Blackwell), blockwise or mi300x (default: none, all "
+                   "GEMMs in --dtype)")
+    p.add_argument("--ep", type=positive_int("--ep"), default=1,
+                   help="--arch moe: expert-parallel size the step is priced at; expert "
+                   "counts it divides (default 1)")
     p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
                    help="tokens per sequence; default 4096, the shared default sequence "
                    "length (a ViT's follow from --image-size and --patch-size)")
@@ -171,6 +183,12 @@ def run(args: argparse.Namespace) -> int:
         args.dtype = dtype_for(args, resolve_gpu(args))
     if not 0 < args.tolerance < 1:
         raise InputError(f"--tolerance: must be a fraction in (0, 1), got {args.tolerance}")
+    if args.arch == "moe":
+        return _run_moe(args, params, notes)
+    if args.active_params is not None:
+        raise InputError("--active-params: only with --arch moe")
+    if args.ep != 1:
+        raise InputError("--ep: only with --arch moe")
     own = load_shape(args.baseline) if args.baseline else None
     rec = recommend_shape(
         params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
@@ -179,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
         image_size=args.image_size, patch_size=args.patch_size,
         constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
-        global_batch=args.global_batch,
+        global_batch=args.global_batch, recipe=args.recipe,
     )
     if args.json:
         doc = rec.to_dict()
@@ -194,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
     how = (f"all {rec.evaluated} shapes of the space priced" if rec.method == "exhaustive"
            else f"{rec.n_trials} Optuna trials, seed {rec.seed}, {rec.evaluated} shapes")
     print(f"Budget {format_count(params)} params ±{args.tolerance:.0%} on {rec.gpu} "
-          f"({args.dtype}, seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
+          f"({args.dtype}{', recipe ' + args.recipe if args.recipe else ''}, "
+          f"seq {args.seq_len if args.arch != 'vit' else rec.best.seq_len}, "
           f"micro-batch {args.micro_batch}, tp {args.tp}); {how}")
     print(tabulate(rows, headers=[
         "", "hidden", "heads", "head dim", "KV heads", "layers", "h/L", "FFN",
@@ -217,4 +236,52 @@ def run(args: argparse.Namespace) -> int:
     for note in [*notes, *rec.notes]:
         if not note.startswith("plan: "):  # printed above
             print(f"note: {note}")
+    return 0
+
+
+def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
+    """--arch moe: the MoE grid (experts, top-k, tile-aligned expert FFN) for two budgets."""
+    from shapewise.search.recommend import recommend_shape
+
+    if args.active_params is None:
+        raise InputError("--active-params: required with --arch moe (the parameters each "
+                         "token uses; --params is the total)")
+    active = parse_count(args.active_params, field="--active-params")
+    if active >= params:
+        raise InputError(f"--active-params: {format_count(active)} must be below --params "
+                         f"{format_count(params)}, the total")
+    for flag, given in (("--baseline", args.baseline), ("--n-gpus", args.n_gpus),
+                        ("--global-batch", args.global_batch), ("--n-trials", args.n_trials)):
+        if given is not None:
+            raise InputError(f"{flag}: not supported with --arch moe")
+    rec = recommend_shape(
+        arch="moe", params=params, active_params=active, gpu=args.gpu, profile=args.profile,
+        seq_len=args.seq_len, micro_batch=args.micro_batch, tolerance=args.tolerance,
+        dtype=args.dtype, top_k=max(args.top, 1), tp=args.tp, ep=args.ep, recipe=args.recipe,
+        constraints=constraints_from(args))
+    if args.json:
+        doc = rec.to_dict()
+        doc["notes"] = [*notes, *doc.get("notes", [])]
+        print_json(doc)
+        return 0
+    rows = []
+    for i, c in enumerate(rec.candidates[: args.top]):
+        s, e = c.shape, c.estimate
+        rows.append(["best" if i == 0 else f"#{i + 1}", s.hidden_size, s.num_attention_heads,
+                     s.kv_heads, s.num_hidden_layers, s.num_experts, s.num_experts_per_tok,
+                     s.moe_intermediate_size, f"{c.params / 1e9:.2f}",
+                     f"{count_params(s, active=True) / 1e9:.2f}", f"{c.tokens_per_s:,.0f}",
+                     f"{e.mfu:.1%}",
+                     f"{c.score / rec.candidates[0].score - 1:+.1%}" if i else ""])
+    print(f"Budget {format_count(params)} params, {format_count(active)} active, "
+          f"±{args.tolerance:.0%} on {rec.gpu} ({args.dtype}"
+          f"{', recipe ' + args.recipe if args.recipe else ''}, seq {args.seq_len}, "
+          f"micro-batch {args.micro_batch}, ep {args.ep}); {rec.evaluated} shapes of the MoE "
+          "grid priced")
+    print(tabulate(rows, headers=["", "hidden", "heads", "KV heads", "layers", "experts",
+                                  "top-k", "expert FFN", "total (B)", "active (B)",
+                                  "tokens/s/GPU", "MFU", "vs best"], disable_numparse=True))
+    print(f"\nwhy: {rec.candidates[0].reason}")
+    for note in [*notes, *rec.notes]:
+        print(f"note: {note}")
     return 0

@@ -171,12 +171,21 @@ def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:
     return _stage_params(shape, plan.tp, plan.pp, stage, getattr(plan, "ep", 1))
 
 
+def stage_routed_params(shape: ModelShape, plan: Any, stage: int) -> int:
+    """Of :func:`stage_params`, the routed experts' parameters (E/ep experts per GPU): their
+    gradients are reduced over the dp·cp/ep ranks that hold the same experts, not all dp·cp."""
+    return _stage_params(shape, plan.tp, plan.pp, stage, getattr(plan, "ep", 1), True)
+
+
 @functools.lru_cache(maxsize=4096)
-def _stage_params(shape: ModelShape, t: int, P: int, stage: int, ep: int = 1) -> int:
+def _stage_params(shape: ModelShape, t: int, P: int, stage: int, ep: int = 1,
+                  routed_only: bool = False) -> int:
     from shapewise.model.params import param_tensors
 
     total = 0
     for p in param_tensors(shape):
+        if routed_only and not p.routed:
+            continue
         numel = p.numel // t if p.sharded else p.numel
         if p.routed:  # each expert-parallel rank holds E/ep of the routed experts
             numel //= ep

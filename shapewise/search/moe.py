@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapewise.errors import InputError
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
+from shapewise.recipe import Recipe
 from shapewise.step import Estimate, estimate
 
 EXPERT_COUNTS = (8, 16, 32, 64, 128, 256)
@@ -64,12 +66,26 @@ def _budget(value: Any, name: str) -> float:
     return float(value)
 
 
-def recommend_moe_shape(*, total_params: float, active_params: float, gpu: str,
+def recommend_moe_shape(*, total_params: float, active_params: float, gpu: str | GPU,
                         seq_len: int = 4096, micro_batch: int = 1, dtype: str = "bf16",
-                        recipe: str | None = None, ep: int = 1, vocab_size: int = 32000,
-                        tolerance: float = 0.1, top: int = 5) -> list[MoeCandidate]:
+                        recipe: str | Recipe | None = None, ep: int = 1,
+                        vocab_size: int = 32000, tolerance: float = 0.1,
+                        top: int = 5) -> list[MoeCandidate]:
     """The ``top`` fastest MoE shapes of ``total_params`` with ``active_params`` per token,
     best first (see the module docstring)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise InputError(f"top: must be a positive integer, got {top!r}")
+    return search_moe(total_params=total_params, active_params=active_params, gpu=gpu,
+                      seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, recipe=recipe,
+                      ep=ep, vocab_size=vocab_size, tolerance=tolerance)[:top]
+
+
+def search_moe(*, total_params: float, active_params: float, gpu: str | GPU,
+               seq_len: int = 4096, micro_batch: int = 1, dtype: str = "bf16",
+               recipe: str | Recipe | None = None, ep: int = 1, vocab_size: int = 32000,
+               tolerance: float = 0.1) -> list[MoeCandidate]:
+    """Every MoE shape of the grid within ``tolerance`` of both budgets, each priced, best
+    first (``recommend_shape(arch='moe')`` reports how many were priced)."""
     total, active = _budget(total_params, "total_params"), _budget(active_params, "active_params")
     if active >= total:
         raise InputError(f"active_params: {active:.3g} must be below total_params "
@@ -77,8 +93,6 @@ def recommend_moe_shape(*, total_params: float, active_params: float, gpu: str,
     if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
             or not 0 < tolerance < 1):
         raise InputError(f"tolerance: must be a fraction in (0, 1), got {tolerance!r}")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise InputError(f"top: must be a positive integer, got {top!r}")
     if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
         raise InputError(f"ep: must be a positive integer, got {ep!r}")
     found: dict[ModelShape, MoeCandidate] = {}
@@ -110,13 +124,13 @@ def recommend_moe_shape(*, total_params: float, active_params: float, gpu: str,
                          f"with {active:.3g} active within {tolerance:.0%} (widths "
                          f"{WIDTHS[0]}-{WIDTHS[-1]}, {EXPERT_COUNTS[0]}-{EXPERT_COUNTS[-1]} "
                          f"experts)")
-    return sorted(found.values(), key=lambda c: -c.score)[:top]
+    return sorted(found.values(), key=lambda c: -c.score)
 
 
 def _consider(found: dict[ModelShape, MoeCandidate], *, h: int, a: int, g: int, L: int,
               k: int, fe: int, e: int, vocab: int, total: float, active: float,
-              tolerance: float, gpu: str, seq_len: int, micro_batch: int, dtype: str,
-              recipe: str | None, ep: int) -> None:
+              tolerance: float, gpu: str | GPU, seq_len: int, micro_batch: int, dtype: str,
+              recipe: str | Recipe | None, ep: int) -> None:
     shape = ModelShape.llama(hidden_size=h, num_attention_heads=a, num_key_value_heads=g,
                              num_hidden_layers=L, intermediate_size=fe, vocab_size=vocab,
                              max_position_embeddings=max(seq_len, 4096), num_experts=e,

@@ -23,19 +23,20 @@ PLANNED_MAX = 6
 
 
 def best_plan(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int, seq_len: int,
-              dtype: str) -> Any | None:
+              dtype: str, recipe: Any = None) -> Any | None:
     """The fastest fitting plan's estimate of ``shape`` on ``n_gpus`` GPUs (None: none fits)."""
     from shapewise.planner import plan_training
 
     try:
         return plan_training(shape, gpu=gpu, n_gpus=n_gpus, global_batch=global_batch,
-                             seq_len=seq_len, dtype=dtype, top=1)[0]
+                             seq_len=seq_len, dtype=dtype, recipe=recipe, top=1)[0]
     except InputError:
         return None
 
 
 def planned(cands: Iterable[Any], *, gpu: Any, n_gpus: int, global_batch: int, seq_len: int,
-            dtype: str, budget: float, limit: int = PLANNED_MAX) -> tuple[list[Any], int]:
+            dtype: str, budget: float, limit: int = PLANNED_MAX, recipe: Any = None
+            ) -> tuple[list[Any], int]:
     """The candidates that fit at some plan, each with its best plan's estimate and score,
     fastest first; and how many of those tried fit no plan."""
     out, dropped = [], 0
@@ -43,7 +44,7 @@ def planned(cands: Iterable[Any], *, gpu: Any, n_gpus: int, global_batch: int, s
         if i >= limit:
             break
         est = best_plan(c.shape, gpu=gpu, n_gpus=n_gpus, global_batch=global_batch,
-                        seq_len=seq_len, dtype=dtype)
+                        seq_len=seq_len, dtype=dtype, recipe=recipe)
         if est is None:
             dropped += 1
             continue

@@ -103,21 +103,23 @@ def _tp_degrees(shape: ModelShape, max_tp: int) -> list[int]:
 
 
 def _memory(shape: ModelShape, gpu: GPU, *, t: int, n: int, micro_batch: int,
-            seq_len: int, dtype: str, recompute: bool) -> int:
+            seq_len: int, dtype: str, recompute: bool, recipe: Any = None) -> int:
     """Peak bytes per GPU at tp t with the model states sharded over n ranks (FSDP full
-    shard when n > 1), from the plan model's memory (shapewise.model.memory.plan_memory)."""
+    shard when n > 1), from the plan model's memory (shapewise.model.memory.plan_memory);
+    an fp8 ``recipe`` adds its weight copies."""
     plan = Plan(dp=n, tp=t, fsdp="full" if n > 1 else None, micro_batch=micro_batch,
                 recompute="full" if recompute else "none")
-    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype)
+    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype, recipe=recipe)
     return int(plan_memory(shape, setup)["total"])
 
 
 def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len: int,
-              dtype: str, recompute: bool) -> PlanOption | None:
+              dtype: str, recompute: bool, recipe: Any = None) -> PlanOption | None:
     """The fewest FSDP ranks at tp t that fit, or None. Past n = 2 the memory is
     rest + sharded / n, so two evaluations give n; a third checks
     it (integer division can leave it one short)."""
-    kw = dict(t=t, micro_batch=micro_batch, seq_len=seq_len, dtype=dtype, recompute=recompute)
+    kw = dict(t=t, micro_batch=micro_batch, seq_len=seq_len, dtype=dtype, recompute=recompute,
+              recipe=recipe)
     cap = gpu.memory_gb * GIB
     one = _memory(shape, gpu, n=1, **kw)  # type: ignore[arg-type]
     if one <= cap:
@@ -139,13 +141,15 @@ def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len:
 
 
 def smallest_plan(shape: ModelShape, *, gpu: GPU, micro_batch: int, seq_len: int,
-                  dtype: str, recompute: bool = False, max_tp: int = 8) -> PlanFit:
+                  dtype: str, recompute: bool = False, max_tp: int = 8,
+                  recipe: Any = None) -> PlanFit:
     """The smallest FSDP degree (at tp 1) and the smallest TP degree (no FSDP) at which
     ``shape`` fits ``gpu``, trying activation recompute only when neither fits without it;
     failing both, the plan with the fewest GPUs (tp ≤ ``max_tp``)."""
     for rc in ((recompute,) if recompute else (False, True)):
         opts = {t: _min_fsdp(shape, gpu, t=t, micro_batch=micro_batch, seq_len=seq_len,
-                             dtype=dtype, recompute=rc) for t in _tp_degrees(shape, max_tp)}
+                             dtype=dtype, recompute=rc, recipe=recipe)
+                for t in _tp_degrees(shape, max_tp)}
         found = [o for o in opts.values() if o is not None]
         if not found:
             continue

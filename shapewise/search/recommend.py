@@ -36,19 +36,27 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
+from shapewise.recipe import Recipe, check_recipe
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
-from shapewise.search.plans import PlanFit, smallest_plan
+from shapewise.search.plans import smallest_plan
 from shapewise.search.published import NEAR_FACTOR, nearest_published
+from shapewise.search.result import (
+    Baseline,
+    Candidate,
+    Recommendation,
+    explain_shape,
+    resolve_target,
+)
 from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
     Problem,
@@ -71,169 +79,10 @@ NEAR_TIE = 0.005
 EXHAUSTIVE_MAX = 4000
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One evaluated shape: its estimate, parameter count, objective and why."""
-
-    shape: ModelShape
-    estimate: Estimate
-    params: int
-    score: float
-    """tokens/s per GPU × params / budget (the objective)"""
-    reason: str
-    plan: PlanFit | None = None
-    """the smallest training plan it fits (None: not assessed)"""
-    tokens_per_s: float = 0.0
-    """the objective's tokens/s per GPU (:func:`shape_tokens_per_s`, or the whole step
-    under a plan); ``estimate.tokens_per_s`` is the whole step of one micro-batch"""
-
-    def to_dict(self) -> dict[str, Any]:
-        s, e = self.shape, self.estimate
-        return {
-            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
-            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
-            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
-            "vocab_size": s.vocab_size, "params": self.params,
-            "aspect_ratio": s.hidden_size / s.num_hidden_layers,
-            "tokens_per_s": self.tokens_per_s,
-            "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
-            "step_time_s": e.step_time_s, "memory_bytes": e.memory_bytes,
-            "score": self.score, "reason": self.reason,
-            "plan": self.plan.to_dict() if self.plan else None, "shape": s.to_dict(),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Baseline:
-    """A shape the recommendation is compared with, and the gain against it."""
-
-    label: str
-    """'your baseline' or the published names with these dimensions"""
-    source: str
-    candidate: Candidate
-    gain: float
-    """best score / this score - 1"""
-    within_error: bool
-    """|gain| below the model's documented error for the GPU"""
-    caveats: tuple[str, ...] = ()
-    """why the comparison is not like for like (outside the aspect band, far off the budget)"""
-
-    def gain_text(self) -> str:
-        g = f"{self.gain:+.1%}"
-        if self.within_error:
-            g += " (within model error)"
-        return g + "".join(f"; {c}" for c in self.caveats)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "source": self.source, "gain": self.gain,
-                "within_model_error": self.within_error, "caveats": list(self.caveats),
-                **self.candidate.to_dict()}
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """The winning shape, the ranked distinct candidates, and the baselines it beat (or not)."""
-
-    best: ModelShape
-    estimate: Estimate
-    candidates: tuple[Candidate, ...]
-    baselines: tuple[Baseline, ...]
-    """the user's baseline first (if given), then the nearest published shapes"""
-    model_error: ModelError
-    budget: float
-    gpu: str
-    n_trials: int
-    """Optuna trials run (0 when the space was priced whole)"""
-    seed: int
-    method: str = "exhaustive"
-    """'exhaustive' (every shape of the space priced) or 'optuna'"""
-    evaluated: int = 0
-    """shapes priced"""
-    constraints: Constraints = field(default_factory=Constraints)
-    notes: tuple[str, ...] = field(default=())
-    inputs: dict[str, Any] = field(default_factory=dict)
-    """what was asked: arch, dtype, seq_len, tp, micro_batch, tolerance, recompute, ..."""
-
-    @property
-    def baseline(self) -> Candidate | None:
-        """The first baseline's candidate (the user's, else the nearest published)."""
-        return self.baselines[0].candidate if self.baselines else None
-
-    @property
-    def gain(self) -> float | None:
-        """Gain against the first baseline (None without one)."""
-        return self.baselines[0].gain if self.baselines else None
-
-    @property
-    def plan(self) -> PlanFit | None:
-        return self.candidates[0].plan
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "budget": self.budget, "gpu": self.gpu, "n_trials": self.n_trials,
-            "seed": self.seed, "method": self.method, "evaluated": self.evaluated,
-            "inputs": dict(self.inputs), "constraints": self.constraints.to_dict(),
-            "gain_over_baseline": self.gain,
-            "model_error": {"fraction": self.model_error.fraction,
-                            "source": self.model_error.source,
-                            "documented": self.model_error.documented},
-            "best": self.candidates[0].to_dict(),
-            "baseline": self.baseline.to_dict() if self.baseline else None,
-            "baselines": [b.to_dict() for b in self.baselines],
-            "candidates": [c.to_dict() for c in self.candidates],
-            "notes": list(self.notes),
-        }
-
-
-def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
-                   ) -> tuple[GPU, str]:
-    """The GPU (``profile`` file wins over ``gpu``) and the dtype, checked against it: a
-    dtype the GPU lacks is the error, not "no shape meets the budget"."""
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)
-    return g, dt
-
-
 def default_space(arch: str, params: float = 1e9, tp: int = 1,
                   constraints: Constraints | None = None) -> SearchSpace:
     """The search space recommend_shape and exhaustive_search use unless given one."""
     return space_from(constraints or Constraints(), arch=arch, params=params, tp=tp)
-
-
-def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
-                  gpu: GPU | None = None) -> str:
-    """One line: the alignment and wave rules the shape meets or breaks."""
-    from shapewise.cost.gemm import explain_gemm
-
-    good, bad = [], []
-    d, h = shape.head_dim, shape.hidden_size
-    (good if d % 64 == 0 else bad).append(f"head dim {d}")
-    (good if h % 64 == 0 else bad).append(f"hidden {h}")
-    if shape.arch != "vit" and shape.vocab_size:
-        v = shape.vocab_size
-        (good if v % (64 * tp) == 0 else bad).append(f"vocab {v}")
-    if shape.activation == "swiglu":
-        f = shape.ffn_size
-        (good if f % 64 == 0 else bad).append(f"FFN {f}")
-    # the forward GEMM that loses most to wave quantization (idle slots in its waves)
-    worst = None
-    for op in est.breakdown:
-        if op.kind == "gemm" and op.phase == "forward" and op.name != "patch_embed":
-            ex = explain_gemm(*op.shape, gpu=gpu or est.gpu, dtype=est.dtype, suggest=False)
-            use = ex.tiles / (ex.waves * ex.slots)
-            if worst is None or use < worst[1]:
-                worst = (op.name, use)
-    parts = []
-    if good:
-        parts.append("ok: " + ", ".join(good))
-    if bad:
-        parts.append("not a multiple of 64: " + ", ".join(bad))
-    if worst is not None and worst[1] < 0.9:
-        parts.append(f"{worst[0]} uses {worst[1]:.0%} of its wave slots")
-    return "; ".join(parts)
 
 
 def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: Any,
@@ -251,8 +100,8 @@ def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: A
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
             raise InputError(f"{name}: must be a positive integer, got {v!r}")
         check_limit(name, int(v))
-    if arch not in ("gpt", "llama", "vit"):
-        raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
+    if arch not in ("gpt", "llama", "vit", "moe"):
+        raise InputError(f"arch: must be 'gpt', 'llama', 'vit' or 'moe', got {arch!r}")
 
 
 def _rules_kept(shape: ModelShape, tp: int) -> int:
@@ -299,6 +148,7 @@ def recommend_shape(
     patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
     constraints: Constraints | None = None, baseline: ModelShape | None = None,
     n_gpus: int | None = None, global_batch: int | None = None,
+    active_params: float | None = None, ep: int = 1, recipe: str | Recipe | None = None,
 ) -> Recommendation:
     """Search the shape with the highest predicted training throughput for ``params``
     within ``constraints`` (default :class:`Constraints()`, documented there).
@@ -311,6 +161,17 @@ def recommend_shape(
     fastest training plan of that many GPUs (:mod:`shapewise.search.planned`) and only those
     that fit one are kept; without them, each candidate states the smallest plan it fits.
 
+    ``arch='moe'``: a mixture of experts of ``params`` in total and ``active_params`` per
+    token, searched by :func:`shapewise.search.moe.search_moe` (experts, top-k and an expert
+    FFN that is a multiple of the grouped-GEMM tile, at ``ep`` expert-parallel ranks); its
+    grid has its own bounds, so of the constraints only the vocabulary applies, and no
+    published baseline, cluster or tensor parallelism is compared.
+
+    ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`, e.g. ``'te-delayed'``) every shape
+    and baseline is priced under, as in :func:`shapewise.estimate`; a GPU that cannot run
+    it is refused up front. The FFN widths tuned per hidden size are still timed in
+    ``dtype``.
+
     >>> rec = recommend_shape(params=350e6, gpu="a100")
     >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
     (True, 0)
@@ -321,9 +182,24 @@ def recommend_shape(
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))
+    if arch == "moe":
+        from shapewise.search.moe_recommend import recommend_moe
+
+        return recommend_moe(
+            params=params, active_params=active_params, gpu=gpu, profile=profile,
+            seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, ep=ep,
+            tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed, recipe=recipe,
+            unsupported={"space": space, "baseline": baseline, "n_gpus": n_gpus,
+                         "global_batch": global_batch, "n_trials": n_trials})
+    if active_params is not None:
+        raise InputError(f"active_params: only with arch='moe' (a {arch} model activates "
+                         "all its parameters)")
+    if ep != 1:
+        raise InputError(f"ep: expert parallelism needs arch='moe', got ep={ep!r}")
     if baseline is not None and not isinstance(baseline, ModelShape):
         raise InputError(f"baseline: expected a ModelShape, got {type(baseline).__name__}")
     g, dt = resolve_target(gpu, profile, dtype)
+    rec = check_recipe(recipe, g) if recipe is not None else None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
             0 <= seed < 2**32):
         raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
@@ -380,7 +256,7 @@ def recommend_shape(
                 shape = make_shape(pb, h, d, r, f, L, pad)
                 est = estimate(shape, gpu=g, micro_batch=micro_batch,
                                seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
-                               recompute=recompute)
+                               recompute=recompute, recipe=rec)
             except InputError:
                 cache[key] = None
             else:
@@ -445,7 +321,7 @@ def recommend_shape(
 
         fits, dropped = planned(distinct.values(), gpu=g, n_gpus=cluster[0],
                                 global_batch=cluster[1], seq_len=seq, dtype=dt,
-                                budget=pb.params)
+                                budget=pb.params, recipe=rec)
         top = [replace(x, reason=explain_shape(x.shape, x.estimate, x.estimate.tp, g))
                for x in fits[:top_k]]
         if not top:
@@ -453,7 +329,7 @@ def recommend_shape(
                              f"at global batch {cluster[1]} (seq {seq}) under any plan")
     for x in distinct.values() if cluster is None else ():
         plan = smallest_plan(x.shape, gpu=g, micro_batch=micro_batch, seq_len=seq, dtype=dt,
-                             recompute=recompute, max_tp=max(max_tp, 8))
+                             recompute=recompute, max_tp=max(max_tp, 8), recipe=rec)
         if not plan.feasible:
             dropped += 1
             continue
@@ -483,19 +359,23 @@ def recommend_shape(
             from shapewise.search.planned import best_plan
 
             est = best_plan(shape, gpu=g, n_gpus=cluster[0], global_batch=cluster[1],
-                            seq_len=seq, dtype=dt)
+                            seq_len=seq, dtype=dt, recipe=rec)
             if est is None:
                 raise InputError(f"fits no plan of {cluster[0]} GPUs")
             return est
         return estimate(shape, gpu=g, micro_batch=micro_batch,
                         seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
-                        recompute=recompute)
+                        recompute=recompute, recipe=rec)
 
     baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes,
                            full_step=cluster is not None)
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
                               "micro_batch": micro_batch, "tolerance": float(tolerance),
-                              "recompute": recompute}
+                              "recompute": recompute,
+                              "recipe": rec.name if rec is not None else None}
+    if rec is not None:
+        notes.append(f"priced under the fp8 recipe {rec.name} (the logits"
+                     f"{'' if rec.fp8_attention else ' and attention'} in {dt})")
     if cluster is not None:
         inputs.update(n_gpus=cluster[0], global_batch=cluster[1])
     if arch == "vit":

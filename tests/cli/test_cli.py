@@ -54,6 +54,41 @@ def test_recommend_table_and_json(tmp_path: Path) -> None:
     assert data["best"]["num_attention_heads"] % 2 == 0
 
 
+def test_recommend_arch_moe_table_json_and_errors(tmp_path: Path) -> None:
+    args = ("recommend", "--arch", "moe", "--params", "47B", "--active-params", "13B",
+            "--gpu", "h100")
+    r = run(*args, "--top", "3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "experts" in r.stdout and "expert FFN" in r.stdout and "grouped-GEMM tile" in r.stdout
+    r = run(*args, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["method"] == "grid" and doc["inputs"]["arch"] == "moe"
+    best = doc["best"]
+    assert best["moe_intermediate_size"] % 128 == 0
+    assert abs(best["params"] / 47e9 - 1) <= 0.05
+    assert abs(best["active_params"] / 13e9 - 1) <= 0.05
+    for extra, msg in (((), "--active-params: required with --arch moe"),
+                       (("--active-params", "60B"), "--active-params: 60B must be below")):
+        r = run("recommend", "--arch", "moe", "--params", "47B", "--gpu", "h100", *extra,
+                cwd=tmp_path)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_recommend_recipe_prices_under_fp8(tmp_path: Path) -> None:
+    args = ("recommend", "--params", "1.1B", "--arch", "llama", "--top", "1", "--json")
+    plain = json.loads(run(*args, "--gpu", "h100", cwd=tmp_path).stdout)
+    r = run(*args, "--gpu", "h100", "--recipe", "te-delayed", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    fp8 = json.loads(r.stdout)
+    assert fp8["inputs"]["recipe"] == "te-delayed" and plain["inputs"]["recipe"] is None
+    assert fp8["best"]["tokens_per_s"] != plain["best"]["tokens_per_s"]
+    r = run(*args, "--gpu", "a100", "--recipe", "te-delayed", cwd=tmp_path)
+    assert r.returncode == 2 and "dtype: " in r.stderr and "no fp8 tensor cores" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
 def test_recommend_vit_image_and_patch(tmp_path: Path) -> None:
     r = run("recommend", "--params", "300M", "--gpu", "mi250x-gcd", "--arch", "vit",
             "--image-size", "224", "--patch-size", "14", "--micro-batch", "16",

@@ -43,3 +43,39 @@ def test_bad_budgets_name_the_field() -> None:
     with pytest.raises(InputError, match=r"^recipe: mxfp8 runs on Blackwell"):
         recommend_moe_shape(total_params=7e9, active_params=1.3e9, gpu="h100",
                             recipe="mxfp8")
+
+
+def test_recommend_shape_arch_moe_routes_to_the_moe_grid() -> None:
+    from shapewise.search.recommend import Recommendation, recommend_shape
+
+    rec = recommend_shape(arch="moe", params=47e9, active_params=13e9, gpu="h100",
+                          seq_len=4096, ep=8, top_k=4)
+    assert isinstance(rec, Recommendation) and rec.method == "grid"
+    assert rec.evaluated >= len(rec.candidates) >= 1 and rec.baselines == ()
+    grid = recommend_moe_shape(total_params=47e9, active_params=13e9, gpu="h100",
+                               seq_len=4096, ep=8, vocab_size=32000, tolerance=0.05, top=4)
+    assert [c.shape for c in rec.candidates] == [c.shape for c in grid]
+    assert rec.best == grid[0].shape
+    for c in rec.candidates:
+        s = c.shape
+        assert s.num_experts % 8 == 0 and s.moe_intermediate_size % EXPERT_FFN_MULTIPLE == 0
+        assert abs(c.params / 47e9 - 1) <= 0.05
+        assert abs(sw.count_params(s, active=True) / 13e9 - 1) <= 0.05
+    best = rec.to_dict()["best"]
+    assert best["num_experts"] == rec.best.num_experts
+    assert best["active_params"] == sw.count_params(rec.best, active=True)
+    assert "grouped-GEMM tile" in rec.candidates[0].reason
+
+
+def test_recommend_shape_arch_moe_bad_budgets_name_the_field() -> None:
+    from shapewise.search.recommend import recommend_shape
+
+    with pytest.raises(InputError, match=r"^active_params: required with arch='moe'"):
+        recommend_shape(arch="moe", params=47e9, gpu="h100")
+    with pytest.raises(InputError, match=r"^active_params: 5e\+10 must be below params"):
+        recommend_shape(arch="moe", params=47e9, active_params=50e9, gpu="h100")
+    with pytest.raises(InputError, match=r"^active_params: only with arch='moe'"):
+        recommend_shape(arch="llama", params=1e9, active_params=5e8, gpu="h100")
+    with pytest.raises(InputError, match=r"^n_gpus: not supported with arch='moe'"):
+        recommend_shape(arch="moe", params=47e9, active_params=13e9, gpu="h100", n_gpus=8,
+                        global_batch=64)

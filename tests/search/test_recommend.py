@@ -291,7 +291,7 @@ def test_json_says_what_was_asked_and_round_trips() -> None:
     d = json.loads(json.dumps(rec.to_dict()))
     assert d["inputs"] == {"arch": "llama", "dtype": "bf16", "seq_len": 4096, "tp": 2,
                            "micro_batch": 1, "tolerance": 0.05, "recompute": False,
-                           "vocab_size": 32000}
+                           "recipe": None, "vocab_size": 32000}
     assert sw.ModelShape.from_dict(d["best"]["shape"]) == rec.best
     assert d["constraints"]["head_dims"] == [64, 128] and d["method"] == "exhaustive"
     assert d["baselines"] and d["model_error"]["fraction"] > 0 and d["best"]["plan"]
