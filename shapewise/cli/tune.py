@@ -51,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: cuda:0 when a GPU is visible, else cpu)")
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), help="model family (default gpt)")
     for flag, what in (
-        ("--seq-len", "tokens per sequence (default 2048; a ViT's follow from --image-size "
-         "and --patch-size)"),
+        ("--seq-len", "tokens per sequence (default 4096, the rule every command shares; "
+         "a ViT's follow from --image-size and --patch-size)"),
         ("--micro-batch", "sequences per GPU per step (default 1)"),
         ("--tp", "tensor-parallel size: one rank's shard is measured (default 1)"),
         ("--vocab-size", "tokenizer vocabulary before padding (default 50257)"),

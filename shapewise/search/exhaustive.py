@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
+from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
@@ -31,7 +32,7 @@ class ExhaustiveResult:
 
 
 def exhaustive_search(
-    *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
+    *, params: float, gpu: str | GPU | None = None, seq_len: int | None = None,
     vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
     tolerance: float = 0.05, dtype: str = "bf16", recompute: bool = False,
     space: SearchSpace | None = None, profile: str | None = None, image_size: int = 224,
@@ -47,6 +48,8 @@ def exhaustive_search(
         shape_tokens_per_s,
     )
 
+    if seq_len is None:  # the one default every command shares (model.run_defaults)
+        seq_len = default_seq_len()[0]
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     g, dt = resolve_target(gpu, profile, dtype)
     c = constraints or Constraints()

@@ -42,6 +42,7 @@ from typing import Any
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
+from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape, check_limit
 from shapewise.progress import Progress
 from shapewise.recipe import Recipe, check_recipe
@@ -140,7 +141,7 @@ def _score(est: Estimate, n: int, budget: float, *, full_step: bool = False) -> 
 
 
 def recommend_shape(
-    *, params: float, gpu: str | GPU | None = None, seq_len: int = 2048,
+    *, params: float, gpu: str | GPU | None = None, seq_len: int | None = None,
     vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
     tolerance: float = 0.05, n_trials: int | None = None, seed: int = 0,
     dtype: str = "bf16", recompute: bool = False, space: SearchSpace | None = None,
@@ -179,6 +180,8 @@ def recommend_shape(
     c = constraints if constraints is not None else Constraints()
     if not isinstance(c, Constraints):
         raise InputError(f"constraints: expected a Constraints, got {type(c).__name__}")
+    if seq_len is None:  # the one default every command shares (model.run_defaults)
+        seq_len = default_seq_len()[0]
     _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))

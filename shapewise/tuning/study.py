@@ -33,6 +33,7 @@ import optuna
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
 from shapewise.model.params import count_params
+from shapewise.model.run_defaults import default_seq_len
 from shapewise.search.constraints import Constraints
 from shapewise.search.recommend import recommend_shape
 from shapewise.step import Estimate, estimate
@@ -165,7 +166,8 @@ class StudyRequest:
         vocab = self.vocab_size or Constraints().vocab(arch)[0] or 50257
         return {"format": FORMAT, "params": self.params, "arch": arch,
                 "gpu": self.gpu.id, "dtype": self.dtype or "bf16",
-                "seq_len": self.seq_len or 2048, "micro_batch": self.micro_batch or 1,
+                "seq_len": self.seq_len or default_seq_len()[0],
+                "micro_batch": self.micro_batch or 1,
                 "tp": self.tp or 1, "vocab_size": vocab,
                 "image_size": self.image_size or 224, "patch_size": self.patch_size or 16,
                 "top_k": k, "n_trials": self.n_trials or k, "seed": int(self.seed or 0),

@@ -199,7 +199,7 @@ def test_nearest_published_shapes_are_the_baselines(gpt13: sw.Recommendation) ->
 def test_own_baseline_comes_first_and_caveats_say_why() -> None:
     own = sw.ModelShape.gpt(hidden_size=1024, num_attention_heads=16, num_hidden_layers=24,
                             vocab_size=50257, max_position_embeddings=2048, name="mine")
-    rec = sw.recommend_shape(params=350e6, gpu="a100", baseline=own)
+    rec = sw.recommend_shape(params=350e6, gpu="a100", baseline=own, seq_len=2048)
     first = rec.baselines[0]
     assert first.label == "yours (mine)" and first.candidate.shape == own
     assert rec.gain == first.gain
