@@ -125,6 +125,19 @@ def resolve_gpu(args: argparse.Namespace):
     return get_gpu(args.gpu)
 
 
+def load_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The LoadedShape ``args.config`` names, with ``args.seq_len`` filled by the rule every
+    command shares when not given (a text model; a ViT's is fixed); the note saying so."""
+    from shapewise.model.load import load_shape
+    from shapewise.model.run_defaults import default_seq_len
+
+    loaded = load_shape(args.config)
+    note = None
+    if args.seq_len is None and loaded.shape.arch != "vit":
+        args.seq_len, note = default_seq_len(loaded.shape)
+    return loaded, note
+
+
 def print_json(obj: Any) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
     sys.stdout.write("\n")

@@ -14,6 +14,7 @@ from shapewise.cli._common import (
     add_attention_backend_option,
     add_gpu_options,
     dtype_for,
+    load_config,
     positive_int,
     print_json,
 )
@@ -78,28 +79,13 @@ def _at_least_one(field: str):
     return convert
 
 
-def load_shape(spec: str):
-    """The ModelShape CONFIG names: see :func:`shapewise.model.load.load_shape`."""
-    return load_config(spec).shape
-
-
-def load_config(spec: str):
-    """The LoadedShape CONFIG names (the shape and the run settings it states)."""
-    from shapewise.model.load import load_shape as load
-
-    return load(spec)
-
-
 def run(args: argparse.Namespace) -> int:
     from shapewise.model.params import count_params
-    from shapewise.model.run_defaults import default_micro_batch, default_seq_len
+    from shapewise.model.run_defaults import default_micro_batch
     from shapewise.step import estimate
 
-    loaded = load_config(args.config)
+    loaded, seq_note = load_config(args)
     shape = loaded.shape
-    seq_note = None
-    if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
-        args.seq_len, seq_note = default_seq_len(shape)
     if args.micro_batch is None:  # per architecture; a ViT's is said
         args.micro_batch, why = default_micro_batch(shape)
         if shape.arch == "vit":

@@ -46,16 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from shapewise.cli._common import dtype_for
-    from shapewise.model.load import load_shape
-    from shapewise.model.run_defaults import default_seq_len
+    from shapewise.cli._common import dtype_for, load_config
     from shapewise.planner import plan_training
 
-    loaded = load_shape(args.config)
+    loaded, seq_note = load_config(args)
     shape = loaded.shape
-    seq_note = None
-    if args.seq_len is None and shape.arch != "vit":  # the rule every command shares
-        args.seq_len, seq_note = default_seq_len(shape)
     hw = resolve_hardware(args)
     g = gpu_of(hw)
     dtype = dtype_for(args, g)

@@ -165,7 +165,7 @@ def constraints_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from shapewise.cli.estimate import load_shape
+    from shapewise.model.load import load_shape
     from shapewise.model.run_defaults import default_micro_batch, default_seq_len
     from shapewise.search.recommend import recommend_shape
 
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--active-params: only with --arch moe")
     if args.ep != 1:
         raise InputError("--ep: only with --arch moe")
-    own = load_shape(args.baseline) if args.baseline else None
+    own = load_shape(args.baseline).shape if args.baseline else None
     rec = recommend_shape(
         params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
         arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
