@@ -336,7 +336,7 @@ def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]
 
     The README: Kineto time of the whole attention op, ~2.6× a standalone FA2 kernel at
     q = kv = 4096; for shape trends, not FA2-kernel calibration. Decode rows (q = 1) are a
-    different kernel (paged decode) and are not read.
+    different kernel (split-KV decode): :func:`read_vidur_decode`.
     """
     from shapewise.cost.fit import AttentionObservation
 
@@ -349,3 +349,34 @@ def read_vidur_attention(folder: Path):  # -> Iterator[AttentionObservation]
             int(r["n_kv_heads"]), int(r["q_len"]), int(r["kv_len"]), int(r["head_dim"]),
             int(r["head_dim"]), r["causal"] == "True", None, False,
             float(r["time_us_median"]) * 1e-6, src)
+
+
+def read_vidur_decode(folder: Path):  # -> Iterator[AttentionObservation]
+    """Decode rows of vidur_a100_attention.csv: one query token per sequence against its cache.
+
+    A100, fp16, 32 q / 4 kv heads, head dim 128 (the README §3); flash_attn_with_kvcache
+    through Sarathi's FLASH_ATTENTION wrapper, Kineto kernel time (median). The step appends
+    the new token's K and V before attending, so the kernel sees ``kv_cache_len_before + 1``
+    keys: ``seq_len_kv`` counts them, as the prefill rows do (kv_len = cache + q_len), and
+    the timings step at multiples of 128 keys of that count (FA2's split-KV key tile).
+    Read by scripts/fit_decode.py (the decode model's calibration) and validate_public.py.
+    """
+    from shapewise.cost.fit import AttentionObservation
+
+    src = "vidur_a100_attention.csv"
+    for r in _rows(folder, src) if (folder / src).is_file() else ():
+        if r["phase"] != "decode":
+            continue
+        try:
+            t = float(r["time_us_median"]) * 1e-6
+            q, cache = int(r["q_len"]), int(r["kv_cache_len_before"])
+        except ValueError:
+            SKIPPED[f"{src}: unreadable decode row"] += 1
+            continue
+        if not (t > 0 and math.isfinite(t)):
+            SKIPPED[f"{src}: decode row without a finite time"] += 1
+            continue
+        yield AttentionObservation(
+            "a100-sxm-80gb", "fa2", r["dtype"], int(r["batch"]), int(r["n_q_heads"]),
+            int(r["n_kv_heads"]), q, cache + q, int(r["head_dim"]), int(r["head_dim"]),
+            r["causal"] == "True", None, False, t, src)

@@ -68,6 +68,7 @@ from shapewise.cost.attention_backends import (  # noqa: F401  (re-exported)
     sm_version,
     unsupported_reason,
 )
+from shapewise.cost.attention_decode import is_short_query, price_short_query
 from shapewise.cost.defaults import calibration_of
 from shapewise.cost.gemm import _resolve, check_dim, gemm_time
 from shapewise.errors import InputError
@@ -235,7 +236,7 @@ class AttentionExplanation:
     flops: float
     """model FLOPs of this pass (forward, or backward = 2 × forward)"""
     tflops: float
-    path: Literal["fused", "materialized"]
+    path: Literal["fused", "materialized", "decode"]
     kernel_head_dim: int
     block: tuple[int, int]
     ctas: int
@@ -379,6 +380,11 @@ def explain_attention(
         name = check_backend(backend, gpu_, backward=backward, **shape).name
         choice = "explicit"
     be = BACKENDS[name]
+    if be.fused and is_short_query(seq_len=s, seq_len_kv=skv, heads=a, kv_heads=g_heads,
+                                   backward=backward):  # decode: memory-bound split-KV
+        return price_short_query(batch=b, heads=a, kv_heads=g_heads, seq_len=s,
+                                 seq_len_kv=skv, head_dim=d, head_dim_v=dv, gpu=gpu_,
+                                 dtype=dt, window=w, flops=flops, backend=name, choice=choice)
     cal = calibration_of(gpu_)
     launch = cal.launch_us * 1e-6
     stream_bw = gpu_.bandwidth * cal.bandwidth_efficiency

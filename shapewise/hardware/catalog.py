@@ -183,6 +183,11 @@ class Calibration:
     where BLAS packs operands before computing)"""
     provenance: Mapping[str, Any] = schema(plain_json, dump=dict, default_factory=dict)
     """where the numbers come from: data files, dates, method, errors"""
+    attention_decode: Mapping[str, float] = schema(
+        named(number(allow_zero=True, at_most=1e4)), dump=dict, omit_empty=True,
+        default_factory=dict)
+    """the decode / short-query attention model's fitted parameters
+    (``shapewise.cost.attention_decode.DECODE_KEYS``); absent: its priors"""
     attention_backends: Mapping[str, Mapping[str, float]] = schema(
         named(named(number(allow_zero=True, at_most=1e4))),
         dump=lambda v: {k: dict(p) for k, p in v.items()}, omit_empty=True,
