@@ -317,6 +317,6 @@ def price_short_query(*, batch: int, heads: int, kv_heads: int, seq_len: int,
         launch_s=e.fixed_s, calibration=e.calibration,
         note=(f"short query ({seq_len} x {heads // kv_heads} rows per KV head) against "
               f"{keys} cached keys: split-KV decode kernel, {e.splits} split(s), "
-              f"{e.kv_bytes / 1e6:.3g} MB of K/V at {e.achieved_bw / 1e12:.2f} TB/s"),
+              f"{e.kv_bytes / 1e6:,.1f} MB of K/V at {e.achieved_bw / 1e12:.2f} TB/s"),
         backend=backend, backend_choice=choice, params=e.params,
     )
