@@ -324,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             if old.get("attention_backends"):  # the attention fit below owns these
                 cal["attention_backends"] = old["attention_backends"]
                 cal["provenance"]["attention"] = old["provenance"].get("attention")
+            if old.get("attention_decode"):  # scripts/fit_decode.py owns these
+                cal["attention_decode"] = old["attention_decode"]
+                cal["provenance"]["attention_decode"] = old["provenance"].get(
+                    "attention_decode")
             doc["calibration"] = cal
             path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     if not args.skip_attention:
