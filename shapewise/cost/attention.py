@@ -384,7 +384,8 @@ def explain_attention(
                                    backward=backward):  # decode: memory-bound split-KV
         return price_short_query(batch=b, heads=a, kv_heads=g_heads, seq_len=s,
                                  seq_len_kv=skv, head_dim=d, head_dim_v=dv, gpu=gpu_,
-                                 dtype=dt, window=w, flops=flops, backend=name, choice=choice)
+                                 dtype=dt, window=w, flops=flops, backend=name, choice=choice,
+                                 report=AttentionExplanation)
     cal = calibration_of(gpu_)
     launch = cal.launch_us * 1e-6
     stream_bw = gpu_.bandwidth * cal.bandwidth_efficiency

@@ -42,6 +42,7 @@ of vidur_a100_attention.csv (A100) and stored in that profile's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -297,20 +298,19 @@ def is_short_query(*, seq_len: int, seq_len_kv: int, heads: int, kv_heads: int,
 
 def price_short_query(*, batch: int, heads: int, kv_heads: int, seq_len: int,
                       seq_len_kv: int, head_dim: int, head_dim_v: int, gpu: GPU, dtype: str,
-                      window: int | None, flops: float, backend: str, choice: str
-                      ) -> Any:  # -> shapewise.cost.attention.AttentionExplanation
+                      window: int | None, flops: float, backend: str, choice: str,
+                      report: Callable[..., Any]) -> Any:
     """:func:`explain_decode` as :func:`shapewise.cost.attention.explain_attention` reports it.
 
-    A sliding window reads only the last ``window`` keys. ``flops`` are the model FLOPs of
-    the attention module's convention (causal pairs counted exactly).
+    ``report`` is its ``AttentionExplanation`` (passed in: that module imports this one). A
+    sliding window reads only the last ``window`` keys. ``flops`` are the model FLOPs of the
+    attention module's convention (causal pairs counted exactly).
     """
-    from shapewise.cost.attention import AttentionExplanation  # it imports this module
-
     keys = seq_len_kv if window is None else min(seq_len_kv, window + seq_len - 1)
     e = explain_decode(batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len,
                        keys=keys, head_dim=head_dim, head_dim_v=head_dim_v, gpu=gpu,
                        dtype=dtype)
-    return AttentionExplanation(
+    return report(
         time_s=e.time_s, flops=flops, tflops=flops / e.time_s / 1e12, path="decode",
         kernel_head_dim=head_dim, block=(BLOCK_M, block_n(max(head_dim, head_dim_v))),
         ctas=e.ctas, waves=e.waves, compute_s=e.compute_s, memory_s=e.memory_s,
