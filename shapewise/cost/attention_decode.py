@@ -97,6 +97,12 @@ def decode_params(gpu: GPU) -> tuple[DecodeParams, str]:
     """The decode parameters for ``gpu`` and where they come from."""
     cal = calibration_of(gpu)
     own = dict(cal.attention_decode)
+    for key, value in own.items():
+        if key not in DECODE_PRIOR:
+            raise InputError(f"calibration.attention_decode.{key}: not a decode parameter "
+                             f"({', '.join(DECODE_KEYS)})")
+        if key in ("hbm_fraction", "sm_stream_share") and not value > 0:
+            raise InputError(f"calibration.attention_decode.{key}: must be positive")
     if own:
         prm = {**DECODE_PRIOR, **own}
         origin = f"fitted on {gpu.id} (calibration.provenance.attention_decode)"

@@ -210,3 +210,13 @@ def test_import_stays_torch_free() -> None:
     code = ("import sys, shapewise; shapewise.attention_time(batch=1, heads=8, seq_len=1, "
             "seq_len_kv=999, head_dim=64, gpu='h100'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("bad,field", [({"hbm_fractoin": 0.8}, "hbm_fractoin"),
+                                       ({"sm_stream_share": 0.0}, "sm_stream_share")])
+def test_bad_profile_parameters_name_the_key(bad: dict, field: str) -> None:
+    import dataclasses
+
+    cal = dataclasses.replace(A100.calibration, attention_decode=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=f"attention_decode.{field}"):
+        decode_params(A100.with_calibration(cal))
