@@ -33,16 +33,11 @@ from shapewise.cost.attention import explain_attention
 from shapewise.cost.attention_backends import attention_backend_params
 from shapewise.cost.defaults import calibration_of
 from shapewise.cost.fit import AttentionObservation, error_stats, predict_attention
-from shapewise.hardware.catalog import GPU
 
 BEGIN = "<!-- validation:begin (scripts/validate_public.py writes between these marks) -->"
 END = "<!-- validation:end -->"
 ABEGIN = "<!-- attention:begin (scripts/validate_public.py writes between these marks) -->"
 AEND = "<!-- attention:end -->"
-DBEGIN = "<!-- decode:begin (scripts/validate_public.py writes between these marks) -->"
-DEND = "<!-- decode:end -->"
-#: the decode model's target (issue #11, decode brief): median absolute error per batch range
-DECODE_MEDIAN_TARGET = 10.0
 #: acceptance (issue #11): median absolute error per GPU × backend × direction group of at
 #: least this many calibration rows, and the share of measured backend pairs ordered right
 ATTENTION_MEDIAN_TARGET = 10.0
@@ -353,104 +348,6 @@ def render_attention(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def tiled_forward(o: AttentionObservation, gpu: GPU) -> float:
-    """What the tiled FlashAttention model (the fused path of ``explain_attention``) prices
-    ``o`` at: the price short queries had before the decode path."""
-    from shapewise.cost.attention import (
-        BACKENDS,
-        _kernel_dim,
-        fused_params,
-        fused_time,
-        kernel_tiles,
-    )
-
-    be = BACKENDS[o.backend]
-    prm, _ = fused_params(gpu, o.backend, o.dtype, False)
-    kd = _kernel_dim(be, o.head_dim)
-    return fused_time(gpu, o.dtype, prm, batch=o.batch, heads=o.heads, kv_heads=o.kv_heads,
-                      seq_len=o.seq_len, seq_len_kv=o.seq_len_kv, head_dim_k=kd,
-                      head_dim_vk=kd, head_dim=o.head_dim, head_dim_v=o.head_dim_v,
-                      causal=o.causal, window=None,
-                      tiles=kernel_tiles(be, gpu, kd, False), backward=False)[0]
-
-
-def render_decode(folder: Path) -> str | None:
-    """The decode section: vidur's decode rows against the shipped split-KV decode model."""
-    from fit_decode import BATCH_RANGES, GPU_ID
-
-    from shapewise.cost.attention_decode import explain_decode
-
-    obs = list(public_data.read_vidur_decode(folder))
-    if not obs:
-        return None
-    gpu = get_gpu(GPU_ID)
-    prov = calibration_of(gpu).provenance.get("attention_decode") or {}
-    cap = prov.get("kv_capacity", max(o.seq_len_kv for o in obs))
-    meas = np.array([o.time_s for o in obs])
-    batch = np.array([o.batch for o in obs])
-
-    def pred(capacity: int | None) -> np.ndarray:
-        return np.array([explain_decode(
-            batch=o.batch, heads=o.heads, kv_heads=o.kv_heads, seq_len=o.seq_len,
-            keys=o.seq_len_kv, head_dim=o.head_dim, head_dim_v=o.head_dim_v, gpu=gpu,
-            dtype=o.dtype, kv_capacity=capacity).time_s for o in obs])
-
-    shipped, own = pred(cap), pred(None)
-    tiled = np.array([tiled_forward(o, gpu) for o in obs[:: max(1, len(obs) // 500)]])
-    cv = prov.get("cross_validated", {})
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    lines = [
-        DBEGIN,
-        f"Generated {date} by `python scripts/validate_public.py --write docs/validation.md` "
-        f"(shapewise {__version__}) from the {len(obs)} decode rows of "
-        f"`vidur_a100_attention.csv` ({public_data.SOURCE_COMMITS['vidur_a100_attention.csv']}"
-        "; A100, fp16, 32 q / 4 kv heads, head dim 128, one query token against a cache of "
-        "32-4032 keys, batch 1-128; Kineto time of the FLASH_ATTENTION op). The model "
-        "(`shapewise/cost/attention_decode.py`) was fitted on these rows by "
-        f"`python scripts/fit_decode.py --write` ({prov.get('date', 'not fitted')}); "
-        "\"in-sample\": the shipped A100 parameters; \"held out\": 5-fold cross-validation "
-        "over whole batch sizes (each batch size predicted by a fit that never saw it). "
-        f"The split heuristic sees a block table of {cap} keys, the file's largest cache "
-        "(see `scripts/fit_decode.py` kv_capacity).",
-        "",
-        f"Target: median absolute error ≤ {DECODE_MEDIAN_TARGET:.0f}%.",
-        "",
-        "| batch | rows | median abs err % | p90 % | held-out median % | held-out p90 % "
-        "| target | table = own cache: median % |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
-    ]
-    groups = [("all", np.ones(len(obs), bool))] + [
-        (f"batch {lo}-{hi}", (batch >= lo) & (batch <= hi)) for lo, hi in BATCH_RANGES]
-    for name, m in groups:
-        st = error_stats(shipped[m], meas[m])
-        c = cv.get(name, {})
-        ok = "met" if st["median_abs_pct"] <= DECODE_MEDIAN_TARGET else "**missed**"
-        lines.append(
-            f"| {name.removeprefix('batch ')} | {st['n']} | {st['median_abs_pct']:.1f} | "
-            f"{st['p90_abs_pct']:.1f} | {c.get('median_abs_pct', float('nan')):.1f} | "
-            f"{c.get('p90_abs_pct', float('nan')):.1f} | {ok} | "
-            f"{error_stats(own[m], meas[m])['median_abs_pct']:.1f} |")
-    sub = meas[:: max(1, len(obs) // 500)]
-    lines += [
-        "",
-        "Last column: the same rows priced as `attention_time` prices a call (the split "
-        "heuristic sized on each row's own cache, as a block table no wider than the "
-        "sequence gives), with the same parameters. The tiled FlashAttention-2 model that priced "
-        "these before (one query row in a 128-row tile per head, compute-bound) gives "
-        f"{float(np.median(tiled / sub)):.1f}× the measured time (median over "
-        f"{len(sub)} rows).",
-    ]
-    trend = vidur_trend(folder)
-    if trend:
-        lines += ["", f"The same file's {trend['n']} prefill rows are unchanged: a trend check "
-                  f"of the tiled model only ({trend['median_ratio']:.2f}× the op time, "
-                  f"median abs error {trend['raw_median_abs_pct']:.0f}%; trend "
-                  f"followed to {trend['trend_median_abs_pct']:.1f}% median, "
-                  f"{trend['trend_p90_abs_pct']:.1f}% p90; the attention section above)."]
-    lines.append(DEND)
-    return "\n".join(lines)
-
-
 def _replace_block(text: str, begin: str, end: str, block: str) -> str:
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
@@ -473,7 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     attention = render_attention(folder)
     print(attention)
-    decode = render_decode(folder)
+    import validate_decode  # the decode section (its own module: scripts/validate_decode.py)
+
+    decode = validate_decode.render_decode(folder, trend=vidur_trend(folder))
     if decode:
         print(decode)
     if args.write:
@@ -482,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         new = _replace_block(old, BEGIN, END, text)
         if (ABEGIN in new and AEND in new) or not old:  # a page without its marks keeps
             new = _replace_block(new, ABEGIN, AEND, attention)  # its text as it is
-        if decode and ((DBEGIN in new and DEND in new) or AEND in new or not old):
-            new = _replace_block(new, DBEGIN, DEND, decode)
+        if decode and (validate_decode.DBEGIN in new or AEND in new or not old):
+            new = _replace_block(new, validate_decode.DBEGIN, validate_decode.DEND, decode)
         path.write_text(new)
     return 0
 

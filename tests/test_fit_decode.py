@@ -20,7 +20,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import fit_decode  # noqa: E402
 import public_data  # noqa: E402
-import validate_public  # noqa: E402
+import validate_decode  # noqa: E402
 
 from shapewise import get_gpu  # noqa: E402
 from shapewise.cost.attention_decode import (  # noqa: E402
@@ -80,8 +80,8 @@ def test_fit_recovers_the_parameters_it_was_given(tmp_path: Path) -> None:
 
 def test_decode_section_reports_every_batch_range(tmp_path: Path) -> None:
     _synthetic(tmp_path)
-    text = validate_public.render_decode(tmp_path)
-    assert text is not None and text.startswith(validate_public.DBEGIN)
+    text = validate_decode.render_decode(tmp_path)
+    assert text is not None and text.startswith(validate_decode.DBEGIN)
     for lo, hi in fit_decode.BATCH_RANGES:
         assert f"| {lo}-{hi} |" in text
     assert "decode rows of `vidur_a100_attention.csv`" in text
