@@ -57,6 +57,7 @@ def test_positive_finite_and_non_decreasing_in_cache_and_batch(
     assert routed.path == "decode"
     e = _explain(gpu, batch=b, keys=kv + q, **kw)
     assert 0 < e.time_s < math.inf and math.isfinite(routed.tflops)
+    assert e.kv_bytes / e.time_s <= sw.get_gpu(gpu).bandwidth  # never past the datasheet
     longer = _explain(gpu, batch=b, keys=2 * kv + q, **kw)
     bigger = _explain(gpu, batch=2 * b, keys=kv + q, **kw)
     for other in (longer, bigger):
