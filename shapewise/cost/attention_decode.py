@@ -288,8 +288,9 @@ def explain_decode(*, batch: int, heads: int, kv_heads: int, seq_len: int, keys:
 
 #: The decode path prices a forward whose queries per KV head, q_len · heads/kv_heads, fit
 #: one 64-row tile of the split-KV kernel (BLOCK_M) and attend to a longer cache: each K/V
-#: byte then meets at most 64 query rows, at most 64 FLOP/byte at 16 bits, under half of
-#: every catalog GPU's ridge point, so the kernel is memory-bound by construction. Longer
+#: byte then meets at most 64 query rows, at most 64 FLOP/byte at 16 bits, below every
+#: catalog GPU's 16-bit ridge point (the lowest: MI100 75, RTX 3090 76; A100 153, H100
+#: 295), so the kernel is memory-bound (the model keeps its compute term all the same). Longer
 #: queries (prefill chunks), self-attention without a cache (q_len = kv_len > 1) and every
 #: backward stay with the tiled FlashAttention model of :mod:`shapewise.cost.attention`.
 DECODE_MAX_ROWS = BLOCK_M
