@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shapewise.cost.defaults import calibration_of
+from shapewise.cost.gemm import _resolve, check_dim
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 
@@ -259,17 +260,23 @@ class DecodeExplanation:
 
 
 def explain_decode(*, batch: int, heads: int, kv_heads: int, seq_len: int, keys: int,
-                   head_dim: int, head_dim_v: int, gpu: GPU, dtype: str,
+                   head_dim: int, head_dim_v: int, gpu: str | GPU, dtype: str = "bf16",
                    kv_capacity: int | None = None) -> DecodeExplanation:
     """Price one decode / short-query forward: ``seq_len`` queries against ``keys`` cached keys.
 
-    Arguments are validated by the caller (:func:`shapewise.cost.attention.explain_attention`)
-    except ``kv_capacity``: the block-table width in tokens the split heuristic sees (a
-    paged cache sized for a longer sequence); None: the cache itself.
+    ``kv_capacity`` is the block-table width in tokens the split heuristic sees (a paged
+    cache sized for a longer sequence); None: the cache itself. ``gpu`` may be a name.
+    :func:`shapewise.cost.attention.explain_attention` routes short queries here.
     """
-    if kv_capacity is not None and (isinstance(kv_capacity, bool)
-                                    or not isinstance(kv_capacity, int) or kv_capacity < 1):
-        raise InputError(f"kv_capacity: expected a positive integer, got {kv_capacity!r}")
+    batch, heads, kv_heads = (check_dim(batch, "batch"), check_dim(heads, "heads"),
+                              check_dim(kv_heads, "kv_heads"))
+    seq_len, keys = check_dim(seq_len, "seq_len"), check_dim(keys, "keys")
+    head_dim, head_dim_v = check_dim(head_dim, "head_dim"), check_dim(head_dim_v, "head_dim_v")
+    if heads % kv_heads:
+        raise InputError(f"kv_heads: {kv_heads} must divide heads ({heads})")
+    if kv_capacity is not None:
+        kv_capacity = check_dim(kv_capacity, "kv_capacity")
+    gpu, dtype = _resolve(gpu, dtype)
     p, origin = decode_params(gpu)
     sh = decode_shape(gpu, batch=batch, heads=heads, kv_heads=kv_heads, seq_len=seq_len,
                       keys=keys, head_dim=head_dim, head_dim_v=head_dim_v, dtype=dtype,

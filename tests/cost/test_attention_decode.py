@@ -221,3 +221,12 @@ def test_bad_profile_parameters_name_the_key(bad: dict, field: str) -> None:
     cal = dataclasses.replace(A100.calibration, attention_decode=bad)  # type: ignore[arg-type]
     with pytest.raises(InputError, match=f"attention_decode.{field}"):
         decode_params(A100.with_calibration(cal))
+
+
+@pytest.mark.parametrize("field,kw", [("keys", {"keys": 0}), ("kv_heads", {"kv_heads": 3}),
+                                      ("batch", {"batch": -1}), ("dtype", {"dtype": "fp7"})])
+def test_explain_decode_checks_its_own_input(field: str, kw: dict) -> None:
+    args = {"batch": 1, "heads": 32, "kv_heads": 4, "seq_len": 1, "keys": 10,
+            "head_dim": 128, "head_dim_v": 128, "gpu": "a100", **kw}
+    with pytest.raises(InputError, match=field):
+        explain_decode(**args)
