@@ -270,6 +270,10 @@ class FusedParams:
     launch_s: float
     stream_bw: float
     """bytes/s a streaming kernel sustains"""
+    quant_elementwise: float = 0.0
+    """κ₈: the fp8 backward's per-score-element quantisation work (scale, amax and e4m3
+    conversion of P and dS), in special-function-unit clocks × 16 like κ; it runs on the
+    CUDA cores beside the asynchronous MMAs, so a block pair takes the longer of the two"""
 
 
 def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
@@ -299,7 +303,11 @@ def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
     mma = 2.0 * (3 * dqk + 2 * head_dim_vk) if backward else 2.0 * (dqk + head_dim_vk)
     sm_rate = gpu.peak_flops(dtype) * p.efficiency / gpu.sm_count
     clock = gpu.boost_clock_mhz * 1e6
-    t_pair = bm * bn * (mma / sm_rate + p.softmax_exposed / (EXP_PER_CLOCK_PER_SM * clock))
+    per_exp = 1.0 / (EXP_PER_CLOCK_PER_SM * clock)
+    # the MMAs, or the fp8 backward's quantisation of P and dS where that is longer (both
+    # proceed at once: the MMAs are asynchronous), then the exposed exponentials
+    t_pair = bm * bn * (max(mma / sm_rate, p.quant_elementwise * per_exp)
+                        + p.softmax_exposed * per_exp)
     slots = gpu.sm_count * gpu.ctas_per_sm
     ctas = bh * ctas1
     work = bh * visited1 + p.cta_overhead * ctas
@@ -312,25 +320,54 @@ def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
     memory = (q_o + k_v) / p.stream_bw
     launches = 1
     if backward:
-        # read Q, K, V, O, dO, write dQ, dK, dV; dQ accumulates in fp32 through atomics:
-        # 4 bytes · d_qk per query row for every key block that row visits
-        memory = 2 * memory + bh * visited1 * bm * head_dim * 4 / p.stream_bw
+        # read Q, K, V, O, dO, write dQ, dK, dV; dQ accumulates in fp32 through atomics,
+        # 4 bytes · d_qk per query row for every key block that row visits. Those land in
+        # L2 when the accumulators the resident CTAs add into fit there (then HBM sees dQ
+        # once, written back and read by the conversion kernel), else in HBM
+        memory = 2 * memory + dq_accumulation_bytes(
+            gpu, bh=bh, ctas_per_head=ctas1, visited=visited1, block_m=bm,
+            seq_len=seq_len, head_dim=head_dim) / p.stream_bw
         launches = BACKWARD_LAUNCHES
     t = max(compute, memory) + launches * p.launch_s
     return t, compute, memory, ctas, waves
 
 
-def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[FusedParams, str]:
-    """The parameters :func:`fused_time` uses for ``backend`` on ``gpu``, and their origin."""
+def dq_accumulation_bytes(gpu: GPU, *, bh: int, ctas_per_head: int, visited: int,
+                          block_m: int, seq_len: int, head_dim: int) -> float:
+    """HBM bytes of the backward's fp32 dQ accumulation.
+
+    Each visited block pair adds a ``block_m × d_qk`` fp32 tile into dQ's accumulator. The
+    grid walks the key blocks of one (batch, head) before the next, so the CTAs resident at
+    once add into ``ceil(slots / CTAs per head)`` heads' accumulators, ``s · d_qk · 4``
+    bytes each. When those fit in L2 the atomics resolve there and HBM sees the
+    accumulator once (written back, read by the conversion kernel); otherwise every add
+    goes to HBM.
+    """
+    slots = gpu.sm_count * gpu.ctas_per_sm
+    live_heads = min(bh, -(-slots // max(ctas_per_head, 1)))
+    per_head = seq_len * head_dim * 4
+    if live_heads * per_head <= gpu.l2_mb * 1e6:
+        return 2.0 * bh * per_head
+    return bh * visited * block_m * head_dim * 4.0
+
+
+def params_from(prm: dict[str, float], gpu: GPU, dtype: str, backward: bool) -> FusedParams:
+    """:class:`FusedParams` from a backend's parameter dict (a profile's or a fit's)."""
     cal = calibration_of(gpu)
-    prm, origin = attention_backend_params(gpu, backend, dtype)
     key = ("bwd" if backward else "fwd") + "_efficiency"
-    eff = prm.get(key + "_fp8" if dtype == "fp8" else key, prm[key])
+    eff = prm.get(key + "_fp8", prm[key]) if dtype == "fp8" else prm[key]
+    quant = prm.get("bwd_quant_fp8", 0.0) if (dtype == "fp8" and backward) else 0.0
     return FusedParams(
         efficiency=min(1.0, eff), softmax_exposed=prm["softmax_exposed"],
         cta_overhead=prm["cta_overhead"], launch_s=prm.get("launch_us", cal.launch_us) * 1e-6,
-        stream_bw=gpu.bandwidth * cal.bandwidth_efficiency,
-    ), origin
+        stream_bw=gpu.bandwidth * cal.bandwidth_efficiency, quant_elementwise=quant,
+    )
+
+
+def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[FusedParams, str]:
+    """The parameters :func:`fused_time` uses for ``backend`` on ``gpu``, and their origin."""
+    prm, origin = attention_backend_params(gpu, backend, dtype)
+    return params_from(prm, gpu, dtype, backward), origin
 
 
 def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int | None,
