@@ -226,8 +226,9 @@ def _attention_provenance(gid: str, fits: dict[str, AttentionFit], obs: list, se
         "data": "public measurements, ../shared/data (see its README); not shipped",
         "method": "scipy.optimize.least_squares on log(predicted/measured), soft-L1 loss, "
         "per backend over all GPUs (shared softmax_exposed and cta_overhead; per GPU the "
-        "efficiencies, and softmax_exposed where >= 40 timings span >= 3 head dims); "
-        "5-fold cross-validation",
+        "efficiencies, and softmax_exposed where >= 40 timings span >= 3 head dims; "
+        "bwd_quant_fp8 in place of bwd_efficiency_fp8 where the fp8 backward timings span "
+        ">= 2 head dims); 5-fold cross-validation",
         "backends": {},
     }
     for backend, f in sorted(fits.items()):

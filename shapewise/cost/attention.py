@@ -25,9 +25,16 @@ The kernel model (one formula for every fused backend; docs/cost-model.md gives 
   its compiled sizes and to the MMA K step).
 * **Backward.** Its own tiles: each CTA owns a block of ``BlockN`` keys (dK, dV stay in
   registers) and walks the query blocks that see them, recomputing P from the saved
-  log-sum-exp, and accumulating dQ in fp32 through global atomics (its traffic, 4 bytes ×
-  d_qk per query per visited block, is priced against the bandwidth). Two extra small
-  kernels (dO·O row sums, dQ conversion) add two launches.
+  log-sum-exp, and accumulating dQ in fp32 through global atomics: 4 bytes × d_qk per
+  query per visited block, resolved in L2 while the accumulators of the heads the
+  resident CTAs work on fit there (HBM then sees dQ once), else priced against the
+  bandwidth (:func:`dq_accumulation_bytes`). Two extra small kernels (dO·O row sums, dQ
+  conversion) add two launches.
+* **fp8 backward.** It also quantises P and dS at every score element (scale, amax, e4m3
+  conversion) on the CUDA cores while the asynchronous MMAs run: a block pair takes
+  ``max(MMAs, κ₈/(16·f) per element)`` before the exposed exponentials. The work does not
+  shrink with the head dim, so fp8's gain over bf16 does (cudnn_frontend_sdpa.csv, cuDNN
+  9.22: 1.4-1.5× at d 128, 2.0× at 192/128 on GB300).
 * **Schedule.** ``time = t_pair · max(work / slots, longest CTA)`` where ``work`` is the
   block pairs of all CTAs plus ``c₀`` block-pair equivalents per CTA (loading its Q or K/V
   block, writing its output: what makes short rows and narrow windows slow), and
@@ -38,7 +45,8 @@ The kernel model (one formula for every fused backend; docs/cost-model.md gives 
 
 Parameters per (GPU, backend): ``fwd_efficiency`` and ``bwd_efficiency`` (the MMA rate as a
 fraction of the dtype's dense peak), and where fp8 was measured ``fwd_efficiency_fp8`` /
-``bwd_efficiency_fp8``; per backend across GPUs ``softmax_exposed`` (κ) and ``cta_overhead``
+``bwd_efficiency_fp8``, or ``bwd_quant_fp8`` (κ₈; the fp8 backward's MMAs then run at
+``bwd_efficiency``); per backend across GPUs ``softmax_exposed`` (κ) and ``cta_overhead``
 (c₀). They are fitted on public timings by ``scripts/fit_public.py`` and stored in the
 profiles' ``calibration.attention_backends`` with their provenance; unfitted pairs use the
 spec-derived priors of :mod:`shapewise.cost.defaults`.

@@ -410,8 +410,9 @@ def _chip(o: AttentionObservation) -> str:
 
 def _attention_names(obs: Sequence[AttentionObservation], fit_shared: bool) -> list[str]:
     """Free parameters: per GPU the efficiencies (16-bit, fp8; forward, backward) and, where
-    head dims vary enough, κ; per (GPU, source file) the harness's fixed time per call;
-    per backend κ and c₀ (``fit_shared``)."""
+    head dims vary enough, κ, and κ₈ (``bwd_quant_fp8``) in place of the fp8 backward's
+    efficiency; per (GPU, source file) the harness's fixed time per call; per backend κ
+    and c₀ (``fit_shared``)."""
     names = []
     for key in sorted({_harness(o) for o in obs}):
         if sum(_harness(o) == key for o in obs) >= 10:  # enough rows to see a fixed cost

@@ -219,7 +219,7 @@ def test_fp8_backward_gains_more_over_bf16_as_the_head_dim_grows(gpu: str) -> No
     """cuDNN's fp8 backward quantises P and dS (scale, amax, e4m3) at every score element,
     work that does not shrink with the head dim while its MMAs do: its gain over bf16 grows
     with the head dim and stays below the 2× of the tensor peak (cudnn_frontend_sdpa.csv,
-    cuDNN 9.22 on GB200/GB300: 1.4× at d 128 against 1.9-2.0× at 192/128; at d 64 the
+    cuDNN 9.22 on GB200/GB300: 1.4-1.5× at d 128 against 1.7-2.0× at 192/128; at d 64 the
     quantisation outlasts even bf16's MMAs). B200 prices its fp8 backward with GB200's
     quantisation term (same sm_100 kernel)."""
     s64, s128, s192 = (_fp8_speedup(gpu, d, dv) for d, dv in ((64, 64), (128, 128),
