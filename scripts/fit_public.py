@@ -252,12 +252,15 @@ def _attention_provenance(gid: str, fits: dict[str, AttentionFit], obs: list, se
 
 
 def _cv_groups(f: AttentionFit, gid: str) -> dict:
-    """Held-out errors of ``gid``'s timings per dtype and direction (finite numbers only)."""
+    """Held-out errors of ``gid``'s timings per dtype and direction, and per direction over
+    every dtype (issue #11's grouping; finite numbers only)."""
     out: dict = {}
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for o, cv in zip(f.observations, f.cv_predictions, strict=True):
         if o.gpu == gid and np.isfinite(cv):
-            groups[f"{o.dtype} {'bwd' if o.backward else 'fwd'}"].append((cv, o.time_s))
+            d = "bwd" if o.backward else "fwd"
+            groups[f"{o.dtype} {d}"].append((cv, o.time_s))
+            groups[f"all {d}"].append((cv, o.time_s))
     for key, pairs in sorted(groups.items()):
         st = error_stats(np.array([p for p, _ in pairs]), np.array([m for _, m in pairs]))
         out[key] = {"n": st["n"], "median_abs_pct": round(st["median_abs_pct"], 2),

@@ -339,15 +339,20 @@ def render_attention(folder: Path) -> str:
             abs(shipped_attention(o) / o.time_s - 1) * 100)
     lines += ["", "The same timings as issue #11 groups them, GPU × backend per direction "
               f"(dtypes together), the groups of ≥ {ATTENTION_MIN_ROWS}:", "",
-              "| GPU | backend | direction | timings | median abs err % | target |",
-              "|---|---|---|---:|---:|---|"]
+              "| GPU | backend | direction | timings | median abs err % | held-out median % "
+              "| target |",
+              "|---|---|---|---:|---:|---:|---|"]
     for (gid, backend, d), errs in sorted(merged.items()):
         if len(errs) < ATTENTION_MIN_ROWS:
             continue
         med = float(np.median(errs))
         ok = ("excluded (below)" if (gid, backend, d) in EXCLUDED_ATTENTION_GROUPS else
               "met" if med <= ATTENTION_MEDIAN_TARGET else "**missed**")
-        lines.append(f"| {gid} | {backend} | {d} | {len(errs)} | {med:.1f} | {ok} |")
+        prov = calibration_of(get_gpu(gid)).provenance.get("attention", {}) or {}
+        cv = prov.get("backends", {}).get(backend, {}).get("cross_validated", {}).get(
+            f"all {d}", {}).get("median_abs_pct")
+        cvm = "" if cv is None else f"{cv:.1f}"
+        lines.append(f"| {gid} | {backend} | {d} | {len(errs)} | {med:.1f} | {cvm} | {ok} |")
     lines += [""] + [f"Excluded from the target: {g} {b} {d}: {why} (the reason, with its "
                      "figures, is in scripts/validate_public.py)."
                      for (g, b, d), why in sorted(EXCLUDED_ATTENTION_GROUPS.items())]
