@@ -439,16 +439,27 @@ def explain_attention(
         head_dim_k=kd, head_dim_vk=kdv, head_dim=d, head_dim_v=dv, causal=causal, window=w,
         tiles=tiles, backward=backward,
         skip=masked_block_skipping(name, gpu_, dt, backward))
-    note = ""
+    notes = []
     if kd != d:
-        note = f"head dim {d} runs the {kd}-wide kernel ({kd / d - 1:.0%} wasted math)"
+        notes.append(f"head dim {d} runs the {kd}-wide kernel ({kd / d - 1:.0%} wasted math)")
+    if prm.quant_elementwise > 0:
+        dqk = QK_STEP * math.ceil(kd / QK_STEP) if kd >= QK_STEP else kd
+        mma_clocks = 2.0 * (3 * dqk + 2 * kdv) / (
+            gpu_.peak_flops(dt) * prm.efficiency / gpu_.sm_count / (gpu_.boost_clock_mhz * 1e6))
+        if prm.quant_elementwise / EXP_PER_CLOCK_PER_SM > mma_clocks:
+            notes.append("fp8 backward bound by its quantisation of P and dS "
+                         f"({prm.quant_elementwise / EXP_PER_CLOCK_PER_SM:.3f} clock per score "
+                         f"element per SM, the MMAs {mma_clocks:.3f})")
+    note = "; ".join(notes)
     return AttentionExplanation(
         time_s=t, flops=flops, tflops=flops / t / 1e12, path="fused", kernel_head_dim=kd,
         block=tiles, ctas=ctas, waves=waves, compute_s=compute, memory_s=memory,
         launch_s=(BACKWARD_LAUNCHES if backward else 1) * launch, calibration=origin,
         note=note, backend=name, backend_choice=choice, efficiency=prm.efficiency,
         params={"efficiency": prm.efficiency, "softmax_exposed": prm.softmax_exposed,
-                "cta_overhead": prm.cta_overhead},
+                "cta_overhead": prm.cta_overhead,
+                **({"quant_elementwise": prm.quant_elementwise}
+                   if prm.quant_elementwise else {})},
     )
 
 

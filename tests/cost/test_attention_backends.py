@@ -239,6 +239,12 @@ def test_fp8_backward_costs_the_same_per_score_element_across_head_dims() -> Non
         return ex.time_s / (ex.flops / (4 * d))  # flops = 2 · 2d · pairs (backward: ×2)
     assert per_pair("fp8", 128) / per_pair("fp8", 64) < 1.25
     assert per_pair("bf16", 128) / per_pair("bf16", 64) > 1.6
+    kw = dict(batch=2, heads=64, seq_len=8192, head_dim=128, gpu="gb300", backward=True,
+              backend="cudnn")
+    fp8 = explain_attention(dtype="fp8", **kw)
+    assert "bound by its quantisation" in fp8.note and fp8.params["quant_elementwise"] > 0
+    bf16 = explain_attention(dtype="bf16", **kw)
+    assert "quantisation" not in bf16.note and "quant_elementwise" not in bf16.params
 
 
 def test_dq_accumulation_reaches_hbm_only_past_l2() -> None:
