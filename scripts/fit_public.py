@@ -226,8 +226,9 @@ def _attention_provenance(gid: str, fits: dict[str, AttentionFit], obs: list, se
         "data": "public measurements, ../shared/data (see its README); not shipped",
         "method": "scipy.optimize.least_squares on log(predicted/measured), soft-L1 loss, "
         "per backend over all GPUs (shared softmax_exposed and cta_overhead; per GPU the "
-        "efficiencies, and softmax_exposed where >= 40 timings span >= 3 head dims); "
-        "5-fold cross-validation",
+        "efficiencies, and softmax_exposed where >= 40 timings span >= 3 head dims; "
+        "bwd_quant_fp8 in place of bwd_efficiency_fp8 where the fp8 backward timings span "
+        ">= 2 head dims); 5-fold cross-validation",
         "backends": {},
     }
     for backend, f in sorted(fits.items()):
@@ -251,12 +252,15 @@ def _attention_provenance(gid: str, fits: dict[str, AttentionFit], obs: list, se
 
 
 def _cv_groups(f: AttentionFit, gid: str) -> dict:
-    """Held-out errors of ``gid``'s timings per dtype and direction (finite numbers only)."""
+    """Held-out errors of ``gid``'s timings per dtype and direction, and per direction over
+    every dtype (issue #11's grouping; finite numbers only)."""
     out: dict = {}
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for o, cv in zip(f.observations, f.cv_predictions, strict=True):
         if o.gpu == gid and np.isfinite(cv):
-            groups[f"{o.dtype} {'bwd' if o.backward else 'fwd'}"].append((cv, o.time_s))
+            d = "bwd" if o.backward else "fwd"
+            groups[f"{o.dtype} {d}"].append((cv, o.time_s))
+            groups[f"all {d}"].append((cv, o.time_s))
     for key, pairs in sorted(groups.items()):
         st = error_stats(np.array([p for p, _ in pairs]), np.array([m for _, m in pairs]))
         out[key] = {"n": st["n"], "median_abs_pct": round(st["median_abs_pct"], 2),

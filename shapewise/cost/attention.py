@@ -25,9 +25,16 @@ The kernel model (one formula for every fused backend; docs/cost-model.md gives 
   its compiled sizes and to the MMA K step).
 * **Backward.** Its own tiles: each CTA owns a block of ``BlockN`` keys (dK, dV stay in
   registers) and walks the query blocks that see them, recomputing P from the saved
-  log-sum-exp, and accumulating dQ in fp32 through global atomics (its traffic, 4 bytes ×
-  d_qk per query per visited block, is priced against the bandwidth). Two extra small
-  kernels (dO·O row sums, dQ conversion) add two launches.
+  log-sum-exp, and accumulating dQ in fp32 through global atomics: 4 bytes × d_qk per
+  query per visited block, resolved in L2 while the accumulators of the heads the
+  resident CTAs work on fit there (HBM then sees dQ once), else priced against the
+  bandwidth (:func:`dq_accumulation_bytes`). Two extra small kernels (dO·O row sums, dQ
+  conversion) add two launches.
+* **fp8 backward.** It also quantises P and dS at every score element (scale, amax, e4m3
+  conversion) on the CUDA cores while the asynchronous MMAs run: a block pair takes
+  ``max(MMAs, κ₈/(16·f) per element)`` before the exposed exponentials. The work does not
+  shrink with the head dim, so fp8's gain over bf16 does (cudnn_frontend_sdpa.csv, cuDNN
+  9.22: 1.4-1.5× at d 128, 2.0× at 192/128 on GB300).
 * **Schedule.** ``time = t_pair · max(work / slots, longest CTA)`` where ``work`` is the
   block pairs of all CTAs plus ``c₀`` block-pair equivalents per CTA (loading its Q or K/V
   block, writing its output: what makes short rows and narrow windows slow), and
@@ -38,7 +45,8 @@ The kernel model (one formula for every fused backend; docs/cost-model.md gives 
 
 Parameters per (GPU, backend): ``fwd_efficiency`` and ``bwd_efficiency`` (the MMA rate as a
 fraction of the dtype's dense peak), and where fp8 was measured ``fwd_efficiency_fp8`` /
-``bwd_efficiency_fp8``; per backend across GPUs ``softmax_exposed`` (κ) and ``cta_overhead``
+``bwd_efficiency_fp8``, or ``bwd_quant_fp8`` (κ₈; the fp8 backward's MMAs then run at
+``bwd_efficiency``); per backend across GPUs ``softmax_exposed`` (κ) and ``cta_overhead``
 (c₀). They are fitted on public timings by ``scripts/fit_public.py`` and stored in the
 profiles' ``calibration.attention_backends`` with their provenance; unfitted pairs use the
 spec-derived priors of :mod:`shapewise.cost.defaults`.
@@ -271,6 +279,10 @@ class FusedParams:
     launch_s: float
     stream_bw: float
     """bytes/s a streaming kernel sustains"""
+    quant_elementwise: float = 0.0
+    """κ₈: the fp8 backward's per-score-element quantisation work (scale, amax and e4m3
+    conversion of P and dS), in special-function-unit clocks × 16 like κ; it runs on the
+    CUDA cores beside the asynchronous MMAs, so a block pair takes the longer of the two"""
 
 
 def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
@@ -300,7 +312,11 @@ def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
     mma = 2.0 * (3 * dqk + 2 * head_dim_vk) if backward else 2.0 * (dqk + head_dim_vk)
     sm_rate = gpu.peak_flops(dtype) * p.efficiency / gpu.sm_count
     clock = gpu.boost_clock_mhz * 1e6
-    t_pair = bm * bn * (mma / sm_rate + p.softmax_exposed / (EXP_PER_CLOCK_PER_SM * clock))
+    per_exp = 1.0 / (EXP_PER_CLOCK_PER_SM * clock)
+    # the MMAs, or the fp8 backward's quantisation of P and dS where that is longer (both
+    # proceed at once: the MMAs are asynchronous), then the exposed exponentials
+    t_pair = bm * bn * (max(mma / sm_rate, p.quant_elementwise * per_exp)
+                        + p.softmax_exposed * per_exp)
     slots = gpu.sm_count * gpu.ctas_per_sm
     ctas = bh * ctas1
     work = bh * visited1 + p.cta_overhead * ctas
@@ -313,25 +329,54 @@ def fused_time(gpu: GPU, dtype: str, p: FusedParams, *, batch: int, heads: int,
     memory = (q_o + k_v) / p.stream_bw
     launches = 1
     if backward:
-        # read Q, K, V, O, dO, write dQ, dK, dV; dQ accumulates in fp32 through atomics:
-        # 4 bytes · d_qk per query row for every key block that row visits
-        memory = 2 * memory + bh * visited1 * bm * head_dim * 4 / p.stream_bw
+        # read Q, K, V, O, dO, write dQ, dK, dV; dQ accumulates in fp32 through atomics,
+        # 4 bytes · d_qk per query row for every key block that row visits. Those land in
+        # L2 when the accumulators the resident CTAs add into fit there (then HBM sees dQ
+        # once, written back and read by the conversion kernel), else in HBM
+        memory = 2 * memory + dq_accumulation_bytes(
+            gpu, bh=bh, ctas_per_head=ctas1, visited=visited1, block_m=bm,
+            seq_len=seq_len, head_dim=head_dim) / p.stream_bw
         launches = BACKWARD_LAUNCHES
     t = max(compute, memory) + launches * p.launch_s
     return t, compute, memory, ctas, waves
 
 
-def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[FusedParams, str]:
-    """The parameters :func:`fused_time` uses for ``backend`` on ``gpu``, and their origin."""
+def dq_accumulation_bytes(gpu: GPU, *, bh: int, ctas_per_head: int, visited: int,
+                          block_m: int, seq_len: int, head_dim: int) -> float:
+    """HBM bytes of the backward's fp32 dQ accumulation.
+
+    Each visited block pair adds a ``block_m × d_qk`` fp32 tile into dQ's accumulator. The
+    grid walks the key blocks of one (batch, head) before the next, so the CTAs resident at
+    once add into ``ceil(slots / CTAs per head)`` heads' accumulators, ``s · d_qk · 4``
+    bytes each. When those fit in L2 the atomics resolve there and HBM sees the
+    accumulator once (written back, read by the conversion kernel); otherwise every add
+    goes to HBM.
+    """
+    slots = gpu.sm_count * gpu.ctas_per_sm
+    live_heads = min(bh, -(-slots // max(ctas_per_head, 1)))
+    per_head = seq_len * head_dim * 4
+    if live_heads * per_head <= gpu.l2_mb * 1e6:
+        return 2.0 * bh * per_head
+    return bh * visited * block_m * head_dim * 4.0
+
+
+def params_from(prm: dict[str, float], gpu: GPU, dtype: str, backward: bool) -> FusedParams:
+    """:class:`FusedParams` from a backend's parameter dict (a profile's or a fit's)."""
     cal = calibration_of(gpu)
-    prm, origin = attention_backend_params(gpu, backend, dtype)
     key = ("bwd" if backward else "fwd") + "_efficiency"
-    eff = prm.get(key + "_fp8" if dtype == "fp8" else key, prm[key])
+    eff = prm.get(key + "_fp8", prm[key]) if dtype == "fp8" else prm[key]
+    quant = prm.get("bwd_quant_fp8", 0.0) if (dtype == "fp8" and backward) else 0.0
     return FusedParams(
         efficiency=min(1.0, eff), softmax_exposed=prm["softmax_exposed"],
         cta_overhead=prm["cta_overhead"], launch_s=prm.get("launch_us", cal.launch_us) * 1e-6,
-        stream_bw=gpu.bandwidth * cal.bandwidth_efficiency,
-    ), origin
+        stream_bw=gpu.bandwidth * cal.bandwidth_efficiency, quant_elementwise=quant,
+    )
+
+
+def fused_params(gpu: GPU, backend: str, dtype: str, backward: bool) -> tuple[FusedParams, str]:
+    """The parameters :func:`fused_time` uses for ``backend`` on ``gpu``, and their origin."""
+    prm, origin = attention_backend_params(gpu, backend, dtype)
+    return params_from(prm, gpu, dtype, backward), origin
 
 
 def _validate(batch: int, heads: int, seq_len: int, head_dim: int, kv_heads: int | None,
@@ -401,16 +446,27 @@ def explain_attention(
         head_dim_k=kd, head_dim_vk=kdv, head_dim=d, head_dim_v=dv, causal=causal, window=w,
         tiles=tiles, backward=backward,
         skip=masked_block_skipping(name, gpu_, dt, backward))
-    note = ""
+    notes = []
     if kd != d:
-        note = f"head dim {d} runs the {kd}-wide kernel ({kd / d - 1:.0%} wasted math)"
+        notes.append(f"head dim {d} runs the {kd}-wide kernel ({kd / d - 1:.0%} wasted math)")
+    if prm.quant_elementwise > 0:
+        dqk = QK_STEP * math.ceil(kd / QK_STEP) if kd >= QK_STEP else kd
+        mma_clocks = 2.0 * (3 * dqk + 2 * kdv) / (
+            gpu_.peak_flops(dt) * prm.efficiency / gpu_.sm_count / (gpu_.boost_clock_mhz * 1e6))
+        if prm.quant_elementwise / EXP_PER_CLOCK_PER_SM > mma_clocks:
+            notes.append("fp8 backward bound by its quantisation of P and dS "
+                         f"({prm.quant_elementwise / EXP_PER_CLOCK_PER_SM:.3f} clock per score "
+                         f"element per SM, the MMAs {mma_clocks:.3f})")
+    note = "; ".join(notes)
     return AttentionExplanation(
         time_s=t, flops=flops, tflops=flops / t / 1e12, path="fused", kernel_head_dim=kd,
         block=tiles, ctas=ctas, waves=waves, compute_s=compute, memory_s=memory,
         launch_s=(BACKWARD_LAUNCHES if backward else 1) * launch, calibration=origin,
         note=note, backend=name, backend_choice=choice, efficiency=prm.efficiency,
         params={"efficiency": prm.efficiency, "softmax_exposed": prm.softmax_exposed,
-                "cta_overhead": prm.cta_overhead},
+                "cta_overhead": prm.cta_overhead,
+                **({"quant_elementwise": prm.quant_elementwise}
+                   if prm.quant_elementwise else {})},
     )
 
 

@@ -292,8 +292,10 @@ def default_backend(gpu: str | GPU, *, dtype: str = "bf16", head_dim: int = 128,
 # --------------------------------------------------------------------------- parameters
 
 
-def _sibling_fit(gpu: GPU, backend: str) -> tuple[Mapping[str, float], str] | None:
-    """A fit of ``backend`` on another profile with the same SM (arch_code), if any.
+def _sibling_fit(gpu: GPU, backend: str, key: str | None = None
+                 ) -> tuple[Mapping[str, float], str] | None:
+    """A fit of ``backend`` on another profile with the same SM (arch_code), if any (one
+    that holds ``key``, where given).
 
     Efficiency as a fraction of peak carries over between SKUs of one chip (H100 and H200
     share the GH100 SM; B200 and GB200 the GB100 SM): the kernel and its tiles are the same.
@@ -304,7 +306,7 @@ def _sibling_fit(gpu: GPU, backend: str) -> tuple[Mapping[str, float], str] | No
         if other.id == gpu.id or other.arch_code != gpu.arch_code or other.calibration is None:
             continue
         fit = other.calibration.attention_backends.get(backend)
-        if fit:
+        if fit and (key is None or key in fit):
             return fit, f"fitted on {other.id} (same {gpu.arch_code} SM)"
     return None
 
@@ -314,7 +316,8 @@ def attention_backend_params(gpu: GPU, backend: str, dtype: str
     """Parameters of ``backend`` on ``gpu`` for the fused-attention formula, and their origin.
 
     Keys: fwd_efficiency, bwd_efficiency (and _fp8 variants when fitted), softmax_exposed,
-    cta_overhead. Order: this GPU's fit; a fit on a GPU with the same SM; the priors.
+    cta_overhead, and bwd_quant_fp8 (the fp8 backward's quantisation work, κ₈) where fitted.
+    Order: this GPU's fit; a fit on a GPU with the same SM; the priors.
     """
     cal = calibration_of(gpu)
     be = BACKENDS[backend]
@@ -337,8 +340,14 @@ def attention_backend_params(gpu: GPU, backend: str, dtype: str
     # it did not measure keeps the prior
     own = cal.attention_backends.get(backend)
     if own:
-        return {**prm, **own}, (f"fitted on {gpu.id}'s chip "
-                                "(calibration.provenance.attention)")
+        prm = {**prm, **own}
+        if "bwd_quant_fp8" not in own:
+            # the fp8 backward's quantisation work is the kernel's on that SM: a fit on a
+            # sibling that measured it (B200 from GB200) prices this GPU's fp8 backward
+            sib = _sibling_fit(gpu, backend, key="bwd_quant_fp8")
+            if sib is not None:
+                prm["bwd_quant_fp8"] = sib[0]["bwd_quant_fp8"]
+        return prm, f"fitted on {gpu.id}'s chip (calibration.provenance.attention)"
     sib = _sibling_fit(gpu, backend)
     if sib is not None:
         return {**prm, **sib[0]}, sib[1]

@@ -329,23 +329,17 @@ def predict_attention(o: AttentionObservation, params: Mapping[str, float],
     """Model time of ``o`` with the backend parameters ``params`` (no calibration lookup)."""
     from shapewise.cost.attention import (
         BACKENDS,
-        FusedParams,
         _kernel_dim,
         fused_time,
         kernel_tiles,
         masked_block_skipping,
+        params_from,
     )
     from shapewise.hardware.catalog import get_gpu
 
     g = get_gpu(o.gpu) if gpu is None else gpu
-    cal = calibration_of(g)
     be = BACKENDS[o.backend]
-    key = ("bwd" if o.backward else "fwd") + "_efficiency"
-    eff = params.get(key + "_fp8", params[key]) if o.dtype == "fp8" else params[key]
-    p = FusedParams(efficiency=min(1.0, eff), softmax_exposed=params["softmax_exposed"],
-                    cta_overhead=params["cta_overhead"],
-                    launch_s=params.get("launch_us", cal.launch_us) * 1e-6,
-                    stream_bw=g.bandwidth * cal.bandwidth_efficiency)
+    p = params_from(dict(params), g, o.dtype, o.backward)
     kd, kdv = _kernel_dim(be, o.head_dim), _kernel_dim(be, o.head_dim_v)
     tiles = kernel_tiles(be, g, max(kd, kdv), o.backward)
     return fused_time(g, o.dtype, p, batch=o.batch, heads=o.heads, kv_heads=o.kv_heads,
@@ -375,6 +369,9 @@ class AttentionFit:
 
 
 ATTENTION_SHARED_BOUNDS = {"softmax_exposed": (0.0, 4.0), "cta_overhead": (0.0, 16.0)}
+#: κ₈, the fp8 backward's quantisation work per score element in exponential-equivalents
+#: (16 per SM per clock): a few conversions, scalings and max-reductions per element
+ATTENTION_QUANT_BOUNDS = (0.0, 16.0)
 #: fewest timings of one (chip, direction, dtype) that fit its efficiency
 ATTENTION_MIN_TIMINGS = 4
 #: fixed time per call as the file's timer sees it, microseconds (a kernel timer: a few us;
@@ -413,8 +410,9 @@ def _chip(o: AttentionObservation) -> str:
 
 def _attention_names(obs: Sequence[AttentionObservation], fit_shared: bool) -> list[str]:
     """Free parameters: per GPU the efficiencies (16-bit, fp8; forward, backward) and, where
-    head dims vary enough, κ; per (GPU, source file) the harness's fixed time per call;
-    per backend κ and c₀ (``fit_shared``)."""
+    head dims vary enough, κ, and κ₈ (``bwd_quant_fp8``) in place of the fp8 backward's
+    efficiency; per (GPU, source file) the harness's fixed time per call; per backend κ
+    and c₀ (``fit_shared``)."""
     names = []
     for key in sorted({_harness(o) for o in obs}):
         if sum(_harness(o) == key for o in obs) >= 10:  # enough rows to see a fixed cost
@@ -425,9 +423,17 @@ def _attention_names(obs: Sequence[AttentionObservation], fit_shared: bool) -> l
             # the exponentials' exposed share differs by SM generation (Blackwell's tensor
             # cores doubled, its special-function unit did not): per GPU where head dims vary
             names.append(f"{gid}:softmax_exposed")
+        # the fp8 backward's quantisation work per score element (κ₈) costs the same at
+        # every head dim and its MMAs do not: fitted where the fp8 backward timings span
+        # head dims. Its MMAs then run at the 16-bit backward's share of their (doubled)
+        # peak, as the kernel is the same: the timings bound that share only from below
+        # (the quantisation is the longer at every head dim measured), so it is not fitted
+        quant = len({o.head_dim for o in rows if o.backward and o.dtype == "fp8"}) >= 2
         for bw in (False, True):
             for fp8 in (False, True):
-                if any(o.backward == bw and (o.dtype == "fp8") == fp8 for o in rows):
+                if bw and fp8 and quant:
+                    names.append(f"{gid}:bwd_quant_fp8")
+                elif any(o.backward == bw and (o.dtype == "fp8") == fp8 for o in rows):
                     names.append(f"{gid}:{'bwd' if bw else 'fwd'}_efficiency"
                                  + ("_fp8" if fp8 else ""))
     if fit_shared:
@@ -487,6 +493,8 @@ def _attention_solve(obs: Sequence[AttentionObservation], names: list[str],
             return ATTENTION_LAUNCH_BOUNDS
         if n.endswith("softmax_exposed"):
             return ATTENTION_SHARED_BOUNDS["softmax_exposed"]
+        if n.endswith("bwd_quant_fp8"):
+            return ATTENTION_QUANT_BOUNDS
         return EFFICIENCY_BOUNDS
 
     lo = [bounds(n)[0] for n in names]

@@ -162,7 +162,8 @@ def test_fitted_parameters_carry_their_origin() -> None:
         "spec-derived prior")
 
 
-GPUS = ["h100", "h200", "a100", "b200", "gb200", "mi300x", "mi250x-gcd", "v100", "l4"]
+GPUS = ["h100", "h200", "a100", "b200", "gb200", "gb300", "mi300x", "mi250x-gcd", "v100",
+        "l4"]
 
 
 @settings(max_examples=600, deadline=None)
@@ -203,3 +204,65 @@ def test_properties_over_every_backend(gpu: str, backend: str | None, b: int, a:
             assert times[True, bw].time_s <= times[False, bw].time_s * (1 + 1e-12)
     for causal in (True, False):
         assert times[causal, True].time_s > times[causal, False].time_s
+
+
+def _fp8_speedup(gpu: str, d: int, dv: int) -> float:
+    """bf16 over fp8 time of cuDNN's backward at one shape (> 1: fp8 is faster)."""
+    shape = dict(batch=2, heads=64, kv_heads=8, seq_len=16384, head_dim=d, head_dim_v=dv,
+                 gpu=gpu, causal=True, backward=True, backend="cudnn")
+    return (explain_attention(dtype="bf16", **shape).time_s
+            / explain_attention(dtype="fp8", **shape).time_s)
+
+
+@pytest.mark.parametrize("gpu", ["gb200", "gb300", "b200"])
+def test_fp8_backward_gains_more_over_bf16_as_the_head_dim_grows(gpu: str) -> None:
+    """cuDNN's fp8 backward quantises P and dS (scale, amax, e4m3) at every score element,
+    work that does not shrink with the head dim while its MMAs do: its gain over bf16 grows
+    with the head dim and stays below the 2× of the tensor peak (cudnn_frontend_sdpa.csv,
+    cuDNN 9.22 on GB200/GB300: 1.4-1.5× at d 128 against 1.7-2.0× at 192/128; at d 64 the
+    quantisation outlasts even bf16's MMAs). B200 prices its fp8 backward with GB200's
+    quantisation term (same sm_100 kernel)."""
+    s64, s128, s192 = (_fp8_speedup(gpu, d, dv) for d, dv in ((64, 64), (128, 128),
+                                                              (192, 128)))
+    assert s64 < s128 < s192 < 2.0
+    assert s128 > 1.0
+
+
+def test_fp8_backward_costs_the_same_per_score_element_across_head_dims() -> None:
+    """Bound by the quantisation, the fp8 backward's time per visible (query, key) pair
+    hardly moves from d 64 to d 128 (1.09× measured on GB300, s = 32k), where bf16's
+    doubles with its MMAs."""
+    def per_pair(dtype: str, d: int) -> float:
+        ex = explain_attention(batch=2, heads=64, kv_heads=8, seq_len=32768, head_dim=d,
+                               gpu="gb300", dtype=dtype, causal=False, backward=True,
+                               backend="cudnn")
+        return ex.time_s / (ex.flops / (4 * d))  # flops = 2 · 2d · pairs (backward: ×2)
+    assert per_pair("fp8", 128) / per_pair("fp8", 64) < 1.25
+    assert per_pair("bf16", 128) / per_pair("bf16", 64) > 1.6
+    kw = dict(batch=2, heads=64, seq_len=8192, head_dim=128, gpu="gb300", backward=True,
+              backend="cudnn")
+    fp8 = explain_attention(dtype="fp8", **kw)
+    assert "bound by its quantisation" in fp8.note and fp8.params["quant_elementwise"] > 0
+    bf16 = explain_attention(dtype="bf16", **kw)
+    assert "quantisation" not in bf16.note and "quant_elementwise" not in bf16.params
+
+
+def test_dq_accumulation_reaches_hbm_only_past_l2() -> None:
+    """The backward's fp32 dQ atomics resolve in L2 while the accumulators of the heads the
+    resident CTAs work on fit there; past that every add is HBM traffic."""
+    import dataclasses
+
+    from shapewise.cost.attention import dq_accumulation_bytes
+
+    g = sw.get_gpu("gb300")
+    kw = dict(bh=128, ctas_per_head=256, visited=256 * 256, block_m=128, seq_len=32768,
+              head_dim=128)
+    in_l2 = dq_accumulation_bytes(g, **kw)
+    assert in_l2 == 2 * 128 * 32768 * 128 * 4  # written back once, read once
+    tiny = dataclasses.replace(g, l2_mb=1.0)
+    assert dq_accumulation_bytes(tiny, **kw) == 128 * 256 * 256 * 128 * 128 * 4
+    # MLA's 192-wide dQ keeps the backward compute-bound on GB300 (measured 1.3× the
+    # d 128 time per pair in bf16, not the 2.4× of HBM-bound atomics)
+    ex = explain_attention(batch=2, heads=64, seq_len=32768, head_dim=192, head_dim_v=128,
+                           gpu="gb300", backward=True, backend="cudnn")
+    assert ex.memory_s < ex.compute_s
