@@ -152,9 +152,12 @@ class Estimate:
 
 def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
     """A note when the step's memory per GPU exceeds the GPU's (None when it fits)."""
-    total = memory["total"] / GIB
-    if total <= gpu.memory_gb:
+    from shapewise.model.memory import memory_fit
+
+    fit = memory_fit(memory["total"], gpu)
+    if fit.fits:
         return None
+    total = memory["total"] / GIB
     states = sum(memory.get(k, 0) for k in ("weights", "gradients", "master_weights",
                                             "optimizer_states")) / GIB
     return (f"memory: {total:.0f} GiB per GPU exceeds the {gpu.memory_gb:g} GB of "
@@ -175,7 +178,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
                _pricer: Pricer | None = None) -> Estimate:
     """The step of ``shape`` under a validated ``setup`` (no checks here: see make_setup)."""
     from shapewise.model.flops import step_flops
-    from shapewise.model.memory import plan_memory
+    from shapewise.model.memory import memory_fit, plan_memory
 
     prm = params or step_params(setup.gpu)
     pr = _pricer or Pricer(setup, prm)
@@ -342,8 +345,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     mem_stages = [plan_memory(shape, setup, i) for i in range(P)]
     peak_i = max(range(P), key=lambda i: mem_stages[i]["total"])
     peak = mem_stages[peak_i]
-    capacity = g.memory_gb * GIB
-    fits = peak["total"] <= capacity
+    fits = memory_fit(peak["total"], g).fits  # the one test check's rules use too
     notes: list[str] = list(setup.notes)
     rec = setup.recipe
     gemm_dtype = rec.gemm_dtype if rec is not None else setup.dtype

@@ -33,6 +33,7 @@ parallelism) plus, while a layer's backward runs, that one layer's recomputed ac
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from shapewise.errors import InputError
@@ -162,6 +163,49 @@ CONTEXT_BYTES = 1 * 2**30
 #: 5% over the live tensors is allowed for it (allocator-stats reports of reserved over
 #: allocated in steady training are typically a few percent).
 ALLOCATOR_FRACTION = 0.05
+
+
+GIB = 2**30
+
+
+def gpu_capacity_bytes(gpu: Any) -> int:
+    """The memory a plan may fill on ``gpu``: its catalog ``memory_gb`` counted as GiB (the
+    convention of every fit in shapewise; the allocator allowance is on the need side, in
+    :func:`plan_memory`, not taken off the capacity)."""
+    return int(gpu.memory_gb * GIB)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFit:
+    """Whether a step's peak memory per GPU fits the GPU: the one test behind ``plan``'s
+    ``fits``, ``estimate``'s ``DOES NOT FIT`` and the check rules (SW010, SW019)."""
+
+    need_bytes: int
+    """peak bytes per GPU, the allocator allowance (5% + 1 GiB) included"""
+    capacity_bytes: int
+    """the GPU's memory (:func:`gpu_capacity_bytes`)"""
+
+    @property
+    def fits(self) -> bool:
+        return self.need_bytes <= self.capacity_bytes
+
+    @property
+    def over_bytes(self) -> int:
+        """Bytes past the capacity (0 when it fits)."""
+        return max(0, self.need_bytes - self.capacity_bytes)
+
+    def describe(self) -> str:
+        """'71.2 GiB of 80.0 GiB (allocator allowance of 5% + 1 GiB included)'."""
+        over = f", {self.over_bytes / GIB:.1f} GiB over" if not self.fits else ""
+        return (f"{self.need_bytes / GIB:.1f} GiB of {self.capacity_bytes / GIB:.1f} GiB"
+                f"{over} (allocator allowance of {ALLOCATOR_FRACTION:.0%} + "
+                f"{CONTEXT_BYTES / GIB:g} GiB included)")
+
+
+def memory_fit(need_bytes: float, gpu: Any) -> MemoryFit:
+    """:class:`MemoryFit` of a peak of ``need_bytes`` per GPU (a :func:`plan_memory`
+    ``total``) on ``gpu``."""
+    return MemoryFit(int(need_bytes), gpu_capacity_bytes(gpu))
 
 
 def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:
