@@ -33,6 +33,7 @@ from shapewise.model.loaded import (
     typo_notes,
 )
 from shapewise.model.shape import ModelShape, check_bool
+from shapewise.model.windows import hf_windows
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
 
@@ -122,18 +123,20 @@ def _llama(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _mistral(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     fields = _llama_like(cfg, max_positions=4096 * 32)
-    # transformers' MistralConfig defaults the window to 4096 (Mistral-7B-v0.1); a config
-    # that states null (v0.2 onwards) means full attention
-    fields["sliding_window"] = cfg.get("sliding_window", 4096)
+    # transformers' MistralConfig defaults the window to 4096 (Mistral-7B-v0.1) on every
+    # layer; a config that states null (v0.2 onwards) means full attention
+    fields.update(hf_windows(cfg, "mistral"))
     return fields, {}
 
 
 def _qwen2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    if _flag(cfg, "use_sliding_window", False):
-        # Qwen2 windows only some layers (max_window_layers); a per-layer mix is not modelled
-        raise InputError("use_sliding_window: true is not modelled for qwen2")
     fields = _llama_like(cfg, max_positions=32768)
     fields["qkv_bias"] = True  # Qwen2Attention: q/k/v_proj have biases, o_proj has none
+    if _flag(cfg, "use_sliding_window", False):
+        # the layers from max_window_layers on are windowed (Qwen2Config's layer_types)
+        fields.update(hf_windows(cfg, "qwen2"))
+    elif cfg.get("layer_types") is not None:  # Qwen2Config drops the window: all full
+        fields["layer_types"] = cfg["layer_types"]
     return fields, {}
 
 

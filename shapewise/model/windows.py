@@ -1,0 +1,127 @@
+"""Sliding-window attention per layer, as Hugging Face configs state it.
+
+A config says which layers window their attention with ``layer_types`` (one of
+'sliding_attention' or 'full_attention' per layer) and how wide the window is with
+``sliding_window`` (keys a query sees, itself included). When a config leaves either out,
+transformers' config class fills it in; :data:`WINDOW_DEFAULTS` is that default per
+``model_type``, read from the config classes of transformers 5.25
+(``transformers/models/<family>/configuration_<family>.py``, ``__post_init__``):
+
+=============  ==============  ==========================================================
+model_type     sliding_window  layer_types when the config has none
+=============  ==============  ==========================================================
+gpt_oss        128             alternate, windowed first: layer i windowed when
+                               (i + 1) % 2 (GptOssConfig)
+gemma2         4096            the same alternation (Gemma2Config)
+gemma3_text    4096            5 windowed of every 6: (i + 1) % sliding_window_pattern,
+                               pattern 6 (Gemma3TextConfig)
+cohere2        4096            3 of every 4: (i + 1) % sliding_window_pattern, pattern 4
+                               (Cohere2Config)
+mistral        4096            none: every layer windowed (MistralConfig has no
+                               layer_types; Mistral-7B-v0.1 states 4096, v0.2 on null)
+qwen2          4096            layer i windowed when i >= max_window_layers (28), and only
+                               with use_sliding_window true (Qwen2Config)
+=============  ==============  ==========================================================
+
+Read today: gpt_oss (:mod:`shapewise.model.moe`), mistral and qwen2
+(:mod:`shapewise.model.hf`). gemma2, gemma3_text and cohere2 are listed so that their
+readers take these defaults; their ``model_type`` is not read yet (their extra norms,
+logit soft-capping and GeGLU are not modelled), so a config of theirs is refused by name.
+
+Training memory does not change with a window: FlashAttention keeps Q, K, V and the output
+of the whole sequence for the backward either way (``shapewise.model.memory``); only the
+attention time and FLOPs do (``docs/cost-model.md``, "Sliding windows per layer").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shapewise.errors import InputError
+from shapewise.model.validate import check_int
+
+#: The per-layer attention kinds modelled, as Hugging Face configs spell them in
+#: ``layer_types`` (transformers' ``ALLOWED_ATTN_LAYER_TYPES``; its others, such as
+#: 'chunked_attention' or 'linear_attention', are not modelled).
+LAYER_TYPES: tuple[str, ...] = ("sliding_attention", "full_attention")
+
+#: model_type -> (default sliding_window, the layer_types rule when a config has none:
+#: 'period N' windows layer i when (i + 1) % N, 'all' windows every layer, 'from K' windows
+#: layers i >= K (K read from max_window_layers))
+WINDOW_DEFAULTS: dict[str, tuple[int, str]] = {
+    "gpt_oss": (128, "period 2"),
+    "gemma2": (4096, "period 2"),
+    "gemma3_text": (4096, "period 6"),
+    "cohere2": (4096, "period 4"),
+    "mistral": (4096, "all"),
+    "qwen2": (4096, "from max_window_layers"),
+}
+#: Qwen2Config's max_window_layers default
+QWEN2_MAX_WINDOW_LAYERS = 28
+
+
+def hf_windows(cfg: Mapping[str, Any], model_type: str) -> dict[str, Any]:
+    """``sliding_window`` and ``layer_types`` (ModelShape fields) of a decoded config of
+    ``model_type``, with transformers' defaults for what it leaves out.
+
+    A stated ``layer_types`` is kept as stated (ModelShape checks its entries and length and
+    names the field). A window of null means full attention everywhere; ``layer_types`` is
+    then only generated where the config states it. An all-windowed default (Mistral) stays
+    ``layer_types`` None, which means the same.
+    """
+    default_window, rule = WINDOW_DEFAULTS[model_type]
+    window = cfg.get("sliding_window", default_window)  # a stated null: no window
+    stated = cfg.get("layer_types")
+    if stated is not None:
+        return {"sliding_window": window, "layer_types": stated}
+    if window is None or rule == "all":
+        return {"sliding_window": window, "layer_types": None}
+    layers = cfg.get("num_hidden_layers")
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        return {"sliding_window": window, "layer_types": None}  # the reader names it
+    if rule.startswith("period "):
+        period = int(rule.split()[1])
+        if model_type in ("gemma3_text", "cohere2"):  # the older configs' integer pattern
+            period = check_int("sliding_window_pattern",
+                               cfg.get("sliding_window_pattern", period))
+        windowed = [bool((i + 1) % period) for i in range(layers)]
+    else:  # from max_window_layers
+        first = check_int("max_window_layers",
+                          cfg.get("max_window_layers", QWEN2_MAX_WINDOW_LAYERS), minimum=0)
+        windowed = [i >= first for i in range(layers)]
+    types = tuple("sliding_attention" if w else "full_attention" for w in windowed)
+    return {"sliding_window": window, "layer_types": types}
+
+
+def check_layer_types(types: Any, layers: int, window: int | None) -> tuple[str, ...]:
+    """``types`` (ModelShape.layer_types) as a tuple, or InputError naming layer_types: one
+    of :data:`LAYER_TYPES` per layer, and a window for the windowed ones."""
+    if isinstance(types, str | bytes) or not isinstance(types, list | tuple):
+        raise InputError(f"layer_types: expected a list of {' or '.join(LAYER_TYPES)} "
+                         f"per layer, got {types!r}")
+    for i, kind in enumerate(types):
+        if kind not in LAYER_TYPES:
+            raise InputError(f"layer_types: entry {i} is {kind!r}; each layer must be one "
+                             f"of {', '.join(LAYER_TYPES)} (other kinds are not modelled)")
+    if len(types) != layers:
+        raise InputError(f"layer_types: {len(types)} entries for num_hidden_layers {layers} "
+                         f"(one per layer)")
+    if window is None and "sliding_attention" in types:
+        raise InputError("layer_types: 'sliding_attention' layers need sliding_window (the "
+                         "window in keys), which is not set")
+    return tuple(types)
+
+
+def retile(types: tuple[str, ...], n: Any) -> tuple[str, ...]:
+    """``types`` extended (or cut) to ``n`` layers by repeating its shortest period; left
+    as it is (for ModelShape to refuse, naming layer_types) when it has none shorter than
+    itself, or when ``n`` is no count."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        return types
+    L = len(types)
+    period = next(p for p in range(1, L + 1)
+                  if all(types[i] == types[i % p] for i in range(L)))
+    if period == L and n != L:
+        return types
+    return tuple(types[i % period] for i in range(n))

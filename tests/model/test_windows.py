@@ -1,0 +1,215 @@
+"""Sliding-window attention per layer (ModelShape.layer_types): validation, reading it from
+Hugging Face configs, and pricing each layer by its kind.
+
+The GPT-OSS-20B config is tests/fixtures/hf_moe/gpt-oss-20b/config.json, transcribed from
+the openai/gpt-oss-20b repository on Hugging Face (tests/fixtures/hf_moe/README.md): 24
+layers alternating a 128-key window and full attention, window first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shapewise import ModelShape, estimate, get_gpu
+from shapewise.check.rules import run_rules, shape_context
+from shapewise.cost.attention import visible_pairs
+from shapewise.cost.price import price
+from shapewise.errors import InputError
+from shapewise.model.flops import attention_forward_flops_all_layers, step_flops
+from shapewise.model.hf import from_hf_config
+from shapewise.model.load import load_shape
+from shapewise.model.memory import plan_memory
+from shapewise.model.windows import hf_windows
+from shapewise.ops import Attention
+from shapewise.plan import Plan, make_setup
+from shapewise.step_ops import layer_kinds
+
+REPO = Path(__file__).resolve().parents[2]
+OSS = REPO / "tests/fixtures/hf_moe/gpt-oss-20b/config.json"
+H100 = get_gpu("h100")
+SEQ, WINDOW = 4096, 128
+
+
+def oss() -> ModelShape:
+    return from_hf_config(OSS)
+
+
+def all_full(shape: ModelShape) -> ModelShape:
+    return shape.replace(layer_types=("full_attention",) * shape.num_hidden_layers)
+
+
+def attention_s(est) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per step of the fused attention kernels (every kind, every phase)."""
+    return sum(o.total_s for o in est.breakdown if o.kind == "attention")
+
+
+# ------------------------------------------------------------------------------ reading
+def test_gpt_oss_config_round_trips_its_layer_kinds(tmp_path: Path) -> None:
+    cfg = json.loads(OSS.read_text())
+    shape = oss()
+    assert shape.sliding_window == cfg["sliding_window"] == WINDOW
+    assert shape.layer_types == tuple(cfg["layer_types"])
+    assert shape.window_layers == 12 and shape.num_hidden_layers == 24
+    assert [shape.layer_window(i) for i in range(4)] == [WINDOW, None, WINDOW, None]
+    # through ModelShape JSON and load_shape, as `shapewise estimate --json` writes it
+    path = tmp_path / "shape.json"
+    path.write_text(json.dumps(shape.to_dict()))
+    again = load_shape(path).shape
+    assert again == shape and again.layer_types == shape.layer_types
+    # without layer_types, GptOssConfig's default: the same alternation
+    default = {k: v for k, v in cfg.items() if k != "layer_types"}
+    assert from_hf_config(default).layer_types == shape.layer_types
+
+
+def test_family_defaults_follow_transformers() -> None:
+    # transformers' config classes build these layer_types (WINDOW_DEFAULTS cites them)
+    cfg = {"num_hidden_layers": 12}
+    g3 = hf_windows(cfg, "gemma3_text")["layer_types"]
+    assert [i for i, k in enumerate(g3) if k == "full_attention"] == [5, 11]
+    co = hf_windows(cfg, "cohere2")["layer_types"]
+    assert [i for i, k in enumerate(co) if k == "full_attention"] == [3, 7, 11]
+    assert hf_windows(cfg, "mistral") == {"sliding_window": 4096, "layer_types": None}
+    q = hf_windows({**cfg, "max_window_layers": 8}, "qwen2")["layer_types"]
+    assert q == ("full_attention",) * 8 + ("sliding_attention",) * 4
+    assert hf_windows({**cfg, "sliding_window": None}, "gpt_oss") == {
+        "sliding_window": None, "layer_types": None}
+
+
+def test_transformers_builds_the_same_layer_types() -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = json.loads(OSS.read_text())
+    built = transformers.GptOssConfig(**{k: v for k, v in cfg.items() if k != "layer_types"})
+    assert tuple(built.layer_types) == oss().layer_types
+    qwen = transformers.Qwen2Config(num_hidden_layers=6, use_sliding_window=True,
+                                    max_window_layers=4)
+    ours = hf_windows({"num_hidden_layers": 6, "max_window_layers": 4}, "qwen2")
+    assert tuple(qwen.layer_types) == ours["layer_types"]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"layer_types": ["sliding_attention", "local"] * 12}, r"layer_types: entry 1 is 'local'"),
+    ({"layer_types": ["full_attention"] * 23}, r"layer_types: 23 entries for num_hidden_layers"),
+    ({"layer_types": "sliding_attention"}, r"layer_types: expected a list"),
+    ({"sliding_window": None}, r"layer_types: 'sliding_attention' layers need sliding_window"),
+])
+def test_bad_layer_types_name_the_field(changes: dict, message: str) -> None:
+    cfg = {**json.loads(OSS.read_text()), **changes}
+    with pytest.raises(InputError, match=message):
+        from_hf_config(cfg)
+    fields = {**oss().to_dict(), **changes}
+    with pytest.raises(InputError, match=message):
+        ModelShape.from_dict(fields)
+
+
+def test_a_vit_has_no_layer_types() -> None:
+    with pytest.raises(InputError, match=r"layer_types: a ViT has none"):
+        ModelShape.vit(hidden_size=768, num_attention_heads=12, num_hidden_layers=2,
+                       layer_types=("full_attention",) * 2)
+
+
+def test_bad_layer_types_cli_is_one_line_exit_2(tmp_path: Path) -> None:
+    cfg = {**json.loads(OSS.read_text()), "layer_types": ["sliding_attention", "chunked"] * 12}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    r = subprocess.run([sys.executable, "-m", "shapewise", "estimate", str(path), "--gpu",
+                        "h100"], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "layer_types: entry 1 is 'chunked'" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_repeating_pattern_follows_a_new_layer_count() -> None:
+    deeper = oss().replace(num_hidden_layers=36)  # gpt-oss-120b's depth
+    assert deeper.layer_types == ("sliding_attention", "full_attention") * 18
+    # Qwen2's windows from layer 4 on repeat nothing: the new count must come with them
+    qwen = ModelShape.llama(hidden_size=512, num_attention_heads=8, num_hidden_layers=6,
+                            sliding_window=64,
+                            layer_types=("full_attention",) * 4 + ("sliding_attention",) * 2)
+    with pytest.raises(InputError, match=r"layer_types: 6 entries for num_hidden_layers 8"):
+        qwen.replace(num_hidden_layers=8)
+
+
+# ------------------------------------------------------------------------------ pricing
+def test_gpt_oss_attention_is_priced_per_layer_kind() -> None:
+    shape, full = oss(), all_full(oss())
+    alt = estimate(shape, gpu=H100, seq_len=SEQ)
+    ref = estimate(full, gpu=H100, seq_len=SEQ)
+    # the ratio the cost model's own window formula gives for one layer of each kind: the
+    # same ops the step builds (a/t heads, g/t KV heads, causal), forward and backward
+    op = Attention(batch=1, heads=shape.num_attention_heads, seq_len=SEQ,
+                   head_dim=shape.head_dim, kv_heads=shape.kv_heads, causal=True)
+
+    def layer(window: int | None) -> float:
+        f = dataclasses.replace(op, window=window)
+        return price(f, H100) + price(dataclasses.replace(f, backward=True), H100)
+
+    n_w = shape.window_layers
+    n_f = shape.num_hidden_layers - n_w
+    expected = (n_w * layer(WINDOW) + n_f * layer(None)) / (shape.num_hidden_layers
+                                                            * layer(None))
+    assert expected < 0.9  # a 128-key window at 4096 tokens is far cheaper than full
+    assert attention_s(alt) / attention_s(ref) == pytest.approx(expected, rel=1e-9)
+    assert alt.step_time_s < ref.step_time_s
+    assert ref.step_time_s - alt.step_time_s == pytest.approx(
+        attention_s(ref) - attention_s(alt), rel=1e-6)  # nothing else moved
+    # model FLOPs: the window's visible (query, key) pairs, from the same formula
+    pairs = visible_pairs(SEQ, SEQ, True, WINDOW) / visible_pairs(SEQ, SEQ, True, None)
+    att = attention_forward_flops_all_layers(shape, SEQ)
+    assert att / attention_forward_flops_all_layers(full, SEQ) == pytest.approx(
+        (n_w * pairs + n_f) / shape.num_hidden_layers, rel=1e-12)
+    assert step_flops(shape, micro_batch=1, seq_len=SEQ)["attention_forward"] == att
+
+
+def test_training_memory_does_not_change_with_windows() -> None:
+    shape = oss()
+    setup = make_setup(shape, gpu=H100, seq_len=SEQ, plan=Plan(dp=8, ep=8, micro_batch=1))
+    full = all_full(shape)
+    assert plan_memory(shape, setup) == plan_memory(
+        full, make_setup(full, gpu=H100, seq_len=SEQ, plan=Plan(dp=8, ep=8, micro_batch=1)))
+
+
+def test_uniform_windows_price_as_before() -> None:
+    # Mistral-style: sliding_window alone windows every layer, as layer_types saying so does
+    m = ModelShape.llama(hidden_size=1024, num_attention_heads=8, num_hidden_layers=4,
+                         sliding_window=1024)
+    stated = m.replace(layer_types=("sliding_attention",) * 4)
+    a, b = (estimate(x, gpu=H100, seq_len=SEQ) for x in (m, stated))
+    assert a.step_time_s == b.step_time_s and a.flops_per_step == b.flops_per_step
+    none = m.replace(sliding_window=None)
+    assert estimate(none, gpu=H100, seq_len=SEQ).step_time_s > a.step_time_s
+
+
+def test_pipeline_stages_hold_their_own_layer_kinds() -> None:
+    shape = ModelShape.llama(hidden_size=1024, num_attention_heads=8, num_hidden_layers=8,
+                             sliding_window=128,
+                             layer_types=("sliding_attention",) * 4 + ("full_attention",) * 4)
+    assert layer_kinds(shape, 0, 4) == [(False, True, 4)]
+    assert layer_kinds(shape, 4, 8) == [(False, False, 4)]
+    assert layer_kinds(oss(), 0, 4) == [(True, True, 2), (True, False, 2)]
+    # two stages: the last (full attention, and the logits) is the slower one and sets the
+    # step, so its attention is what an all-full model's last stage runs; the windowed first
+    # stage is not averaged in
+    plan = Plan(pp=2, micro_batch=1, global_batch=8)
+    est = estimate(shape, gpu=H100, seq_len=SEQ, plan=plan)
+    ref = estimate(all_full(shape), gpu=H100, seq_len=SEQ, plan=plan)
+    assert attention_s(est) == pytest.approx(attention_s(ref), rel=1e-12)
+    counts = [o.count for o in est.breakdown if o.kind == "attention"]
+    assert sum(counts) == 2 * 4 * 8  # 4 layers, forward + backward, 8 micro-batches
+
+
+def test_check_runs_on_gpt_oss() -> None:
+    # the head-dim and attention rules read the step's "attention" ops, now of two kinds
+    ctx = shape_context(oss(), gpu=H100, seq_len=SEQ, plan=Plan(dp=8, ep=8, micro_batch=1,
+                                                                fsdp="full"))
+    assert ctx.estimate is not None
+    forward = {o.time_s for o in ctx.estimate.breakdown
+               if o.kind == "attention" and o.phase == "forward"}
+    assert len(forward) == 2  # a windowed and a full attention kernel
+    found = run_rules(ctx)  # no rule trips over the mixed layers
+    assert all(f.rule_id.startswith("SW") for f in found)
