@@ -81,6 +81,15 @@ def test_family_defaults_follow_transformers() -> None:
         "sliding_window": None, "layer_types": None}
 
 
+def test_qwen2_windows_the_layers_from_max_window_layers() -> None:
+    cfg = json.loads((REPO / "tests/fixtures/hf/qwen2-0.5b/config.json").read_text())
+    assert from_hf_config(cfg).window_layers == 0  # use_sliding_window: false
+    on = from_hf_config({**cfg, "use_sliding_window": True, "max_window_layers": 20,
+                         "sliding_window": 1024})
+    assert on.sliding_window == 1024 and on.window_layers == 4
+    assert [on.layer_window(i) for i in (19, 20)] == [None, 1024]
+
+
 def test_transformers_builds_the_same_layer_types() -> None:
     transformers = pytest.importorskip("transformers")
     cfg = json.loads(OSS.read_text())
@@ -164,6 +173,10 @@ def test_gpt_oss_attention_is_priced_per_layer_kind() -> None:
     assert att / attention_forward_flops_all_layers(full, SEQ) == pytest.approx(
         (n_w * pairs + n_f) / shape.num_hidden_layers, rel=1e-12)
     assert step_flops(shape, micro_batch=1, seq_len=SEQ)["attention_forward"] == att
+    # the step's ops count those FLOPs, layer kind by layer kind
+    counted = sum(o.flops * o.count for o in alt.breakdown)
+    assert counted == pytest.approx(alt.flops_per_step, rel=1e-9)
+    assert alt.flops_per_step < ref.flops_per_step
 
 
 def test_training_memory_does_not_change_with_windows() -> None:
