@@ -24,7 +24,8 @@ qwen2          4096            layer i windowed when i >= max_window_layers (28)
 =============  ==============  ==========================================================
 
 Read today: gpt_oss (:mod:`shapewise.model.moe`), mistral and qwen2
-(:mod:`shapewise.model.hf`). gemma2, gemma3_text and cohere2 are listed so that their
+(:mod:`shapewise.model.hf`), and Megatron-LM's ``--window-size`` / ``--window-attn-skip-freq``
+(:func:`megatron_windows`). gemma2, gemma3_text and cohere2 are listed so that their
 readers take these defaults; their ``model_type`` is not read yet (their extra norms,
 logit soft-capping and GeGLU are not modelled), so a config of theirs is refused by name.
 
@@ -35,6 +36,7 @@ attention time and FLOPs do (``docs/cost-model.md``, "Sliding windows per layer"
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,3 +127,55 @@ def retile(types: tuple[str, ...], n: Any) -> tuple[str, ...]:
     if period == L and n != L:
         return types
     return tuple(types[i % period] for i in range(n))
+
+
+def megatron_windows(cfg: Mapping[str, Any], layers: int, where: str = "") -> dict[str, Any]:
+    """``sliding_window`` and ``layer_types`` from Megatron-LM arguments, as Megatron-Core's
+    ``is_layer_window_attention`` (megatron/core/transformer/utils.py) reads them.
+
+    ``window_size``: (left, right) keys, "4096,0" on the command line; -1 on the left is an
+    infinite window (none). Its mask keeps keys i − left .. i, so the window is left + 1 keys.
+    A right window (look-ahead) is not causal and is refused. ``window_attn_skip_freq``: an
+    integer N makes every N-th layer (1-based) full attention; a list (or "[1,1,1,0]*3",
+    parsed, never evaluated) gives each layer, 1 for a window. Absent: every layer windowed.
+    """
+    size = cfg.get("window_size")
+    if size is None:
+        return {}
+    if isinstance(size, str):
+        size = [p for p in size.strip().strip("()[]").split(",") if p.strip()]
+        try:
+            size = [int(p) for p in size]
+        except ValueError:
+            raise InputError(f"{where}window_size: expected 'left,right' keys, got "
+                             f"{cfg.get('window_size')!r}") from None
+    if (not isinstance(size, list | tuple) or len(size) != 2
+            or any(isinstance(x, bool) or not isinstance(x, int) for x in size)):
+        raise InputError(f"{where}window_size: expected (left, right) keys, got {size!r}")
+    left, right = size
+    if right != 0:
+        raise InputError(f"{where}window_size: a right window of {right} keys looks ahead "
+                         f"(not causal), which is not modelled; use 0")
+    if left < 0:  # -1: Megatron's infinite window
+        return {}
+    freq = cfg.get("window_attn_skip_freq")
+    if freq is None:
+        return {"sliding_window": left + 1}
+    if isinstance(freq, str):
+        m = re.fullmatch(r"\s*\[([\d,\s]*)\]\s*(?:\*\s*(\d+))?\s*", freq)
+        if m:
+            freq = [int(x) for x in m.group(1).split(",") if x.strip()] * int(m.group(2) or 1)
+        elif freq.strip().isdigit():
+            freq = int(freq)
+    if isinstance(freq, int) and not isinstance(freq, bool) and freq >= 1:
+        windowed = [(i + 1) % freq != 0 for i in range(layers)]
+    elif isinstance(freq, list) and all(x in (0, 1) for x in freq):
+        if len(freq) != layers:
+            raise InputError(f"{where}window_attn_skip_freq: {len(freq)} entries for "
+                             f"num_layers {layers} (one per layer)")
+        windowed = [bool(x) for x in freq]
+    else:
+        raise InputError(f"{where}window_attn_skip_freq: expected a positive integer or a "
+                         f"list of 1 (window) and 0 (full) per layer, got {freq!r}")
+    types = tuple("sliding_attention" if w else "full_attention" for w in windowed)
+    return {"sliding_window": left + 1, "layer_types": types}

@@ -226,3 +226,42 @@ def test_check_runs_on_gpt_oss() -> None:
     assert len(forward) == 2  # a windowed and a full attention kernel
     found = run_rules(ctx)  # no rule trips over the mixed layers
     assert all(f.rule_id.startswith("SW") for f in found)
+
+
+# ----------------------------------------------------------------------------- Megatron
+MEGATRON = {"--hidden-size": 2880, "--num-attention-heads": 64, "--num-layers": 24,
+            "--vocab-size": 201088, "--swiglu": True, "--group-query-attention": True,
+            "--num-query-groups": 8, "--kv-channels": 64}
+
+
+def test_megatron_window_arguments_read_per_layer() -> None:
+    from shapewise.model.megatron import read_megatron
+
+    # gpt-oss in Megatron-LM: --window-size 128,0 --window-attn-skip-freq 2; the mask keeps
+    # keys i - 128 .. i, 129 of them
+    oss_m = read_megatron({**MEGATRON, "--window-size": "128,0",
+                           "--window-attn-skip-freq": 2}).shape
+    assert oss_m.sliding_window == 129
+    assert oss_m.layer_types == ("sliding_attention", "full_attention") * 12
+    every = read_megatron({**MEGATRON, "--window-size": [4096, 0]}).shape
+    assert every.window_layers == 24 and every.layer_types is None
+    listed = read_megatron({**MEGATRON, "--window-size": "4096,0",
+                            "--window-attn-skip-freq": "[1,1,1,0]*6"}).shape
+    assert [i for i, k in enumerate(listed.layer_types) if k == "full_attention"] == [
+        3, 7, 11, 15, 19, 23]
+    assert read_megatron({**MEGATRON, "--window-size": "-1,0"}).shape.window_layers == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"--window-size": "128,4"}, r"window_size: a right window of 4 keys looks ahead"),
+    ({"--window-size": "a,b"}, r"window_size: expected 'left,right' keys"),
+    ({"--window-size": "128,0", "--window-attn-skip-freq": "[1,0]*3"},
+     r"window_attn_skip_freq: 6 entries for num_layers 24"),
+    ({"--window-size": "128,0", "--window-attn-skip-freq": 0},
+     r"window_attn_skip_freq: expected a positive integer"),
+])
+def test_bad_megatron_window_arguments_name_the_field(extra: dict, message: str) -> None:
+    from shapewise.model.megatron import read_megatron
+
+    with pytest.raises(InputError, match=message):
+        read_megatron({**MEGATRON, **extra})
