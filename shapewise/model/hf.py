@@ -140,6 +140,37 @@ def _qwen2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return fields, {}
 
 
+#: the gated-GELU activations Gemma configs state (transformers' ACT2FN names)
+_GELUS = ("gelu_pytorch_tanh", "gelu", "gelu_new", "gelu_fast", "gelu_python")
+
+
+def _gemma(cfg: Mapping[str, Any], model_type: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Gemma 2 and Gemma 3 (text): a gated GELU MLP of three matrices (gate, up, down),
+    priced as the gated 'swiglu' MLP, whose matrices, FLOPs and saved activations it shares
+    (the activation's memory-bound pass is priced as SwiGLU's); four RMSNorms per layer
+    (sandwich_norm); a stated head dim (256); tied embeddings; Gemma 3 adds per-head q/k
+    RMSNorm. Logit soft-capping (Gemma 2) is not priced: an element-wise tanh."""
+    act = _get(cfg, "hidden_activation", _get(cfg, "hidden_act", "gelu_pytorch_tanh"))
+    if act not in _GELUS:
+        raise InputError(f"hidden_activation: {act!r} is not modelled for {model_type} "
+                         f"(one of {', '.join(_GELUS)})")
+    if _flag(cfg, "use_bidirectional_attention", False):
+        raise InputError(f"use_bidirectional_attention: true (an encoder) is not modelled "
+                         f"for {model_type}")
+    v3 = model_type == "gemma3_text"
+    fields = _llama_like(cfg, max_positions=131072 if v3 else 8192)
+    attention_bias = _flag(cfg, "attention_bias", False)  # q, k, v and o together
+    fields.update(
+        head_dim=_get(cfg, "head_dim", 256),
+        tie_word_embeddings=_flag(cfg, "tie_word_embeddings", True),
+        bias=attention_bias, qkv_bias=attention_bias, mlp_bias=False,
+        activation="swiglu", sandwich_norm=True, qk_norm="head" if v3 else "none",
+        **hf_windows(cfg, model_type),
+    )
+    return fields, {"bias": "attention_bias", "qkv_bias": "attention_bias",
+                    "activation": "hidden_activation"}
+
+
 def _vit(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     archs = _get(cfg, "architectures", ["ViTForImageClassification"])
     if not isinstance(archs, list) or not archs:
@@ -186,6 +217,8 @@ _READERS: dict[str, ConfigReader] = {
     "mistral": _mistral,
     "qwen2": _qwen2,
     "vit": _vit,
+    "gemma2": lambda cfg: _gemma(cfg, "gemma2"),
+    "gemma3_text": lambda cfg: _gemma(cfg, "gemma3_text"),
 }
 #: the dense families read here; :func:`supported_model_types` adds registered ones
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
@@ -252,8 +285,8 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
     """The shape of the model a Hugging Face config describes.
 
     ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
-    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit (and any
-    registered with :func:`register_model_type`).
+    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit, gemma2,
+    gemma3_text (and any registered with :func:`register_model_type`).
     """
     return read_hf_config(source).shape
 

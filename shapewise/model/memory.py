@@ -72,6 +72,7 @@ def _layer_parts(shape: ModelShape, *, sb: int, e: int, dropout: bool) -> tuple[
         + e * sb * h  # QKV GEMM input (norm output)
         + e * sb * h  # MLP first GEMM input (norm output)
         + (2 * sb * h if dropout else 0)  # 1-byte masks after attention and after the MLP
+        + (2 * e * sb * h if shape.sandwich_norm else 0)  # inputs of the two output norms
     )
     mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * f  # gate, up, product | in, out
     q = shape.q_size  # a·d (= h unless the head dim is decoupled)

@@ -195,6 +195,9 @@ class ModelShape:
     the heads: Qwen3), 'full' (over all a·d query and g·d key columns: OLMoE), 'none'"""
     attention_sinks: bool = False
     """GPT-OSS: one learned sink logit per query head per layer"""
+    sandwich_norm: bool = False
+    """Gemma 2/3: a norm on the attention output and on the MLP output too, before each
+    residual add: four norms per layer instead of two"""
     num_experts: int | None = None
     """E: routed experts per MoE layer; None: a dense model (every other MoE field unset)"""
     num_experts_per_tok: int | None = None
@@ -296,6 +299,7 @@ class ModelShape:
             self._check_text()
         choice("qk_norm", self.qk_norm, _QK_NORMS)
         check_bool("attention_sinks", self.attention_sinks)
+        check_bool("sandwich_norm", self.sandwich_norm)
         self._check_moe()
         self._check_mla()
 

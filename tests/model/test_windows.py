@@ -265,3 +265,71 @@ def test_bad_megatron_window_arguments_name_the_field(extra: dict, message: str)
 
     with pytest.raises(InputError, match=message):
         read_megatron({**MEGATRON, **extra})
+
+
+# -------------------------------------------------------------------------- Gemma 2 / 3
+GEMMA = REPO / "tests/fixtures/hf_windows"
+GEMMA_COUNTS = {"gemma-2-2b": 2_614_341_888, "gemma-3-1b-pt": 999_885_952}  # README.md
+
+
+@pytest.mark.parametrize("folder", sorted(GEMMA_COUNTS))
+def test_gemma_configs_read_with_their_windows_and_published_counts(folder: str) -> None:
+    from shapewise import count_params
+
+    shape = from_hf_config(GEMMA / folder)
+    assert count_params(shape) == GEMMA_COUNTS[folder]
+    assert shape.sandwich_norm and shape.tie_word_embeddings and shape.head_dim == 256
+    full = [i for i, k in enumerate(shape.layer_types or ()) if k == "full_attention"]
+    if folder == "gemma-2-2b":  # Gemma2Config: window and full alternating
+        assert shape.sliding_window == 4096 and full == list(range(1, 26, 2))
+        assert shape.qk_norm == "none"
+    else:  # Gemma3TextConfig: sliding_window_pattern 6, every 6th layer full
+        assert shape.sliding_window == 512 and full == [5, 11, 17, 23]
+        assert shape.qk_norm == "head"
+
+
+def test_transformers_builds_the_gemma_fixtures_alike() -> None:
+    """Independent check where transformers (and torch) are installed: the counts and the
+    layer_types its config classes and models build."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from shapewise import count_params
+
+    for folder in sorted(GEMMA_COUNTS):
+        config = transformers.AutoConfig.from_pretrained(GEMMA / folder)
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        shape = from_hf_config(GEMMA / folder)
+        assert model.num_parameters() == count_params(shape) == GEMMA_COUNTS[folder], folder
+        assert tuple(config.layer_types) == shape.layer_types, folder
+
+
+def test_sandwich_norms_are_priced_and_kept() -> None:
+    shape = from_hf_config(GEMMA / "gemma-3-1b-pt")
+    plain = shape.replace(sandwich_norm=False)
+    setup = make_setup(shape, gpu=H100, seq_len=SEQ, plan=Plan(micro_batch=1))
+    mem = plan_memory(shape, setup)["activations"] - plan_memory(plain, setup)["activations"]
+    assert mem == shape.num_hidden_layers * 2 * 2 * SEQ * shape.hidden_size  # 2 bf16 inputs
+    norms = [o for o in estimate(shape, gpu=H100, seq_len=SEQ).breakdown
+             if o.name == "rmsnorm" and o.phase == "forward"]
+    assert sum(o.count for o in norms) == 4 * shape.num_hidden_layers
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"hidden_activation": "relu"}, r"hidden_activation: 'relu' is not modelled for gemma2"),
+    ({"use_bidirectional_attention": True}, r"use_bidirectional_attention: true"),
+    ({"layer_types": ["sliding_attention"] * 25}, r"layer_types: 25 entries"),
+])
+def test_bad_gemma_configs_name_the_field(changes: dict, message: str) -> None:
+    cfg = {**json.loads((GEMMA / "gemma-2-2b/config.json").read_text()), **changes}
+    with pytest.raises(InputError, match=message):
+        from_hf_config(cfg)
+
+
+def test_check_runs_on_gemma_3() -> None:
+    shape = from_hf_config(GEMMA / "gemma-3-1b-pt")
+    ctx = shape_context(shape, gpu=H100, seq_len=SEQ)
+    kinds = {o.time_s for o in ctx.estimate.breakdown  # type: ignore[union-attr]
+             if o.kind == "attention" and o.phase == "forward"}
+    assert len(kinds) == 2
+    assert all(f.rule_id.startswith("SW") for f in run_rules(ctx))
