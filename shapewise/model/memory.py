@@ -24,7 +24,10 @@ sbh·(10 + 24/t), the paper's equation (2).
 The terms above are written out for this shape rather than hard-coded, so they stay exact
 for the paper's layer (MHA, GELU, f = 4h: 34) and follow other shapes: GQA stores K and V of
 g·d columns, SwiGLU stores its gate and up outputs and their product (3 of s·b·f instead of
-GELU's 2), and ``dropout=False`` (Llama-style training) drops the masks.
+GELU's 2), Gemma's sandwich norms (``sandwich_norm``) keep the inputs of their two extra
+norms (4sbh more), and ``dropout=False`` (Llama-style training) drops the masks. A sliding
+window changes nothing here: FlashAttention's backward reads the Q, K, V and output of the
+whole sequence, windowed or not.
 
 Full recompute keeps only each layer's input (2sbh, replicated without sequence
 parallelism) plus, while a layer's backward runs, that one layer's recomputed activations.
