@@ -228,7 +228,8 @@ def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False,
         if full and phase == "forward":
             p.add(name, "memory", "recompute", (q.numel,), 1, pr(q), 0.0)
     norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
-    _mem(p, pr, norm, norm, Tn * h, 4 if shape.sandwich_norm else 2, nb, full)
+    norms = 4 if shape.sandwich_norm else 1 if shape.shared_norm else 2
+    _mem(p, pr, norm, norm, Tn * h, norms, nb, full)
     _mem(p, pr, "residual_add", "residual_add", Tn * h, 2, nb, full)
     if shape.position_embedding == "rotary":
         rot = T * (a + g_kv) * d // t

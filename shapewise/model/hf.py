@@ -171,6 +171,24 @@ def _gemma(cfg: Mapping[str, Any], model_type: str) -> tuple[dict[str, Any], dic
                     "activation": "hidden_activation"}
 
 
+def _cohere2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Cohere 2 (Command R7B): attention and a SwiGLU MLP in parallel on one weight-only
+    LayerNorm per layer (shared_norm), tied embeddings, the head dim h / a (Cohere2Config
+    sets it so). Not priced: the logit scale (an element-wise multiply), and that the
+    full-attention layers skip the rotary embedding (NoPE)."""
+    act = _get(cfg, "hidden_act", "silu")
+    if act != "silu":
+        raise InputError(f"hidden_act: {act!r} is not modelled for cohere2 (silu)")
+    fields = _llama_like(cfg, max_positions=8192)
+    attention_bias = _flag(cfg, "attention_bias", False)
+    fields.update(
+        head_dim=None, tie_word_embeddings=_flag(cfg, "tie_word_embeddings", True),
+        norm="layernorm", bias=attention_bias, qkv_bias=attention_bias, mlp_bias=False,
+        parallel_residual=True, shared_norm=True, **hf_windows(cfg, "cohere2"),
+    )
+    return fields, {"bias": "attention_bias", "qkv_bias": "attention_bias"}
+
+
 def _vit(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     archs = _get(cfg, "architectures", ["ViTForImageClassification"])
     if not isinstance(archs, list) or not archs:
@@ -219,6 +237,7 @@ _READERS: dict[str, ConfigReader] = {
     "vit": _vit,
     "gemma2": lambda cfg: _gemma(cfg, "gemma2"),
     "gemma3_text": lambda cfg: _gemma(cfg, "gemma3_text"),
+    "cohere2": _cohere2,
 }
 #: the dense families read here; :func:`supported_model_types` adds registered ones
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
@@ -286,7 +305,7 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
 
     ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
     Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit, gemma2,
-    gemma3_text (and any registered with :func:`register_model_type`).
+    gemma3_text, cohere2 (and any registered with :func:`register_model_type`).
     """
     return read_hf_config(source).shape
 

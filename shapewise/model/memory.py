@@ -25,7 +25,8 @@ The terms above are written out for this shape rather than hard-coded, so they s
 for the paper's layer (MHA, GELU, f = 4h: 34) and follow other shapes: GQA stores K and V of
 g·d columns, SwiGLU stores its gate and up outputs and their product (3 of s·b·f instead of
 GELU's 2), Gemma's sandwich norms (``sandwich_norm``) keep the inputs of their two extra
-norms (4sbh more), and ``dropout=False`` (Llama-style training) drops the masks. A sliding
+norms (4sbh more), Cohere's one shared norm (``shared_norm``) keeps one input and one
+output (4sbh less), and ``dropout=False`` (Llama-style training) drops the masks. A sliding
 window changes nothing here: FlashAttention's backward reads the Q, K, V and output of the
 whole sequence, windowed or not.
 
@@ -70,10 +71,10 @@ def _layer_parts(shape: ModelShape, *, sb: int, e: int, dropout: bool) -> tuple[
     keeps whole without sequence parallelism, and what TP splits (module doc)."""
     h, f = shape.hidden_size, shape.ffn_size
     kv = shape.kv_heads * shape.head_dim
+    norms = 1 if shape.shared_norm else 2  # Cohere: one norm whose output both GEMMs read
     replicated = (
-        2 * e * sb * h  # inputs of the two norms
-        + e * sb * h  # QKV GEMM input (norm output)
-        + e * sb * h  # MLP first GEMM input (norm output)
+        norms * e * sb * h  # inputs of the norms
+        + norms * e * sb * h  # QKV and MLP first GEMM inputs (norm outputs)
         + (2 * sb * h if dropout else 0)  # 1-byte masks after attention and after the MLP
         + (2 * e * sb * h if shape.sandwich_norm else 0)  # inputs of the two output norms
     )

@@ -196,8 +196,9 @@ class ModelShape:
     attention_sinks: bool = False
     """GPT-OSS: one learned sink logit per query head per layer"""
     sandwich_norm: bool = False
-    """Gemma 2/3: a norm on the attention output and on the MLP output too, before each
-    residual add: four norms per layer instead of two"""
+    """Gemma 2/3: a norm on the attention and on the MLP output too: 4 norms per layer"""
+    shared_norm: bool = False
+    """Cohere: with parallel_residual, attention and MLP read one norm: 1 norm per layer"""
     num_experts: int | None = None
     """E: routed experts per MoE layer; None: a dense model (every other MoE field unset)"""
     num_experts_per_tok: int | None = None
@@ -300,6 +301,9 @@ class ModelShape:
         choice("qk_norm", self.qk_norm, _QK_NORMS)
         check_bool("attention_sinks", self.attention_sinks)
         check_bool("sandwich_norm", self.sandwich_norm)
+        if check_bool("shared_norm", self.shared_norm) and not self.parallel_residual:
+            raise InputError("shared_norm: one norm for attention and MLP needs "
+                             "parallel_residual (both read the same input)")
         self._check_moe()
         self._check_mla()
 

@@ -23,11 +23,9 @@ qwen2          4096            layer i windowed when i >= max_window_layers (28)
                                with use_sliding_window true (Qwen2Config)
 =============  ==============  ==========================================================
 
-Read today: gpt_oss (:mod:`shapewise.model.moe`), mistral, qwen2, gemma2 and gemma3_text
-(:mod:`shapewise.model.hf`), and Megatron-LM's ``--window-size`` / ``--window-attn-skip-freq``
-(:func:`megatron_windows`). cohere2 is listed for its reader to come; its ``model_type`` is
-not read yet (its one-norm parallel block is not modelled), so a config of it is refused by
-name.
+Read by: gpt_oss (:mod:`shapewise.model.moe`), mistral, qwen2, gemma2, gemma3_text and
+cohere2 (:mod:`shapewise.model.hf`), and Megatron-LM's ``--window-size`` /
+``--window-attn-skip-freq`` (:func:`megatron_windows`).
 
 Training memory does not change with a window: FlashAttention keeps Q, K, V and the output
 of the whole sequence for the backward either way (``shapewise.model.memory``); only the

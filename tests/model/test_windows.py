@@ -333,3 +333,44 @@ def test_check_runs_on_gemma_3() -> None:
              if o.kind == "attention" and o.phase == "forward"}
     assert len(kinds) == 2
     assert all(f.rule_id.startswith("SW") for f in run_rules(ctx))
+
+
+# ------------------------------------------------------------------------------ Cohere 2
+COHERE2 = {"model_type": "cohere2", "hidden_size": 1024, "num_attention_heads": 16,
+           "num_key_value_heads": 4, "num_hidden_layers": 8, "intermediate_size": 2816,
+           "vocab_size": 32000, "sliding_window": 512}  # small, any sizes will do
+
+
+def test_cohere2_reads_one_shared_norm_and_its_windows() -> None:
+    from shapewise import count_params
+
+    shape = from_hf_config(COHERE2)
+    assert shape.shared_norm and shape.parallel_residual and shape.norm == "layernorm"
+    assert not shape.bias and shape.tie_word_embeddings
+    # Cohere2Config: sliding_window_pattern 4, every 4th layer full
+    assert [i for i, k in enumerate(shape.layer_types or ()) if k == "full_attention"] == [
+        3, 7]
+    h, L = shape.hidden_size, shape.num_hidden_layers
+    two = shape.replace(shared_norm=False)
+    assert count_params(two) - count_params(shape) == L * h  # the norm it does not have
+    setup = make_setup(shape, gpu=H100, seq_len=SEQ, plan=Plan(micro_batch=1))
+    kept = plan_memory(two, setup)["activations"] - plan_memory(shape, setup)["activations"]
+    assert kept == L * 2 * 2 * SEQ * h  # one norm input and one norm output fewer, bf16
+    with pytest.raises(InputError, match=r"shared_norm: one norm .* needs parallel_residual"):
+        shape.replace(parallel_residual=False)
+    with pytest.raises(InputError, match=r"hidden_act: 'gelu' is not modelled for cohere2"):
+        from_hf_config({**COHERE2, "hidden_act": "gelu"})
+
+
+def test_transformers_builds_the_cohere2_config_alike() -> None:
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    from shapewise import count_params
+
+    config = transformers.Cohere2Config(**{k: v for k, v in COHERE2.items()
+                                           if k != "model_type"}, eos_token_id=1)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    shape = from_hf_config(COHERE2)
+    assert model.num_parameters() == count_params(shape)
+    assert tuple(config.layer_types) == shape.layer_types
