@@ -6,6 +6,7 @@ plans of ``plan_training`` and applies the sustained clock to math-bound kernels
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from shapewise.cost.price import price
@@ -158,7 +159,8 @@ def _block(part: Part, pr: Pricer, ops: list[tuple[str, Op]], recompute: bool, *
                 part.add(name, "comm", phase, (int(op.nbytes),), 1, c, 0.0)
 
 
-def layer_kinds(shape: ModelShape, start: int, end: int) -> list[tuple[bool, bool, int]]:
+@lru_cache(maxsize=4096)  # plan_training asks for the same stages of many plans
+def layer_kinds(shape: ModelShape, start: int, end: int) -> tuple[tuple[bool, bool, int], ...]:
     """(moe, windowed, count) of the layers ``start``..``end`` − 1 (a pipeline stage's), one
     entry per kind present, in the order the kinds first appear: an MoE layer is one past
     the leading ``num_dense_layers``, a windowed one has ``ModelShape.layer_window``."""
@@ -167,7 +169,7 @@ def layer_kinds(shape: ModelShape, start: int, end: int) -> list[tuple[bool, boo
         kind = (shape.is_moe and i >= shape.num_dense_layers,
                 shape.causal and shape.layer_window(i) is not None)
         counts[kind] = counts.get(kind, 0) + 1
-    return [(moe, windowed, n) for (moe, windowed), n in counts.items()]
+    return tuple((moe, windowed, n) for (moe, windowed), n in counts.items())
 
 
 def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False,

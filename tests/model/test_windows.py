@@ -202,9 +202,9 @@ def test_pipeline_stages_hold_their_own_layer_kinds() -> None:
     shape = ModelShape.llama(hidden_size=1024, num_attention_heads=8, num_hidden_layers=8,
                              sliding_window=128,
                              layer_types=("sliding_attention",) * 4 + ("full_attention",) * 4)
-    assert layer_kinds(shape, 0, 4) == [(False, True, 4)]
-    assert layer_kinds(shape, 4, 8) == [(False, False, 4)]
-    assert layer_kinds(oss(), 0, 4) == [(True, True, 2), (True, False, 2)]
+    assert layer_kinds(shape, 0, 4) == ((False, True, 4),)
+    assert layer_kinds(shape, 4, 8) == ((False, False, 4),)
+    assert layer_kinds(oss(), 0, 4) == ((True, True, 2), (True, False, 2))
     # two stages: the last (full attention, and the logits) is the slower one and sets the
     # step, so its attention is what an all-full model's last stage runs; the windowed first
     # stage is not averaged in
