@@ -109,7 +109,8 @@ def check_layer_types(types: Any, layers: int, window: int | None) -> tuple[str,
                          f"(one per layer)")
     if window is None and "sliding_attention" in types:
         raise InputError("layer_types: 'sliding_attention' layers need sliding_window (the "
-                         "window in keys), which is not set")
+                         "window in keys), which is not set; for full attention everywhere "
+                         "set layer_types to None too")
     return tuple(types)
 
 
