@@ -67,6 +67,23 @@ def test_gpt_oss_config_round_trips_its_layer_kinds(tmp_path: Path) -> None:
     assert from_hf_config(default).layer_types == shape.layer_types
 
 
+def test_estimate_json_round_trips_the_layer_kinds(tmp_path: Path) -> None:
+    def est(source: Path) -> dict:
+        r = subprocess.run([sys.executable, "-m", "shapewise", "estimate", str(source),
+                            "--gpu", "h100", "--seq-len", str(SEQ), "--json"],
+                           capture_output=True, text=True, timeout=300, check=False)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    first = est(OSS)
+    path = tmp_path / "estimate.json"
+    path.write_text(json.dumps(first))
+    again = est(path)
+    assert first["shape"]["layer_types"] == again["shape"]["layer_types"] == list(
+        oss().layer_types or ())
+    assert again["step_time_s"] == first["step_time_s"]
+
+
 def test_family_defaults_follow_transformers() -> None:
     # transformers' config classes build these layer_types (WINDOW_DEFAULTS cites them)
     cfg = {"num_hidden_layers": 12}
