@@ -110,7 +110,7 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
     >>> best.fits and best.plan.n_gpus == 16
     True
     """
-    from shapewise.model.memory import plan_memory
+    from shapewise.model.memory import memory_fit, plan_memory
 
     if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
         raise InputError(f"n_gpus: must be a positive integer, got {n_gpus!r}")
@@ -140,7 +140,6 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
                              f"sequences into whole micro-batches per data-parallel rank"
                              + (f" with dp·cp a multiple of ep {ep}" if ep > 1 else ""))
     pricer = Pricer(base, step_params(base.gpu))
-    capacity = base.gpu.memory_gb * 2**30
     out: list[Estimate] = []
     for plan in plans:
         if plan.n_gpus != n_gpus:
@@ -150,8 +149,8 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
                             fused_loss=fused_loss, attention_backend=attention_backend,
                             **moe_kw)
                  if given or plan.ep > 1 else dataclasses.replace(base, plan=plan))
-        if max(plan_memory(shape, setup, i)["total"] for i in _stages_to_check(plan)) \
-                > capacity:
+        if not memory_fit(max(plan_memory(shape, setup, i)["total"]
+                              for i in _stages_to_check(plan)), base.gpu).fits:
             continue
         pricer.setup = setup
         out.append(price_step(shape, setup, _pricer=pricer))

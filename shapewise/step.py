@@ -52,6 +52,7 @@ from shapewise.step_ops import (
     Pricer,
     first_stage_ops,
     last_stage_ops,
+    layer_kinds,
     layer_ops,
 )
 from shapewise.step_params import OPTIMIZER_STEP_BYTES, StepParams, step_params
@@ -152,9 +153,12 @@ class Estimate:
 
 def memory_note(memory: dict[str, Any], gpu: GPU) -> str | None:
     """A note when the step's memory per GPU exceeds the GPU's (None when it fits)."""
-    total = memory["total"] / GIB
-    if total <= gpu.memory_gb:
+    from shapewise.model.memory import memory_fit
+
+    fit = memory_fit(memory["total"], gpu)
+    if fit.fits:
         return None
+    total = memory["total"] / GIB
     states = sum(memory.get(k, 0) for k in ("weights", "gradients", "master_weights",
                                             "optimizer_states")) / GIB
     return (f"memory: {total:.0f} GiB per GPU exceeds the {gpu.memory_gb:g} GB of "
@@ -175,7 +179,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
                _pricer: Pricer | None = None) -> Estimate:
     """The step of ``shape`` under a validated ``setup`` (no checks here: see make_setup)."""
     from shapewise.model.flops import step_flops
-    from shapewise.model.memory import plan_memory
+    from shapewise.model.memory import memory_fit, plan_memory
 
     prm = params or step_params(setup.gpu)
     pr = _pricer or Pricer(setup, prm)
@@ -188,22 +192,25 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
            plan.tp, plan.cp, plan.sequence_parallel, plan.micro_batch, plan.recompute,
            setup.recipe, plan.ep, setup.capacity_factor, setup.imbalance)
     parts = pr.parts.get(key)
-    if parts is None:  # a mixture of experts: its leading dense layers and its MoE layers
-        parts = (layer_ops(shape, setup, pr), first_stage_ops(shape, setup, pr),
-                 last_stage_ops(shape, setup, pr),
-                 layer_ops(shape, setup, pr, moe=True) if shape.is_moe else None)
+    if parts is None:  # the layers by kind (dense or MoE, windowed or full), built as met
+        parts = (first_stage_ops(shape, setup, pr), last_stage_ops(shape, setup, pr), {})
         pr.parts[key] = parts
-    layer, first, last, moe_layer = parts
+    first, last, layers = parts
     per_stage = [L // P + (1 if i < L % P else 0) for i in range(P)]
-    dense = L - shape.moe_layers
+
+    def layer_parts(i: int) -> list[tuple[Part, int]]:
+        """Stage ``i``'s layers: one Part per kind (layer_kinds), with how many it holds."""
+        start = sum(per_stage[:i])
+        out = []
+        for moe, windowed, n in layer_kinds(shape, start, start + per_stage[i]):
+            if (moe, windowed) not in layers:
+                layers[moe, windowed] = layer_ops(shape, setup, pr, moe=moe,
+                                                  windowed=windowed)
+            out.append((layers[moe, windowed], n))
+        return out
 
     def stage_parts(i: int) -> list[tuple[Part, int]]:
-        if moe_layer is None:
-            parts = [(layer, per_stage[i])]
-        else:  # the layers in order: the dense ones first
-            start = sum(per_stage[:i])
-            n_dense = max(0, min(start + per_stage[i], dense) - start)
-            parts = [(layer, n_dense), (moe_layer, per_stage[i] - n_dense)]
+        parts = layer_parts(i)
         if i == 0:
             parts.append((first, 1))
         if i == P - 1:
@@ -298,14 +305,15 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     if plan.cp > 1:  # ring exchange of K and V under the attention kernels
         T = plan.micro_batch * setup.seq_len // plan.cp
         kv = 2 * T * shape.kv_heads * shape.head_dim // plan.tp * nb * plan.cp
-        att_f = sum(o.total_s for o in layer.ops if o.kind == "attention"
-                    and o.phase == "forward")
-        att_b = sum(o.total_s for o in layer.ops if o.kind == "attention"
-                    and o.phase != "forward")
         agc = pr.comm("all_gather", kv, "cp", plan=plan)
         rsc = pr.comm("reduce_scatter", kv, "cp", plan=plan)
-        per_layer = _exposed(agc, att_f, 1, eta) + _exposed(agc + rsc, att_b, 1, eta)
-        add("cp_all_gather", m * per_stage[crit] * per_layer)
+        for layer, n_layers in layer_parts(crit):  # each kind hides under its own attention
+            att_f = sum(o.total_s for o in layer.ops if o.kind == "attention"
+                        and o.phase == "forward")
+            att_b = sum(o.total_s for o in layer.ops if o.kind == "attention"
+                        and o.phase != "forward")
+            per_layer = _exposed(agc, att_f, 1, eta) + _exposed(agc + rsc, att_b, 1, eta)
+            add("cp_all_gather", m * n_layers * per_layer)
     if P > 1:  # activations forward, their gradients backward, per chunk boundary
         T = plan.micro_batch * setup.seq_len // plan.cp
         act = T * shape.hidden_size * nb // (plan.tp if plan.sequence_parallel else 1)
@@ -342,8 +350,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     mem_stages = [plan_memory(shape, setup, i) for i in range(P)]
     peak_i = max(range(P), key=lambda i: mem_stages[i]["total"])
     peak = mem_stages[peak_i]
-    capacity = g.memory_gb * GIB
-    fits = peak["total"] <= capacity
+    fits = memory_fit(peak["total"], g).fits  # the one test check's rules use too
     notes: list[str] = list(setup.notes)
     rec = setup.recipe
     gemm_dtype = rec.gemm_dtype if rec is not None else setup.dtype

@@ -6,6 +6,7 @@ plans of ``plan_training`` and applies the sustained clock to math-bound kernels
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from shapewise.cost.price import price
@@ -53,7 +54,7 @@ class Pricer:
         self.gpu = setup.gpu
         self.clock = params.sustained_clock
         self.cache: dict[Any, float] = {}
-        self.parts: dict[Any, tuple[Part, Part, Part]] = {}
+        self.parts: dict[Any, tuple[Part, Part, dict[tuple[bool, bool], Part]]] = {}
 
     def __call__(self, op: Any) -> float:
         hit = self.cache.get(op)
@@ -158,12 +159,28 @@ def _block(part: Part, pr: Pricer, ops: list[tuple[str, Op]], recompute: bool, *
                 part.add(name, "comm", phase, (int(op.nbytes),), 1, c, 0.0)
 
 
-def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False) -> Part:
+@lru_cache(maxsize=4096)  # plan_training asks for the same stages of many plans
+def layer_kinds(shape: ModelShape, start: int, end: int) -> tuple[tuple[bool, bool, int], ...]:
+    """(moe, windowed, count) of the layers ``start``..``end`` − 1 (a pipeline stage's), one
+    entry per kind present, in the order the kinds first appear: an MoE layer is one past
+    the leading ``num_dense_layers``, a windowed one has ``ModelShape.layer_window``."""
+    counts: dict[tuple[bool, bool], int] = {}
+    for i in range(start, end):
+        kind = (shape.is_moe and i >= shape.num_dense_layers,
+                shape.causal and shape.layer_window(i) is not None)
+        counts[kind] = counts.get(kind, 0) + 1
+    return tuple((moe, windowed, n) for (moe, windowed), n in counts.items())
+
+
+def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False,
+              windowed: bool | None = None) -> Part:
     """One transformer layer (an MoE layer when ``moe``), one micro-batch, one GPU (count 1).
 
     The attention projections (plain or latent) and the MLP (dense or mixture of experts)
     come from :mod:`shapewise.blocks`; an fp8 recipe (``setup.recipe``) runs their GEMMs in
-    fp8 and adds its quantization kernels."""
+    fp8 and adds its quantization kernels. ``windowed``: the attention is a causal window of
+    ``shape.sliding_window`` keys (True) or full (False); None: as every layer of the shape
+    is when they are alike (full when they mix: pass it per kind, :func:`layer_kinds`)."""
     from shapewise.blocks import attention_projections, mlp_ops, quantize_ops
     from shapewise.model.flops import attention_forward_flops_per_sequence
     from shapewise.recipe import FP8_ATTENTION_SPEEDUP
@@ -186,7 +203,9 @@ def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False)
         mean = T * shape.num_experts_per_tok * plan.ep / shape.num_experts  # type: ignore[operator]
     _block(p, pr, before, full, mean_tokens=None)
     causal = shape.causal
-    window = shape.sliding_window if causal else None
+    if windowed is None:
+        windowed = shape.window_layers == shape.num_hidden_layers
+    window = shape.sliding_window if causal and windowed else None
     be = setup.attention_backend
     dv = shape.v_head_dim  # MLA: V and the output are d_v wide, Q and K d_qk
     af = Attention(batch=b, heads=a // t, seq_len=s, head_dim=d, kv_heads=g_kv // t,
@@ -198,7 +217,8 @@ def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False)
     if rec is not None and rec.fp8_attention:  # cuDNN fp8 over bf16, fitted (recipe.py)
         sf /= FP8_ATTENTION_SPEEDUP["forward"]
         sb /= FP8_ATTENTION_SPEEDUP["backward"]
-    flops = b * attention_forward_flops_per_sequence(shape, s) / t / cp
+    flops = b * attention_forward_flops_per_sequence(shape, s,
+                                                     windowed=window is not None) / t / cp
     shp = (b, a // t, s // cp, d)
     p.add("attention", "attention", "forward", shp, 1, pr(af) * sf, flops)
     p.add("attention", "attention", "backward", shp, 1, pr(ab) * sb, 2 * flops)
@@ -210,7 +230,8 @@ def layer_ops(shape: ModelShape, setup: Setup, pr: Pricer, *, moe: bool = False)
         if full and phase == "forward":
             p.add(name, "memory", "recompute", (q.numel,), 1, pr(q), 0.0)
     norm = "rmsnorm" if shape.norm == "rmsnorm" else "layernorm"
-    _mem(p, pr, norm, norm, Tn * h, 2, nb, full)
+    norms = 4 if shape.sandwich_norm else 1 if shape.shared_norm else 2
+    _mem(p, pr, norm, norm, Tn * h, norms, nb, full)
     _mem(p, pr, "residual_add", "residual_add", Tn * h, 2, nb, full)
     if shape.position_embedding == "rotary":
         rot = T * (a + g_kv) * d // t

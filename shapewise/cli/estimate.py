@@ -121,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name}: {n / 1e9:.3f}B params, h={shape.hidden_size}, "
           f"heads={shape.num_attention_heads} "
           f"(head dim {shape.head_dim}, KV {shape.kv_heads}), layers={shape.num_hidden_layers}, "
-          f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else ""))
+          f"FFN={shape.ffn_size}" + (f", vocab={shape.vocab_size}" if shape.vocab_size else "")
+          + (f"; {shape.window_layers} of {shape.num_hidden_layers} layers attend to a "
+             f"{shape.sliding_window}-key window" if shape.window_layers else ""))
     extra = (f", recipe {recipe.name}" + (" + fp8 attention" if recipe.fp8_attention else "")
              if recipe is not None else "")
     print(f"on {est.gpu} ({est.dtype}) x {est.n_gpus}, seq {est.seq_len}, plan "

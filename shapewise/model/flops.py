@@ -6,7 +6,8 @@ Conventions (co-design.md §2), per token, per layer, forward; one multiply-add 
                   each matrix by its real shape: GQA's K and V have g·d columns, SwiGLU three
     attention     QKᵀ 2·s·h + AV 2·s·h = 4·s·h (h = a·d: every query head attends);
                   causal: half of it, 2·s·h (only keys up to the query); sliding window w < s:
-                  each query sees min(i, w) keys, 4·h·(w − w²/2s) per token
+                  each query sees min(i, w) keys, 4·h·(w − w²/2s) per token, in the layers
+                  the shape windows (``layer_types``: GPT-OSS and Gemma window some layers)
     output layer  logits 2·h·v per token with the vocabulary exactly as given (pad it with
                   ModelShape.padded_vocab first if the run pads); ViT: classifier 2·h·labels
                   per image, on the class token only
@@ -59,28 +60,49 @@ def layer_gemm_macs_per_token(shape: ModelShape) -> int:
 
 
 def attention_forward_flops_per_sequence(shape: ModelShape, seq_len: int, *,
-                                         causal: bool | None = None) -> int:
+                                         causal: bool | None = None,
+                                         windowed: bool | None = None) -> int:
     """QKᵀ and AV of one layer for one sequence of ``seq_len`` tokens, forward.
 
     Non-causal: 2 BMMs of 2·s·s·d per head, a heads: 4·s²·h. Causal: the masked upper
     triangle is skipped (FlashAttention skips those blocks), leaving exactly half: 2·s²·h.
     Causal with a sliding window w < s: query i sees min(i, w) keys, a triangle of w²/2
     then (s − w) rows of w: s·w − w²/2 keys in all, 4·h·(s·w − w²/2) FLOPs.
+
+    ``windowed``: a layer with the shape's window (True) or a full-attention one (False);
+    None: the mean over the shape's layers (:func:`attention_forward_flops_all_layers` / L,
+    rounded down; exact when every layer is alike).
     """
     # QKᵀ is a·d_qk wide and AV a·d_v (equal but for MLA): 2·(q_size + v_size) = 4h
     h2, s = shape.q_size + shape.v_size, seq_len
     if not (shape.causal if causal is None else causal):
         return 2 * s * s * h2
-    w = shape.sliding_window
+    if windowed is None:
+        return attention_forward_flops_all_layers(shape, s) // shape.num_hidden_layers
+    w = shape.sliding_window if windowed else None
     if w is None or w >= s:
         return s * s * h2
     return 2 * h2 * s * w - h2 * w * w
 
 
+def attention_forward_flops_all_layers(shape: ModelShape, seq_len: int, *,
+                                       causal: bool | None = None) -> int:
+    """:func:`attention_forward_flops_per_sequence` summed over the layers: the windowed
+    ones (``ModelShape.window_layers``) with the window, the others in full."""
+    n_w = shape.window_layers if (shape.causal if causal is None else causal) else 0
+    n_f = shape.num_hidden_layers - n_w
+    out = 0
+    for windowed, n in ((True, n_w), (False, n_f)):
+        if n:
+            out += n * attention_forward_flops_per_sequence(shape, seq_len, causal=causal,
+                                                            windowed=windowed)
+    return out
+
+
 def _forward_parts_per_sequence(shape: ModelShape, s: int, causal: bool | None) -> dict[str, int]:
-    L, h = shape.num_hidden_layers, shape.hidden_size
+    h = shape.hidden_size
     dense = 2 * s * gemm_macs_per_token(shape)
-    attention = L * attention_forward_flops_per_sequence(shape, s, causal=causal)
+    attention = attention_forward_flops_all_layers(shape, s, causal=causal)
     if shape.arch == "vit":
         patch_in = shape.num_channels * shape.patch_size**2  # type: ignore[operator]
         embedding = 2 * shape.num_patches * patch_in * h

@@ -33,6 +33,7 @@ from shapewise.model.loaded import (
     typo_notes,
 )
 from shapewise.model.shape import ModelShape, check_bool
+from shapewise.model.windows import hf_windows
 
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a config.json is KBs (ViT's, with 1000 labels: 72 KB)
 
@@ -122,19 +123,70 @@ def _llama(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _mistral(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     fields = _llama_like(cfg, max_positions=4096 * 32)
-    # transformers' MistralConfig defaults the window to 4096 (Mistral-7B-v0.1); a config
-    # that states null (v0.2 onwards) means full attention
-    fields["sliding_window"] = cfg.get("sliding_window", 4096)
+    # transformers' MistralConfig defaults the window to 4096 (Mistral-7B-v0.1) on every
+    # layer; a config that states null (v0.2 onwards) means full attention
+    fields.update(hf_windows(cfg, "mistral"))
     return fields, {}
 
 
 def _qwen2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    if _flag(cfg, "use_sliding_window", False):
-        # Qwen2 windows only some layers (max_window_layers); a per-layer mix is not modelled
-        raise InputError("use_sliding_window: true is not modelled for qwen2")
     fields = _llama_like(cfg, max_positions=32768)
     fields["qkv_bias"] = True  # Qwen2Attention: q/k/v_proj have biases, o_proj has none
+    if _flag(cfg, "use_sliding_window", False):
+        # the layers from max_window_layers on are windowed (Qwen2Config's layer_types)
+        fields.update(hf_windows(cfg, "qwen2"))
+    elif cfg.get("layer_types") is not None:  # Qwen2Config drops the window: all full
+        fields["layer_types"] = cfg["layer_types"]
     return fields, {}
+
+
+#: the gated-GELU activations Gemma configs state (transformers' ACT2FN names)
+_GELUS = ("gelu_pytorch_tanh", "gelu", "gelu_new", "gelu_fast", "gelu_python")
+
+
+def _gemma(cfg: Mapping[str, Any], model_type: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Gemma 2 and Gemma 3 (text): a gated GELU MLP of three matrices (gate, up, down),
+    priced as the gated 'swiglu' MLP, whose matrices, FLOPs and saved activations it shares
+    (the activation's memory-bound pass is priced as SwiGLU's); four RMSNorms per layer
+    (sandwich_norm); a stated head dim (256); tied embeddings; Gemma 3 adds per-head q/k
+    RMSNorm. Logit soft-capping (Gemma 2) is not priced: an element-wise tanh."""
+    act = _get(cfg, "hidden_activation", _get(cfg, "hidden_act", "gelu_pytorch_tanh"))
+    if act not in _GELUS:
+        raise InputError(f"hidden_activation: {act!r} is not modelled for {model_type} "
+                         f"(one of {', '.join(_GELUS)})")
+    if _flag(cfg, "use_bidirectional_attention", False):
+        raise InputError(f"use_bidirectional_attention: true (an encoder) is not modelled "
+                         f"for {model_type}")
+    v3 = model_type == "gemma3_text"
+    fields = _llama_like(cfg, max_positions=131072 if v3 else 8192)
+    attention_bias = _flag(cfg, "attention_bias", False)  # q, k, v and o together
+    fields.update(
+        head_dim=_get(cfg, "head_dim", 256),
+        tie_word_embeddings=_flag(cfg, "tie_word_embeddings", True),
+        bias=attention_bias, qkv_bias=attention_bias, mlp_bias=False,
+        activation="swiglu", sandwich_norm=True, qk_norm="head" if v3 else "none",
+        **hf_windows(cfg, model_type),
+    )
+    return fields, {"bias": "attention_bias", "qkv_bias": "attention_bias",
+                    "activation": "hidden_activation"}
+
+
+def _cohere2(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Cohere 2 (Command R7B): attention and a SwiGLU MLP in parallel on one weight-only
+    LayerNorm per layer (shared_norm), tied embeddings, the head dim h / a (Cohere2Config
+    sets it so). Not priced: the logit scale (an element-wise multiply), and that the
+    full-attention layers skip the rotary embedding (NoPE)."""
+    act = _get(cfg, "hidden_act", "silu")
+    if act != "silu":
+        raise InputError(f"hidden_act: {act!r} is not modelled for cohere2 (silu)")
+    fields = _llama_like(cfg, max_positions=8192)
+    attention_bias = _flag(cfg, "attention_bias", False)
+    fields.update(
+        head_dim=None, tie_word_embeddings=_flag(cfg, "tie_word_embeddings", True),
+        norm="layernorm", bias=attention_bias, qkv_bias=attention_bias, mlp_bias=False,
+        parallel_residual=True, shared_norm=True, **hf_windows(cfg, "cohere2"),
+    )
+    return fields, {"bias": "attention_bias", "qkv_bias": "attention_bias"}
 
 
 def _vit(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -183,6 +235,9 @@ _READERS: dict[str, ConfigReader] = {
     "mistral": _mistral,
     "qwen2": _qwen2,
     "vit": _vit,
+    "gemma2": lambda cfg: _gemma(cfg, "gemma2"),
+    "gemma3_text": lambda cfg: _gemma(cfg, "gemma3_text"),
+    "cohere2": _cohere2,
 }
 #: the dense families read here; :func:`supported_model_types` adds registered ones
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(_READERS)
@@ -249,8 +304,8 @@ def from_hf_config(source: str | os.PathLike[str] | Mapping[str, Any]) -> ModelS
     """The shape of the model a Hugging Face config describes.
 
     ``source``: a ``config.json`` path, a model folder holding one, or the decoded dict.
-    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit (and any
-    registered with :func:`register_model_type`).
+    Supported ``model_type``: gpt2, gpt_neox, llama, mistral, qwen2, vit, gemma2,
+    gemma3_text, cohere2 (and any registered with :func:`register_model_type`).
     """
     return read_hf_config(source).shape
 

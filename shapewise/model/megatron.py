@@ -20,6 +20,7 @@ from shapewise.model.loaded import (
     stated_attention_backend,
 )
 from shapewise.model.shape import ModelShape
+from shapewise.model.windows import megatron_windows
 
 _MEGATRON_MARKERS = ("num_layers", "ffn_hidden_size", "tensor_model_parallel_size",
                      "pipeline_model_parallel_size", "padded_vocab_size", "seq_length",
@@ -63,7 +64,8 @@ def read_megatron(args: Mapping[str, Any], *, where: str = "") -> LoadedShape:
     disable_bias_linear; add_qkv_bias; max_position_embeddings; padded_vocab_size, or
     vocab_size padded to make_vocab_size_divisible_by (128) × tp as Megatron does;
     seq_length, micro_batch_size, tensor_model_parallel_size, pipeline_model_parallel_size
-    (run settings). Other arguments are ignored.
+    (run settings); window_size and window_attn_skip_freq (sliding-window layers,
+    :func:`shapewise.model.windows.megatron_windows`). Other arguments are ignored.
     """
     if not isinstance(args, Mapping):
         raise InputError(f"args: expected a mapping, got {type(args).__name__}")
@@ -127,6 +129,7 @@ def read_megatron(args: Mapping[str, Any], *, where: str = "") -> LoadedShape:
         "activation": "swiglu" if swiglu else "gelu",
         "bias": bias, "qkv_bias": bias or _bool(cfg, "add_qkv_bias", prefix, False),
         "mlp_bias": bias, "rotary_pct": rotary, "name": str(cfg.get("name", "") or ""),
+        **megatron_windows(cfg, L, prefix),  # window_size, window_attn_skip_freq
     }
     try:
         shape = ModelShape(**fields)

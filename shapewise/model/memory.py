@@ -24,7 +24,11 @@ sbh·(10 + 24/t), the paper's equation (2).
 The terms above are written out for this shape rather than hard-coded, so they stay exact
 for the paper's layer (MHA, GELU, f = 4h: 34) and follow other shapes: GQA stores K and V of
 g·d columns, SwiGLU stores its gate and up outputs and their product (3 of s·b·f instead of
-GELU's 2), and ``dropout=False`` (Llama-style training) drops the masks.
+GELU's 2), Gemma's sandwich norms (``sandwich_norm``) keep the inputs of their two extra
+norms (4sbh more), Cohere's one shared norm (``shared_norm``) keeps one input and one
+output (4sbh less), and ``dropout=False`` (Llama-style training) drops the masks. A sliding
+window changes nothing here: FlashAttention's backward reads the Q, K, V and output of the
+whole sequence, windowed or not.
 
 Full recompute keeps only each layer's input (2sbh, replicated without sequence
 parallelism) plus, while a layer's backward runs, that one layer's recomputed activations.
@@ -33,6 +37,7 @@ parallelism) plus, while a layer's backward runs, that one layer's recomputed ac
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from shapewise.errors import InputError
@@ -66,11 +71,12 @@ def _layer_parts(shape: ModelShape, *, sb: int, e: int, dropout: bool) -> tuple[
     keeps whole without sequence parallelism, and what TP splits (module doc)."""
     h, f = shape.hidden_size, shape.ffn_size
     kv = shape.kv_heads * shape.head_dim
+    norms = 1 if shape.shared_norm else 2  # Cohere: one norm whose output both GEMMs read
     replicated = (
-        2 * e * sb * h  # inputs of the two norms
-        + e * sb * h  # QKV GEMM input (norm output)
-        + e * sb * h  # MLP first GEMM input (norm output)
+        norms * e * sb * h  # inputs of the norms
+        + norms * e * sb * h  # QKV and MLP first GEMM inputs (norm outputs)
         + (2 * sb * h if dropout else 0)  # 1-byte masks after attention and after the MLP
+        + (2 * e * sb * h if shape.sandwich_norm else 0)  # inputs of the two output norms
     )
     mlp = (3 if shape.activation == "swiglu" else 2) * e * sb * f  # gate, up, product | in, out
     q = shape.q_size  # a·d (= h unless the head dim is decoupled)
@@ -162,6 +168,49 @@ CONTEXT_BYTES = 1 * 2**30
 #: 5% over the live tensors is allowed for it (allocator-stats reports of reserved over
 #: allocated in steady training are typically a few percent).
 ALLOCATOR_FRACTION = 0.05
+
+
+GIB = 2**30
+
+
+def gpu_capacity_bytes(gpu: Any) -> int:
+    """The memory a plan may fill on ``gpu``: its catalog ``memory_gb`` counted as GiB (the
+    convention of every fit in shapewise; the allocator allowance is on the need side, in
+    :func:`plan_memory`, not taken off the capacity)."""
+    return int(gpu.memory_gb * GIB)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryFit:
+    """Whether a step's peak memory per GPU fits the GPU: the one test behind ``plan``'s
+    ``fits``, ``estimate``'s ``DOES NOT FIT`` and the check rules (SW010, SW019)."""
+
+    need_bytes: int
+    """peak bytes per GPU, the allocator allowance (5% + 1 GiB) included"""
+    capacity_bytes: int
+    """the GPU's memory (:func:`gpu_capacity_bytes`)"""
+
+    @property
+    def fits(self) -> bool:
+        return self.need_bytes <= self.capacity_bytes
+
+    @property
+    def over_bytes(self) -> int:
+        """Bytes past the capacity (0 when it fits)."""
+        return max(0, self.need_bytes - self.capacity_bytes)
+
+    def describe(self) -> str:
+        """'71.2 GiB of 80.0 GiB (allocator allowance of 5% + 1 GiB included)'."""
+        over = f", {self.over_bytes / GIB:.1f} GiB over" if not self.fits else ""
+        return (f"{self.need_bytes / GIB:.1f} GiB of {self.capacity_bytes / GIB:.1f} GiB"
+                f"{over} (allocator allowance of {ALLOCATOR_FRACTION:.0%} + "
+                f"{CONTEXT_BYTES / GIB:g} GiB included)")
+
+
+def memory_fit(need_bytes: float, gpu: Any) -> MemoryFit:
+    """:class:`MemoryFit` of a peak of ``need_bytes`` per GPU (a :func:`plan_memory`
+    ``total``) on ``gpu``."""
+    return MemoryFit(int(need_bytes), gpu_capacity_bytes(gpu))
 
 
 def stage_params(shape: ModelShape, plan: Any, stage: int) -> int:

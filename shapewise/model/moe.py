@@ -44,9 +44,9 @@ leave the input table out (a lookup, no arithmetic): gpt-oss-20b's 3.61B is 4,18
 
 Not modelled (refused with the field named): Qwen-MoE layers that skip experts other than a
 leading run (``mlp_only_layers``, ``decoder_sparse_step``), DeepSeek's ``moe_layer_freq`` > 1,
-and attention biases with MLA. GPT-OSS's alternating 128-token sliding window is read as full
-attention on every layer: its parameters are exact, the attention FLOPs of its windowed half
-are overstated.
+and attention biases with MLA. GPT-OSS's alternating 128-token sliding window is read per
+layer (``layer_types``, :mod:`shapewise.model.windows`): its windowed half is priced with the
+window, the other half in full.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from typing import Any
 
 from shapewise.errors import InputError
 from shapewise.model.shape import ModelShape, check_bool, check_int
+from shapewise.model.windows import hf_windows
 
 _REQUIRED = object()
 
@@ -207,9 +208,8 @@ def _gpt_oss(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         mlp_bias=True,  # GptOssExperts: gate_up_proj_bias and down_proj_bias
         router_bias=True,  # GptOssTopKRouter: a bias of E
         attention_sinks=True,
-        # layer_types alternate a 128-token window and full attention; a per-layer mix is
-        # not modelled, so every layer is priced as full attention (parameters unaffected)
-        sliding_window=None,
+        # layer_types alternate a 128-token window and full attention (GptOssConfig)
+        **hf_windows(cfg, "gpt_oss"),
     )
     return fields, {"num_experts": "num_local_experts", "bias": "attention_bias"}
 

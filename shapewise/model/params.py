@@ -184,7 +184,11 @@ def param_tensors(shape: ModelShape) -> list[ParamTensor]:
     # -- transformer layers (pre-norm: one norm before attention, one before the MLP)
     t += _norm(shape, "layers.*.input_layernorm", L)
     t += _attention(shape, L)
-    t += _norm(shape, "layers.*.post_attention_layernorm", L)
+    if not shape.shared_norm:  # Cohere: the one input norm feeds the MLP too
+        t += _norm(shape, "layers.*.post_attention_layernorm", L)
+    if shape.sandwich_norm:  # Gemma 2/3: the MLP's input norm and its output's norm
+        t += _norm(shape, "layers.*.pre_feedforward_layernorm", L)
+        t += _norm(shape, "layers.*.post_feedforward_layernorm", L)
     dense = shape.num_dense_layers if shape.is_moe else L
     if dense:
         t += _mlp(shape, "layers.*.mlp", f, dense)

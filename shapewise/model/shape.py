@@ -42,6 +42,12 @@ from shapewise.model.run_defaults import (  # noqa: F401 (re-exported: the one r
     default_micro_batch,
     default_seq_len,
 )
+from shapewise.model.validate import LIMITS, check_bool, check_int, check_limit, choice
+from shapewise.model.windows import (  # noqa: F401 (LAYER_TYPES re-exported)
+    LAYER_TYPES,
+    check_layer_types,
+    retile,
+)
 
 Arch = Literal["gpt", "llama", "vit"]
 PositionEmbedding = Literal["learned", "rotary", "none"]
@@ -49,6 +55,7 @@ Norm = Literal["layernorm", "rmsnorm"]
 Activation = Literal["gelu", "swiglu"]
 Router = Literal["softmax", "sigmoid"]
 QkNorm = Literal["none", "head", "full"]
+LayerType = Literal["sliding_attention", "full_attention"]
 
 ARCHES: tuple[str, ...] = ("gpt", "llama", "vit")
 _POSITION_EMBEDDINGS = ("learned", "rotary", "none")
@@ -60,7 +67,7 @@ _QK_NORMS = ("none", "head", "full")
 #: Fields that only a ViT has; a text model leaves them ``None``.
 VIT_FIELDS = ("image_size", "patch_size", "num_channels", "num_labels", "use_class_token", "pooler")
 #: Fields that only a text model has; a ViT leaves them ``None``.
-TEXT_FIELDS = ("vocab_size", "max_position_embeddings", "sliding_window")
+TEXT_FIELDS = ("vocab_size", "max_position_embeddings", "sliding_window", "layer_types")
 #: Fields that only a mixture-of-experts model has (a dense model leaves them unset).
 MOE_FIELDS = ("num_experts_per_tok", "moe_intermediate_size", "num_shared_experts",
               "shared_expert_intermediate_size", "shared_expert_gate", "num_dense_layers",
@@ -125,48 +132,6 @@ def default_intermediate_size(hidden_size: int, activation: str) -> int:
     return multiple_of * ((f + multiple_of - 1) // multiple_of)
 
 
-# ------------------------------------------------------------------------ field checks
-#: Bounds past any model that trains today; larger values are input errors. They keep every
-#: search small and every estimate meaningful (check, estimate and recommend share them).
-LIMITS: dict[str, int] = {
-    "hidden_size": 2**20, "num_attention_heads": 2**16, "num_hidden_layers": 2**17,
-    "intermediate_size": 2**24, "vocab_size": 2**28, "seq_len": 2**24,
-    "micro_batch": 2**16, "tp": 2**12, "pipeline_stages": 2**12,
-    "num_experts": 2**16,
-}
-
-
-def check_limit(name: str, value: int, *, key: str | None = None) -> int:
-    """``value`` if it is within ``LIMITS[key or name]``, else InputError naming ``name``."""
-    limit = LIMITS[key or name]
-    if value > limit:
-        raise InputError(f"{name}: {value} is beyond any model that trains (limit {limit})")
-    return value
-
-
-def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, else InputError naming ``name`` (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name}: expected an integer, got {value!r}")
-    if value < minimum:
-        word = "positive" if minimum == 1 else f"at least {minimum}"
-        raise InputError(f"{name}: must be {word}, got {value}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """``value`` if it is a bool, else InputError naming ``name`` (1 and "yes" refused)."""
-    if not isinstance(value, bool):
-        raise InputError(f"{name}: expected true or false, got {value!r}")
-    return value
-
-
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InputError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelShape:
     """One transformer's shape. Sizes are counts (not bytes); see the module docstring."""
@@ -215,13 +180,25 @@ class ModelShape:
     parallel_residual: bool | None = None
     """GPT-NeoX: attention and MLP read the same input; same parameters and FLOPs"""
     sliding_window: int | None = None
-    """causal attention looks back at most this many tokens (Mistral-7B-v0.1: 4096);
-    None: full causal attention. Text models only"""
+    """causal attention looks back at most this many tokens (Mistral-7B-v0.1: 4096) in the
+    layers that ``layer_types`` windows (every layer when it is None); None: full causal
+    attention. Text models only"""
+    layer_types: tuple[LayerType, ...] | None = None
+    """each layer's attention, in order, as Hugging Face configs state it:
+    'sliding_attention' (a causal window of ``sliding_window`` keys) or 'full_attention'.
+    GPT-OSS and Gemma 2 alternate them (window first), Gemma 3 windows 5 layers of 6 and
+    Cohere2 3 of 4 (see docs/cost-model.md for the sources). None: every layer alike,
+    windowed when ``sliding_window`` is set (Mistral-7B-v0.1). num_hidden_layers entries
+    (a list is stored as a tuple). Text models only"""
     qk_norm: QkNorm = "none"
     """RMSNorm on queries and keys before rotary: 'head' (one weight of head_dim shared by
     the heads: Qwen3), 'full' (over all a·d query and g·d key columns: OLMoE), 'none'"""
     attention_sinks: bool = False
     """GPT-OSS: one learned sink logit per query head per layer"""
+    sandwich_norm: bool = False
+    """Gemma 2/3: a norm on the attention and on the MLP output too: 4 norms per layer"""
+    shared_norm: bool = False
+    """Cohere: with parallel_residual, attention and MLP read one norm: 1 norm per layer"""
     num_experts: int | None = None
     """E: routed experts per MoE layer; None: a dense model (every other MoE field unset)"""
     num_experts_per_tok: int | None = None
@@ -272,7 +249,7 @@ class ModelShape:
         set_ = object.__setattr__  # frozen: defaults are filled in place, once
         if not isinstance(self.name, str):
             raise InputError(f"name: expected a string, got {self.name!r}")
-        arch = _choice("arch", self.arch, ARCHES)
+        arch = choice("arch", self.arch, ARCHES)
         h = check_limit("hidden_size", check_int("hidden_size", self.hidden_size))
         a = check_limit("num_attention_heads",
                         check_int("num_attention_heads", self.num_attention_heads))
@@ -303,9 +280,9 @@ class ModelShape:
             if getattr(self, key) is None:
                 set_(self, key, self.bias)
 
-        _choice("position_embedding", self.position_embedding, _POSITION_EMBEDDINGS)
-        _choice("norm", self.norm, _NORMS)
-        activation = _choice("activation", self.activation, _ACTIVATIONS)
+        choice("position_embedding", self.position_embedding, _POSITION_EMBEDDINGS)
+        choice("norm", self.norm, _NORMS)
+        activation = choice("activation", self.activation, _ACTIVATIONS)
         for key in ("tie_word_embeddings", "bias", "qkv_bias", "mlp_bias", "parallel_residual"):
             check_bool(key, getattr(self, key))
         pct = self.rotary_pct
@@ -321,8 +298,12 @@ class ModelShape:
             self._check_vit()
         else:
             self._check_text()
-        _choice("qk_norm", self.qk_norm, _QK_NORMS)
+        choice("qk_norm", self.qk_norm, _QK_NORMS)
         check_bool("attention_sinks", self.attention_sinks)
+        check_bool("sandwich_norm", self.sandwich_norm)
+        if check_bool("shared_norm", self.shared_norm) and not self.parallel_residual:
+            raise InputError("shared_norm: one norm for attention and MLP needs "
+                             "parallel_residual (both read the same input)")
         self._check_moe()
         self._check_mla()
 
@@ -368,7 +349,7 @@ class ModelShape:
                              f"num_hidden_layers {self.num_hidden_layers}")
         if self.router is None:
             set_(self, "router", "softmax")
-        _choice("router", self.router, _ROUTERS)
+        choice("router", self.router, _ROUTERS)
         check_bool("router_bias", self.router_bias)
 
     def _check_mla(self) -> None:
@@ -410,6 +391,9 @@ class ModelShape:
         check_int("max_position_embeddings", self.max_position_embeddings)
         if self.sliding_window is not None:
             check_int("sliding_window", self.sliding_window)
+        if self.layer_types is not None:  # stored as a tuple: hashable, as a field must be
+            object.__setattr__(self, "layer_types", check_layer_types(
+                self.layer_types, self.num_hidden_layers, self.sliding_window))
 
     def _check_vit(self) -> None:
         for key in TEXT_FIELDS:
@@ -461,6 +445,12 @@ class ModelShape:
         if ("head_dim" not in changes and not self.decoupled_head_dim
                 and {"hidden_size", "num_attention_heads"} & set(changes)):
             changes = {**changes, "head_dim": None}  # a coupled head dim follows h / a
+        if ("layer_types" not in changes and self.layer_types is not None
+                and changes.get("num_hidden_layers", self.num_hidden_layers)
+                != self.num_hidden_layers):
+            # a repeating pattern follows a new layer count (GPT-OSS's window/full pairs)
+            changes = {**changes, "layer_types": retile(
+                self.layer_types, changes["num_hidden_layers"])}
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -502,6 +492,24 @@ class ModelShape:
     def ffn_size(self) -> int:
         """f, never None after construction (intermediate_size, typed as int)."""
         return self.intermediate_size  # type: ignore[return-value]
+
+    @property
+    def window_layers(self) -> int:
+        """Layers whose attention is a causal window of ``sliding_window`` keys (0 when no
+        window is set; all of them when ``layer_types`` is None and a window is)."""
+        if self.sliding_window is None or self.arch == "vit":
+            return 0
+        if self.layer_types is None:
+            return self.num_hidden_layers
+        return sum(kind == "sliding_attention" for kind in self.layer_types)
+
+    def layer_window(self, layer: int) -> int | None:
+        """The attention window of layer ``layer`` (0-based) in keys; None: full attention."""
+        if self.sliding_window is None or self.arch == "vit":
+            return None
+        if self.layer_types is None or self.layer_types[layer] == "sliding_attention":
+            return self.sliding_window
+        return None
 
     @property
     def is_moe(self) -> bool:

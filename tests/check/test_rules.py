@@ -303,7 +303,7 @@ def test_sw010_tp_larger_than_memory_needs() -> None:
     f = only(R.tp_oversized(ctx), "SW010")
     assert f.field == "tp" and f.fix < 8 and 8 % f.fix == 0
     new = estimate(llama7b(), gpu=A100, tp=f.fix, seq_len=4096)
-    assert new.memory_bytes <= 0.9 * A100.memory_gb * 1e9
+    assert new.fits  # plan's own test (memory_fit), not a second budget
     assert f.step_speedup == pytest.approx(new.tokens_per_s / ctx.estimate.tokens_per_s)
     assert f.basis == "tokens-per-gpu"
     # a 70B-class model needs its tp: nothing smaller fits

@@ -120,8 +120,8 @@ def test_checks_md_sw010_figures_are_what_the_command_prints() -> None:
         row = next(line for line in out.splitlines() if "SW010" in line and "tp-oversized"
                    in line)
         assert f"+{figure}%" in row, (gpu, row)
-        gb = re.search(r"\((\d+\.\d) GB of 80 GB\)", section)
-        assert gb and f"takes {gb.group(1)} GB of the 80 GB" in out, out
+        gb = re.search(r"\((\d+\.\d) GiB of 80\.0 GiB, allowance included\)", section)
+        assert gb and f"needs {gb.group(1)} GiB of 80.0 GiB (allocator allowance" in out, out
 
 
 @pytest.mark.parametrize("gpu", ["h100", "a100"])

@@ -118,7 +118,13 @@ def test_unsupported_model_type_lists_supported() -> None:
         ("pythia-160m", {"rotary_pct": 0}, r"rotary_pct: must be a number in \(0, 1\]"),
         ("pythia-160m", {"use_parallel_residual": None}, None),  # null: the default, fine
         ("pythia-160m", {"attention_bias": False}, r"attention_bias: false is not modelled"),
-        ("qwen2-0.5b", {"use_sliding_window": True}, r"use_sliding_window: true is not"),
+        ("qwen2-0.5b", {"use_sliding_window": True}, None),  # windows from max_window_layers
+        ("qwen2-0.5b", {"use_sliding_window": True, "layer_types": ["sliding"] * 24},
+         r"layer_types: entry 0 is 'sliding'"),
+        ("mistral-7b", {"layer_types": ["full_attention"] * 31},
+         r"layer_types: 31 entries for num_hidden_layers 32"),
+        ("mistral-7b", {"sliding_window": None, "layer_types": ["sliding_attention"] * 32},
+         r"layer_types: 'sliding_attention' layers need sliding_window"),
         ("vit-base-patch16-224", {"patch_size": 15}, r"patch_size: 15 does not divide"),
         ("vit-base-patch16-224", {"id2label": [1, 2]}, r"id2label: expected an object"),
         ("vit-base-patch16-224", {"architectures": ["ViTForMaskedImageModeling"]},

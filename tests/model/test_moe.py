@@ -159,7 +159,8 @@ def test_fields_read_from_configs() -> None:
     assert qwen.moe_intermediate_size == 1408 and qwen.intermediate_size == 5632
     oss = shape_of("gpt-oss-20b")
     assert oss.attention_sinks and oss.router_bias and oss.mlp_bias and oss.q_size == 4096
-    assert oss.moe_intermediate_size == 2880 and oss.sliding_window is None
+    assert oss.moe_intermediate_size == 2880 and oss.sliding_window == 128
+    assert oss.layer_types == ("sliding_attention", "full_attention") * 12
     assert shape_of("olmoe-1b-7b").qk_norm == "full"
     assert shape_of("qwen3-30b-a3b").qk_norm == "head"
 

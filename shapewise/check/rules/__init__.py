@@ -105,7 +105,6 @@ from shapewise.check.rules.base import (
     HEAD_DIM_MULTIPLE,
     HIDDEN_MULTIPLE,
     MAX_CANDIDATES,
-    MEMORY_HEADROOM,
     MIN_ALIGN,
     RULE_ENTRIES,
     RULE_NAMES,
@@ -143,7 +142,7 @@ from shapewise.check.rules.waves import wave_quantization
 
 __all__ = [
     "FFN_MIN_GAIN", "FFN_TOLERANCE", "FFN_WINDOW", "HEAD_DIM_MAX", "HEAD_DIM_MIN_MULTIPLE",
-    "HEAD_DIM_MULTIPLE", "HIDDEN_MULTIPLE", "MAX_CANDIDATES", "MEMORY_HEADROOM", "MIN_ALIGN",
+    "HEAD_DIM_MULTIPLE", "HIDDEN_MULTIPLE", "MAX_CANDIDATES", "MIN_ALIGN",
     "RULES", "RULE_ENTRIES", "RULE_NAMES", "SEVERITIES", "TOKEN_MULTIPLE", "VOCAB_MULTIPLE",
     "WARNING_STEP_LOSS", "WAVE_FILL_THRESHOLD", "WAVE_MIN_GAIN", "WAVE_MIN_STEP_GAIN",
     "WAVE_WINDOW", "Basis", "Change", "CheckContext", "Finding", "Rule", "RuleFn", "Severity",

@@ -77,9 +77,6 @@ FFN_WINDOW = 0.05
 #: ... and reports an aligned FFN size only when another runs this much more TFLOP/s: bigger
 #: GEMMs run a few percent more TFLOP/s anyway, which is no reason to change a model.
 FFN_MIN_GAIN = 1.05
-#: Fraction of the GPU's memory a training step may plan on using: the rest is the CUDA
-#: context, framework workspaces and allocator fragmentation, which the model omits.
-MEMORY_HEADROOM = 0.9
 #: Most candidates any search prices (keeps the check well under a second).
 MAX_CANDIDATES = 48
 #: Sizes within this fraction of the fastest count as fastest; the nearest of them is the fix.

@@ -13,7 +13,6 @@ import math
 from shapewise.check.rules.base import (
     HEAD_DIM_MIN_MULTIPLE,
     HIDDEN_MULTIPLE,
-    MEMORY_HEADROOM,
     VOCAB_MULTIPLE,
     Change,
     CheckContext,
@@ -26,6 +25,7 @@ from shapewise.check.rules.base import (
     tp_problems,
 )
 from shapewise.check.rules.heads import head_options
+from shapewise.model.memory import memory_fit
 
 
 # --------------------------------------------------------------- SW005 heads per rank
@@ -146,15 +146,16 @@ pipeline_layers = register(Rule(
 # ---------------------------------------------------------------- SW010 tp oversized
 def _smaller_tp(ctx: CheckContext) -> int | None:
     """The smallest tp that divides the current one, splits the shape, and fits the step
-    in MEMORY_HEADROOM of the GPU's memory."""
+    in the GPU's memory by the test ``plan`` uses (``Estimate.fits``: the peak per GPU, the
+    allocator allowance included, against :func:`shapewise.model.memory.gpu_capacity_bytes`),
+    so that check and plan never disagree on whether a tp fits."""
     shape, t = ctx.shape, ctx.tp
     assert shape is not None
-    budget = MEMORY_HEADROOM * ctx.gpu.memory_gb * 1e9
     for t2 in range(1, t):
         if t % t2 or tp_problems(shape, t2):
             continue
         new = ctx.price(tp=t2)
-        if new is not None and new.memory_bytes <= budget:
+        if new is not None and new.fits:
             return t2
     return None
 
@@ -166,18 +167,20 @@ def _at_tp(ctx: CheckContext, t2: int) -> Estimate:
 
 
 def _tp_message(ctx: CheckContext, fix: int) -> str:
-    return (f"tp {ctx.tp} is more than memory needs: at tp {fix} a step takes "
-            f"{_at_tp(ctx, fix).memory_bytes / 1e9:.1f} GB of the {ctx.gpu.memory_gb:g} GB, "
-            "and each GPU does more with fewer all-reduces")
+    fit = memory_fit(_at_tp(ctx, fix).memory_bytes, ctx.gpu)
+    return (f"tp {ctx.tp} is more than memory needs: at tp {fix} a step needs "
+            f"{fit.describe()} on {ctx.gpu.name}, and each GPU does more with fewer "
+            "all-reduces")
 
 
 def _tp_detail(ctx: CheckContext, fix: int, new: Estimate | None) -> str:
     est, new = ctx.estimate, _at_tp(ctx, fix)
     assert est is not None
-    return (f"memory per GPU {est.memory_bytes / 1e9:.1f} GB at tp {ctx.tp}, "
-            f"{new.memory_bytes / 1e9:.1f} GB at tp {fix} (budget "
-            f"{MEMORY_HEADROOM:.0%}); tokens/s per GPU {est.tokens_per_s:,.0f} → "
-            f"{new.tokens_per_s:,.0f}")
+    gib = 2**30
+    return (f"memory per GPU {est.memory_bytes / gib:.1f} GiB at tp {ctx.tp}, "
+            f"{new.memory_bytes / gib:.1f} GiB at tp {fix} (of "
+            f"{memory_fit(0, ctx.gpu).capacity_bytes / gib:.1f} GiB, as plan counts it); "
+            f"tokens/s per GPU {est.tokens_per_s:,.0f} → {new.tokens_per_s:,.0f}")
 
 
 tp_oversized = register(Rule(
@@ -186,9 +189,11 @@ tp_oversized = register(Rule(
 
     Why: every tensor-parallel rank adds two all-reduces per layer and shrinks each GEMM
     by t (co-design rule 5: t as small as possible). Flagged when a smaller t that splits the
-    shape still fits the step in 90% of the GPU's memory (weights, gradients, Adam states
-    and activations; no ZeRO, no pipeline: skipped when pipeline stages > 1). Fix: that t.
-    Speedup: tokens/s per GPU.
+    shape still fits the step in the GPU's memory by the same test as ``plan`` (the peak per
+    GPU of weights, gradients, master weights, Adam states and activations, plus the
+    allocator allowance of 5% + 1 GiB, within the catalog's GB counted as GiB;
+    :func:`shapewise.model.memory.memory_fit`); no ZeRO, no pipeline: skipped when pipeline
+    stages > 1. Fix: that t. Speedup: tokens/s per GPU.
     """,
     applies=lambda c: (c.shape is not None and c.tp > 1 and c.estimate is not None
                        and c.pipeline_stages == 1 and _smaller_tp(c) is not None),

@@ -21,6 +21,7 @@ from shapewise.check.rules.base import (
     round_up,
 )
 from shapewise.errors import InputError
+from shapewise.model.memory import memory_fit
 
 #: A 1F1B pipeline idles (p − 1)/v of a micro-batch's stage time at each end of a step:
 #: (p − 1)/(v·m + p − 1) of the step. Narayanan et al. 2021 (Megatron-LM, §2.2) keep the
@@ -188,8 +189,8 @@ def _memory(ctx: CheckContext) -> list[Finding]:
     where = f" (pipeline stage {worst})" if len(est.stage_memory) > 1 else ""
     return [make_finding(
         ctx, "SW019", severity="error",
-        message=(f"the plan needs {est.memory_bytes / gib:.1f} GiB per GPU{where}, more than "
-                 f"the {ctx.gpu.memory_gb:g} GB of {ctx.gpu.name}: it cannot run; "
+        message=(f"the plan needs {memory_fit(est.memory_bytes, ctx.gpu).describe()} per "
+                 f"GPU{where} on {ctx.gpu.name}: it cannot run; "
                  + (f"use {label} ({new.memory_bytes / gib:.1f} GiB)" if label else
                     "shard with FSDP/ZeRO, recompute activations, lower the micro-batch or "
                     "add tensor or pipeline stages")),
