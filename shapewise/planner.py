@@ -146,9 +146,9 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
         if plan.n_gpus != n_gpus:
             raise InputError(f"plan: {plan.label()} uses {plan.n_gpus} GPUs, not n_gpus = "
                              f"{n_gpus}")
-        setup = (make_setup(shape, gpu=base.gpu, seq_len=base.seq_len, plan=plan, dtype=dtype,
-                            fused_loss=fused_loss, attention_backend=attention_backend,
-                            **moe_kw)
+        # the target is validated once (base); a given plan or an expert split is checked
+        # against the model, the grid's own plans are valid by construction
+        setup = (make_setup(shape, target=base.target, plan=plan)
                  if given or plan.ep > 1 else dataclasses.replace(base, plan=plan))
         if max(plan_memory(shape, setup, i)["total"] for i in _stages_to_check(plan)) \
                 > capacity:

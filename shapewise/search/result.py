@@ -1,15 +1,13 @@
 """What a shape search returns (:class:`Recommendation`, its :class:`Candidate` and
-:class:`Baseline` rows) and the helpers every search reports with (:func:`resolve_target`,
-:func:`explain_shape`); shared by the dense search (:mod:`.recommend`) and the MoE one
-(:mod:`.moe_recommend`)."""
+:class:`Baseline` rows) and the helper every search reports with (:func:`explain_shape`);
+shared by the dense search (:mod:`.recommend`) and the MoE one (:mod:`.moe_recommend`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.search.constraints import Constraints
@@ -133,18 +131,6 @@ class Recommendation:
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
-
-
-def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
-                   ) -> tuple[GPU, str]:
-    """The GPU (``profile`` file wins over ``gpu``) and the dtype, checked against it: a
-    dtype the GPU lacks is the error, not "no shape meets the budget"."""
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)
-    return g, dt
 
 
 def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,
