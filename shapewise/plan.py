@@ -318,7 +318,7 @@ def make_target(*, gpu: Any = None, profile: str | None = None, dtype: str = "bf
     if profile is not None:
         g, system, gpn = _resolve_hardware(load_profile(profile))
     elif gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
     else:
         g, system, gpn = _resolve_hardware(gpu)
     dt = canonical_dtype(dtype)

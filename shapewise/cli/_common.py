@@ -77,17 +77,18 @@ GPU_HELP = ("GPU name or alias, e.g. h100, a100, mi300x (see 'shapewise gpus'); 
             "no default: give --gpu or --profile")
 
 
+PROFILE_HELP = ("a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog "
+                "entry; default: none (the catalog's profile of --gpu)")
+
+
 def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
                     dtype_help: str = "data type of the math; default: bf16, else fp16 (a GPU "
                     "without bf16), else the profile's own (fp32 for a CPU profile)",
-                    gpu_help: str = GPU_HELP) -> None:
+                    gpu_help: str = GPU_HELP, profile_help: str = PROFILE_HELP) -> None:
+    """``--gpu``, ``--profile`` and ``--dtype``, the hardware options every pricing command
+    shares (each command words their help for what it does with them)."""
     parser.add_argument("--gpu", required=required, help=gpu_help)
-    parser.add_argument(
-        "--profile",
-        metavar="FILE",
-        help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog "
-        "entry; default: none (the catalog's profile of --gpu)",
-    )
+    parser.add_argument("--profile", metavar="FILE", help=profile_help)
     parser.add_argument("--dtype", default=None, help=dtype_help)
 
 

@@ -1,5 +1,6 @@
-"""The plan options of ``shapewise estimate`` and the hardware of ``--gpu`` (a GPU or a
-system), shared by ``estimate`` and ``plan``."""
+"""The plan options of ``shapewise estimate``, the hardware of ``--gpu`` (a GPU or a
+system) and the dtype, shared by ``estimate``, ``plan`` and ``recommend`` (which builds its
+target here)."""
 
 from __future__ import annotations
 
@@ -74,3 +75,24 @@ def resolve_hardware(args: argparse.Namespace) -> Any:
 
 def gpu_of(hw: Any) -> Any:
     return getattr(hw, "gpu", hw)
+
+
+def hardware_and_dtype(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The hardware ``--gpu``/``--profile`` name (:func:`resolve_hardware`), and
+    ``args.dtype`` filled: ``--dtype``, else the first of bf16, fp16, tf32, fp32 it has."""
+    from shapewise.cli._common import dtype_for
+
+    hw = resolve_hardware(args)
+    args.dtype = dtype_for(args, gpu_of(hw))
+    return hw, gpu_of(hw)
+
+
+def target_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`shapewise.Target` of a command that searches shapes (``recommend``),
+    built once from its flags; ``args.dtype`` filled as :func:`hardware_and_dtype` does."""
+    from shapewise.plan import make_target
+
+    hw, _ = hardware_and_dtype(args)
+    return make_target(gpu=hw, dtype=args.dtype, seq_len=args.seq_len,
+                       micro_batch=args.micro_batch, tp=args.tp, recompute=args.recompute,
+                       n_gpus=args.n_gpus, global_batch=args.global_batch, recipe=args.recipe)

@@ -13,12 +13,11 @@ from shapewise.cli._common import (
     TRAINING_DTYPE_HELP,
     add_attention_backend_option,
     add_gpu_options,
-    dtype_for,
     load_config,
     positive_int,
     print_json,
 )
-from shapewise.cli._plan_args import add_plan_options, gpu_of, plan_from_args, resolve_hardware
+from shapewise.cli._plan_args import add_plan_options, hardware_and_dtype, plan_from_args
 from shapewise.errors import InputError
 
 
@@ -90,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         args.micro_batch, why = default_micro_batch(shape)
         if shape.arch == "vit":
             seq_note = f"{seq_note}\n{why}" if seq_note else why
-    hw = resolve_hardware(args)
-    args.dtype = dtype_for(args, gpu_of(hw))
+    hw, _ = hardware_and_dtype(args)
     recipe = None
     if args.recipe is not None:
         from shapewise.recipe import get_recipe

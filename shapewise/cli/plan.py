@@ -9,10 +9,11 @@ from typing import Any
 from shapewise.cli._common import (
     TRAINING_DTYPE_HELP,
     add_attention_backend_option,
+    add_gpu_options,
     positive_int,
     print_json,
 )
-from shapewise.cli._plan_args import gpu_of, resolve_hardware
+from shapewise.cli._plan_args import hardware_and_dtype
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pipeline bubble, optimizer, overheads) and the fastest are listed.",
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
-    p.add_argument("--gpu", required=False, help="GPU or system name (see 'shapewise "
-                   "gpus'); no default: give --gpu or --profile")
-    p.add_argument("--profile", metavar="FILE",
-                   help="a GPU profile JSON file (default: none, the catalog's of --gpu)")
-    p.add_argument("--dtype", default=None, help=TRAINING_DTYPE_HELP)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP,
+                    gpu_help="GPU or system name (see 'shapewise gpus'); no default: give "
+                    "--gpu or --profile",
+                    profile_help="a GPU profile JSON file (default: none, the catalog's of "
+                    "--gpu)")
     p.add_argument("--gpus", type=positive_int("--gpus"), required=True, help="GPUs in all")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), required=True,
                    help="sequences per optimizer step")
@@ -46,14 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from shapewise.cli._common import dtype_for, load_config
+    from shapewise.cli._common import load_config
     from shapewise.planner import plan_training
 
     loaded, seq_note = load_config(args)
     shape = loaded.shape
-    hw = resolve_hardware(args)
-    g = gpu_of(hw)
-    dtype = dtype_for(args, g)
+    hw, g = hardware_and_dtype(args)
+    dtype = args.dtype
     plans = plan_training(shape, gpu=hw, n_gpus=args.gpus, global_batch=args.global_batch,
                           seq_len=args.seq_len, dtype=dtype, top=args.top,
                           attention_backend=args.attention_backend

@@ -4,19 +4,19 @@ the constraints a practitioner trains under."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tabulate import tabulate
 
 from shapewise.cli._common import (
     TRAINING_DTYPE_HELP,
     add_gpu_options,
-    dtype_for,
     format_count,
     parse_count,
     positive_int,
     print_json,
-    resolve_gpu,
 )
+from shapewise.cli._plan_args import target_from_args
 from shapewise.errors import InputError
 from shapewise.model.params import count_params
 
@@ -179,25 +179,22 @@ def run(args: argparse.Namespace) -> int:
         args.micro_batch, why = default_micro_batch(arch=args.arch)
         if args.arch == "vit":
             notes.append(why)
-    if args.gpu or args.profile:
-        args.dtype = dtype_for(args, resolve_gpu(args))
+    # the target, built once here; without --gpu/--profile recommend_shape names the field
+    target = target_from_args(args) if args.gpu or args.profile else None
     if not 0 < args.tolerance < 1:
         raise InputError(f"--tolerance: must be a fraction in (0, 1), got {args.tolerance}")
     if args.arch == "moe":
-        return _run_moe(args, params, notes)
+        return _run_moe(args, params, notes, target)
     if args.active_params is not None:
         raise InputError("--active-params: only with --arch moe")
     if args.ep != 1:
         raise InputError("--ep: only with --arch moe")
     own = load_shape(args.baseline).shape if args.baseline else None
     rec = recommend_shape(
-        params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
-        arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
-        tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
-        recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
-        image_size=args.image_size, patch_size=args.patch_size,
-        constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
-        global_batch=args.global_batch, recipe=args.recipe,
+        params=params, target=target, arch=args.arch, tolerance=args.tolerance,
+        n_trials=args.n_trials, seed=args.seed, top_k=max(args.top, 1),
+        progress=not args.json, image_size=args.image_size, patch_size=args.patch_size,
+        constraints=constraints_from(args), baseline=own,
     )
     if args.json:
         doc = rec.to_dict()
@@ -239,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
+def _run_moe(args: argparse.Namespace, params: float, notes: list[str], target: Any) -> int:
     """--arch moe: the MoE grid (experts, top-k, tile-aligned expert FFN) for two budgets."""
     from shapewise.search.recommend import recommend_shape
 
@@ -255,9 +252,8 @@ def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
         if given is not None:
             raise InputError(f"{flag}: not supported with --arch moe")
     rec = recommend_shape(
-        arch="moe", params=params, active_params=active, gpu=args.gpu, profile=args.profile,
-        seq_len=args.seq_len, micro_batch=args.micro_batch, tolerance=args.tolerance,
-        dtype=args.dtype, top_k=max(args.top, 1), tp=args.tp, ep=args.ep, recipe=args.recipe,
+        arch="moe", params=params, active_params=active, target=target,
+        tolerance=args.tolerance, top_k=max(args.top, 1), ep=args.ep,
         constraints=constraints_from(args))
     if args.json:
         doc = rec.to_dict()

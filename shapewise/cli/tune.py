@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import re
 
-from shapewise.cli._common import format_count, parse_count, positive_int, print_json
+from shapewise.cli._common import (
+    add_gpu_options,
+    format_count,
+    parse_count,
+    positive_int,
+    print_json,
+)
 from shapewise.errors import InputError
 
 #: keyword of tune() -> its option here, so errors name what the user typed
@@ -41,12 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--params", metavar="N", help="parameter budget, a count such as 7B or 350M; "
                    "no default: the first worker gives it, later ones take the study's")
-    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise "
-                   "gpus'); no default: the first worker gives --gpu or --profile")
-    p.add_argument("--profile", metavar="FILE",
-                   help="a fitted profile instead of --gpu (default: none)")
-    p.add_argument("--dtype", help="math data type of the prediction and of GPU "
-                   "measurements (default bf16; the CPU measures in fp32)")
+    add_gpu_options(
+        p, gpu_help="GPU the analytic search predicts for (see 'shapewise gpus'); no "
+        "default: the first worker gives --gpu or --profile",
+        profile_help="a fitted profile instead of --gpu (default: none)",
+        dtype_help="math data type of the prediction and of GPU measurements (default bf16; "
+        "the CPU measures in fp32)")
     p.add_argument("--device", help="where to measure: cuda:N (ROCm too) or cpu "
                    "(default: cuda:0 when a GPU is visible, else cpu)")
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), help="model family (default gpt)")

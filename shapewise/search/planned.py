@@ -28,10 +28,9 @@ def best_plan(shape: Any, target: Target) -> Any | None:
     GPUs, ``global_batch`` sequences per step); None: none fits."""
     from shapewise.planner import plan_training
 
-    try:  # the target's resolved system, dtype and recipe: nothing is looked up again
-        return plan_training(shape, gpu=target.system, n_gpus=target.n_gpus,
-                             global_batch=target.global_batch, seq_len=target.seq_len,
-                             dtype=target.dtype, recipe=target.recipe, top=1)[0]
+    try:
+        return plan_training(shape, target=target, n_gpus=target.n_gpus,  # type: ignore[arg-type]
+                             global_batch=target.global_batch, top=1)[0]
     except InputError:
         return None
 
