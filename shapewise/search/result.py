@@ -16,6 +16,14 @@ from shapewise.search.plans import PlanFit
 from shapewise.step import Estimate
 
 
+def shape_dims(s: ModelShape) -> dict[str, Any]:
+    """A shape's dimensions as a search's JSON rows name them (Hugging Face's names)."""
+    return {"hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
+            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
+            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
+            "vocab_size": s.vocab_size}
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     """One evaluated shape: its estimate, parameter count, objective and why."""
@@ -35,10 +43,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         s, e = self.shape, self.estimate
         return {
-            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
-            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
-            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
-            "vocab_size": s.vocab_size, "params": self.params,
+            **shape_dims(s), "params": self.params,
             "aspect_ratio": s.hidden_size / s.num_hidden_layers,
             "tokens_per_s": self.tokens_per_s,
             "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
