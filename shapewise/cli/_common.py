@@ -41,6 +41,22 @@ def positive_int(field: str):
     return _positive(field, int, "a positive integer")
 
 
+def add_counts(parser: Any, *options: tuple[Any, ...]) -> None:
+    """Positive-integer options, each ``(flag, help)`` or ``(flag, help, default)`` (no
+    default: None, not given); a bad value is an error naming the flag."""
+    for flag, what, *default in options:
+        parser.add_argument(flag, type=positive_int(flag), default=default[0] if default
+                            else None, help=what)
+
+
+#: --micro-batch of the commands that price a step of a model (estimate, recommend)
+MICRO_BATCH_HELP = ("sequences (images for a ViT) per GPU per step (default: 1; a ViT 128, "
+                    "DeiT's recipe)")
+#: --seq-len of the commands that read a model (estimate, plan)
+MODEL_SEQ_LEN_HELP = ("tokens per sequence; default: the model's context "
+                      "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+
+
 def positive_seconds(field: str):
     """argparse type: a positive, finite number of seconds, errors naming ``field``."""
     return _positive(field, float, "a positive number of seconds")

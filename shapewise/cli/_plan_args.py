@@ -7,24 +7,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shapewise.cli._common import positive_int
+from shapewise.cli._common import add_counts
 from shapewise.errors import InputError
 
 
 def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
     """The plan flags of ``estimate`` (all optional: the default is one GPU). ``pp=False``
     leaves out ``--pp`` for a command that has its own (``check``'s ``--pipeline-stages``)."""
-    p.add_argument("--gpus", type=positive_int("--gpus"), default=None,
-                   help="GPUs in all (default: dp·tp·pp·cp); must equal that product")
-    p.add_argument("--dp", type=positive_int("--dp"), default=None,
-                   help="data-parallel ranks (default: what --gpus leaves after tp·pp·cp)")
-    if pp:
-        p.add_argument("--pp", type=positive_int("--pp"), default=1,
-                       help="pipeline stages (default 1)")
-    p.add_argument("--virtual-stages", type=positive_int("--virtual-stages"), default=1,
-                   help="interleaved 1F1B: model chunks per pipeline rank (default 1)")
-    p.add_argument("--cp", type=positive_int("--cp"), default=1,
-                   help="context-parallel ranks (default 1)")
+    add_counts(p, ("--gpus", "GPUs in all (default: dp·tp·pp·cp); must equal that product"),
+               ("--dp", "data-parallel ranks (default: what --gpus leaves after tp·pp·cp)"),
+               *([("--pp", "pipeline stages (default 1)", 1)] if pp else []),
+               ("--virtual-stages", "interleaved 1F1B: model chunks per pipeline rank "
+                "(default 1)", 1),
+               ("--cp", "context-parallel ranks (default 1)", 1))
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
                    help="ZeRO stage (1: optimizer states, 2: + gradients, 3: + weights; "
                    "default 0)")
@@ -33,9 +28,8 @@ def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
                    "default: none")
     p.add_argument("--sequence-parallel", action="store_true",
                    help="Megatron sequence parallelism (needs --tp > 1)")
-    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
-                   help="sequences per optimizer step (sets gradient accumulation; default: "
-                   "dp x micro-batch, no accumulation)")
+    add_counts(p, ("--global-batch", "sequences per optimizer step (sets gradient "
+                   "accumulation; default: dp x micro-batch, no accumulation)"))
 
 
 def plan_from_args(args: argparse.Namespace) -> Any:

@@ -7,8 +7,10 @@ import argparse
 from typing import Any
 
 from shapewise.cli._common import (
+    MODEL_SEQ_LEN_HELP,
     TRAINING_DTYPE_HELP,
     add_attention_backend_option,
+    add_counts,
     add_gpu_options,
     positive_int,
     print_json,
@@ -34,12 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=positive_int("--gpus"), required=True, help="GPUs in all")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), required=True,
                    help="sequences per optimizer step")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence; default: the model's context "
-                   "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+    add_counts(p, ("--seq-len", MODEL_SEQ_LEN_HELP))
     add_attention_backend_option(p)
-    p.add_argument("--top", type=positive_int("--top"), default=10,
-                   help="plans to list (default 10)")
+    add_counts(p, ("--top", "plans to list (default 10)", 10))
     p.add_argument("--json", action="store_true", help="print the plans as JSON")
     p.set_defaults(func=run)
 
