@@ -489,7 +489,8 @@ def make_setup(shape: Any, *, target: Target | None = None, plan: Plan | None = 
     if not isinstance(shape, ModelShape):
         raise InputError(f"shape: expected a ModelShape, got {type(shape).__name__}")
     if target is None:
-        target = make_target(plan=plan, **fields)
+        target = target_from(None, {**fields, "plan": plan}, takes=TARGET_FIELDS,
+                             by="make_setup")
     else:
         target = target_from(target, fields, takes=TARGET_FIELDS, by="make_setup")
         if plan is None:

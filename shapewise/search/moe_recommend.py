@@ -48,9 +48,8 @@ def recommend_moe(*, params: float, active_params: Any, target: Target, ep: Any,
     g, dt, rec = target.gpu, target.dtype, target.recipe
     seq_len, micro_batch = target.seq_len, target.micro_batch
     vocab, vocab_note = constraints.vocab("llama")
-    found = search_moe(total_params=params, active_params=active_params, gpu=g,
-                       seq_len=int(seq_len), micro_batch=int(micro_batch), dtype=dt, ep=ep,
-                       recipe=rec, vocab_size=int(vocab), tolerance=float(tolerance))
+    found = search_moe(total_params=params, active_params=active_params, target=target,
+                       ep=ep, vocab_size=int(vocab), tolerance=float(tolerance))
     top = []
     for m in found[:int(top_k)]:
         s, est = m.shape, m.estimate

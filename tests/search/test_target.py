@@ -88,6 +88,10 @@ def test_recommend_builds_the_target_once(monkeypatch: pytest.MonkeyPatch) -> No
     calls.clear()
     sw.recommend_shape(params=350e6, gpu="h100", n_gpus=8, global_batch=64, top_k=2)
     assert calls == [("target", "h100"), ("hardware", "h100")], calls  # plans too
+    calls.clear()
+    sw.recommend_shape(arch="moe", params=47e9, active_params=13e9, gpu="h100", ep=8,
+                       top_k=2)
+    assert calls == [("target", "h100"), ("hardware", "h100")], calls  # the MoE grid too
     target = sw.make_target(gpu="a100")
     calls.clear()
     sw.recommend_shape(params=350e6, target=target, arch="llama")
@@ -124,6 +128,9 @@ def test_unknown_keywords_are_still_a_type_error() -> None:
         sw.recommend_shape(params=350e6, gpus="h100")
     with pytest.raises(TypeError, match="unexpected keyword argument 'n_gpus'"):
         sw.exhaustive_search(params=350e6, gpu="h100", n_gpus=8)
+    with pytest.raises(TypeError, match="make_setup\\(\\) got an unexpected keyword"):
+        sw.make_setup(sw.ModelShape.gpt(hidden_size=768, num_attention_heads=12,
+                                        num_hidden_layers=12), gpu="h100", gpus=8)
     with pytest.raises(TypeError, match="tune\\(\\) got an unexpected keyword argument "
                                         "'fused_loss'"):
         sw.tune(study="x", gpu="h100", fused_loss=True)
