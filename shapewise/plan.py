@@ -310,17 +310,12 @@ def make_target(*, gpu: Any = None, profile: str | None = None, dtype: str = "bf
     from shapewise.cost.attention import resolve_backend
     from shapewise.cost.gemm import check_dim
     from shapewise.cost.moe import check_routing
-    from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype, load_profile
+    from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype
     from shapewise.model.shape import check_limit
     from shapewise.recipe import check_recipe
 
     plan = _plan_of(plan, micro_batch=micro_batch, tp=tp, recompute=recompute, ep=ep)
-    if profile is not None:
-        g, system, gpn = _resolve_hardware(load_profile(profile))
-    elif gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    else:
-        g, system, gpn = _resolve_hardware(gpu)
+    g, system, gpn = resolve_hardware(gpu, profile=profile)
     dt = canonical_dtype(dtype)
     g.peak_flops(dt)  # names dtype when the GPU has no such math
     if dt == "fp8":
@@ -412,15 +407,20 @@ def _plan_of(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any,
     return plan
 
 
-def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
-    """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object.
+def resolve_hardware(gpu: Any, *, profile: str | None = None) -> tuple[Any, Any, int]:
+    """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object, or a
+    profile file (``profile`` wins); the one place a name becomes hardware.
 
     A GPU means its usual node (``get_system('h100')`` is the HGX H100); a GPU with no
     system ships gets a one-node stand-in (:func:`shapewise.cost.comm.system_for`)."""
     from shapewise.cost.comm import system_for
-    from shapewise.hardware.catalog import GPU
+    from shapewise.hardware.catalog import GPU, load_profile
     from shapewise.hardware.system import System, get_system
 
+    if profile is not None:
+        gpu = load_profile(profile)
+    elif gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
     if isinstance(gpu, System):
         system = gpu
     elif isinstance(gpu, GPU):  # this profile (it may differ from the catalog's), its node

@@ -58,13 +58,13 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 def resolve_hardware(args: argparse.Namespace) -> Any:
     """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
     from shapewise.hardware.catalog import load_profile
-    from shapewise.plan import _resolve_hardware
+    from shapewise.plan import resolve_hardware as hardware
 
     if getattr(args, "profile", None):
         return load_profile(args.profile)
     if not getattr(args, "gpu", None):
         raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
-    return _resolve_hardware(args.gpu)[1]
+    return hardware(args.gpu)[1]
 
 
 def gpu_of(hw: Any) -> Any:

@@ -31,10 +31,17 @@ from typing import Any
 import optuna
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, load_profile
+from shapewise.hardware.catalog import GPU, canonical_dtype
 from shapewise.model.params import count_params
 from shapewise.model.run_defaults import default_seq_len
-from shapewise.plan import Plan, Target, make_setup, make_target, target_from
+from shapewise.plan import (
+    Plan,
+    Target,
+    make_setup,
+    make_target,
+    resolve_hardware,
+    target_from,
+)
 from shapewise.search.constraints import Constraints
 from shapewise.search.recommend import recommend_shape
 from shapewise.step import Estimate, price_step
@@ -202,11 +209,9 @@ def _partial_target(*, gpu: Any = None, profile: Any = None, dtype: Any = None,
                     **counts: Any) -> dict[str, Any]:
     """The target fields a worker gave one by one, each validated as make_target would
     (a joining worker may give any of them, the GPU included, or none)."""
-    from shapewise.plan import _resolve_hardware
-
     g = system = None
     if profile is not None or gpu is not None:
-        g, system, _ = _resolve_hardware(load_profile(profile) if profile is not None else gpu)
+        g, system, _ = resolve_hardware(gpu, profile=profile)
     return {"gpu": g, "system": system,
             "dtype": None if dtype is None else canonical_dtype(dtype),
             **{k: positive_int(k, counts.get(k)) for k in ("seq_len", "micro_batch", "tp")}}

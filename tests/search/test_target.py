@@ -19,17 +19,17 @@ from shapewise.tuning.study import StudyRequest
 def _count_resolutions(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Every GPU/system resolution and every Target built, from now on."""
     calls: list[object] = []
-    real_hw, real_target = plan_mod._resolve_hardware, plan_mod.make_target
+    real_hw, real_target = plan_mod.resolve_hardware, plan_mod.make_target
 
-    def hw(gpu: object) -> object:
+    def hw(gpu: object, **kw: object) -> object:
         calls.append(("hardware", gpu))
-        return real_hw(gpu)
+        return real_hw(gpu, **kw)
 
     def target(**kw: object) -> object:
         calls.append(("target", kw.get("gpu")))
         return real_target(**kw)
 
-    monkeypatch.setattr(plan_mod, "_resolve_hardware", hw)
+    monkeypatch.setattr(plan_mod, "resolve_hardware", hw)
     monkeypatch.setattr(plan_mod, "make_target", target)
     return calls
 
