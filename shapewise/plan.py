@@ -409,7 +409,7 @@ def _plan_of(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any,
 
 def resolve_hardware(gpu: Any, *, profile: str | None = None) -> tuple[Any, Any, int]:
     """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object, or a
-    profile file (``profile`` wins); the one place a name becomes hardware.
+    profile file (``profile`` wins): how a target's hardware is resolved.
 
     A GPU means its usual node (``get_system('h100')`` is the HGX H100); a GPU with no
     system ships gets a one-node stand-in (:func:`shapewise.cost.comm.system_for`)."""
