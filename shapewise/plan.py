@@ -23,7 +23,7 @@ ranks on one node.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from shapewise.errors import InputError
@@ -265,7 +265,8 @@ class Target:
         p = self.plan
         settings = {
             "recompute": p.recompute != "none",
-            "plan": replace(p, micro_batch=1, tp=1, recompute="none") != Plan(),
+            "plan": any(getattr(p, f.name) != f.default for f in fields(Plan)
+                        if f.name not in ("micro_batch", "tp", "recompute")),
             "n_gpus": self.n_gpus is not None, "global_batch": self.global_batch is not None,
             "recipe": self.recipe is not None,
             "attention_backend": self.attention_backend is not None,

@@ -140,6 +140,10 @@ def test_a_target_setting_the_search_does_not_price_is_refused() -> None:
     with pytest.raises(InputError, match=r"^plan: recommend_shape does not price plan dp2"):
         sw.recommend_shape(params=350e6, target=sw.make_target(gpu="h100",
                                                                plan=sw.Plan(dp=2)))
+    with pytest.raises(InputError, match=r"^plan: recommend_shape does not price plan "
+                                         r"dp1 tp2 pp1 sp"):
+        sw.recommend_shape(params=350e6, target=sw.make_target(
+            gpu="h100", plan=sw.Plan(tp=2, sequence_parallel=True)))
     with pytest.raises(InputError, match=r"^attention_backend: recommend_shape does not"):
         sw.recommend_shape(params=350e6, target=sw.make_target(gpu="h100",
                                                                attention_backend="fa2"))
