@@ -116,6 +116,12 @@ def test_a_cluster_and_a_recipe_travel_in_the_target() -> None:
 
 def test_both_target_and_a_field_is_an_error_naming_the_field() -> None:
     t = sw.make_target(gpu="h100")
+    llama = sw.ModelShape.llama(hidden_size=2048, num_attention_heads=16,
+                                num_hidden_layers=16, vocab_size=32000)
+    with pytest.raises(InputError, match=r"^dtype: given twice"):
+        sw.plan_training(llama, target=t, n_gpus=8, global_batch=64, dtype="fp16")
+    best = sw.plan_training(llama, target=t, n_gpus=8, global_batch=64, top=1)[0]
+    assert best == sw.plan_training(llama, gpu="h100", n_gpus=8, global_batch=64, top=1)[0]
     with pytest.raises(InputError, match=r"^seq_len: given twice, in target= and as seq_len="):
         sw.recommend_shape(params=350e6, target=t, seq_len=2048)
     with pytest.raises(InputError, match=r"^target: expected a shapewise.Target"):
