@@ -16,6 +16,7 @@ from shapewise.plan import Target, make_setup
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
+from shapewise.search.target import priced_at, search_target
 from shapewise.step import price_step
 
 MAX_POINTS = 200_000
@@ -46,8 +47,6 @@ def exhaustive_search(
         _score,
         _validate,
         default_space,
-        priced_at,
-        search_target,
         shape_tokens_per_s,
     )
 

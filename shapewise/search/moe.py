@@ -31,6 +31,7 @@ from shapewise.errors import InputError
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.plan import Plan, Target, make_setup
+from shapewise.search.target import search_target
 from shapewise.step import Estimate, price_step
 
 EXPERT_COUNTS = (8, 16, 32, 64, 128, 256)
@@ -88,8 +89,6 @@ def search_moe(*, total_params: float, active_params: float, target: Target | No
     """Every MoE shape of the grid within ``tolerance`` of both budgets, each priced on
     ``target`` (as :func:`recommend_moe_shape`), best first (``recommend_shape(arch='moe')``
     reports how many were priced)."""
-    from shapewise.search.recommend import search_target
-
     total, active = _budget(total_params, "total_params"), _budget(active_params, "active_params")
     if active >= total:
         raise InputError(f"active_params: {active:.3g} must be below total_params "

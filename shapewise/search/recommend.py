@@ -36,16 +36,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
-from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape, check_limit
-from shapewise.plan import Target, make_setup, target_from
+from shapewise.plan import Target, make_setup
 from shapewise.progress import Progress
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
@@ -71,6 +69,7 @@ from shapewise.search.space import (
     make_shape,
     space_from,
 )
+from shapewise.search.target import priced_at, search_target
 from shapewise.step import Estimate, price_step
 
 DEFAULT_TRIALS = 200
@@ -84,14 +83,6 @@ def default_space(arch: str, params: float = 1e9, tp: int = 1,
                   constraints: Constraints | None = None) -> SearchSpace:
     """The search space recommend_shape and exhaustive_search use unless given one."""
     return space_from(constraints or Constraints(), arch=arch, params=params, tp=tp)
-
-
-#: the fields of a Target recommend_shape takes one by one instead of ``target=`` (the
-#: keywords of earlier versions; make_target builds the target from them)
-TARGET_KEYWORDS = ("gpu", "profile", "dtype", "seq_len", "micro_batch", "tp", "recompute",
-                   "n_gpus", "global_batch", "recipe")
-#: the target's settings beyond gpu, dtype, seq_len, micro-batch and tp that it prices
-PRICES = ("recompute", "n_gpus", "global_batch", "recipe")
 
 
 def _validate(params: Any, tolerance: Any, vocab_size: Any, arch: Any) -> None:
@@ -108,18 +99,6 @@ def _validate(params: Any, tolerance: Any, vocab_size: Any, arch: Any) -> None:
         check_limit("vocab_size", int(vocab_size))
     if arch not in ("gpt", "llama", "vit", "moe"):
         raise InputError(f"arch: must be 'gpt', 'llama', 'vit' or 'moe', got {arch!r}")
-
-
-def search_target(target: Target | None, fields: dict[str, Any], *, by: str,
-                  takes: tuple[str, ...] = TARGET_KEYWORDS, prices: tuple[str, ...] = PRICES
-                  ) -> Target:
-    """The target a shape search prices under: ``target=`` or the keywords it ``takes`` one
-    by one, built once (:func:`shapewise.plan.target_from`), with no setting beyond those
-    it ``prices``, the sequence length settled by the rule every command shares (no model
-    yet: 4096)."""
-    t = target_from(target, fields, takes=takes, by=by)
-    t.require_only(prices, by=by)
-    return t if t.seq_len is not None else replace(t, seq_len=default_seq_len()[0])
 
 
 def _rules_kept(shape: ModelShape, tp: int) -> int:
@@ -400,13 +379,6 @@ def recommend_shape(
         n_trials=trials, seed=int(seed), method=method, evaluated=len(cache), constraints=c,
         notes=tuple(notes), inputs=inputs,
     )
-
-
-def priced_at(target: Target, seq: int) -> Callable[[ModelShape], Target]:
-    """The target each shape is priced under: the search's sequence length ``seq``, or a
-    ViT's own tokens (fixed by its image)."""
-    text, vit = replace(target, seq_len=seq), replace(target, seq_len=None)
-    return lambda shape: vit if shape.arch == "vit" else text
 
 
 def _baselines(pb: Problem, space: SearchSpace, g: GPU, price_fn: Any,
