@@ -458,11 +458,13 @@ class Setup:
     seq_len: int
     """tokens per sequence: the target's, the shared default for this model, or a ViT's"""
     notes: tuple[str, ...] = field(default=())
+    """sentences the step's Estimate carries"""
 
     @property
     def micro_batch(self) -> int:
         return self.plan.micro_batch
 
+    # the target's settings, read through the setup as everything below the API reads them
     gpu = _of_target("gpu")
     system = _of_target("system")
     gpus_per_node = _of_target("gpus_per_node")
