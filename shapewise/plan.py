@@ -351,13 +351,18 @@ def make_target(*, gpu: Any = None, profile: str | None = None, dtype: str = "bf
                   capacity_factor=capacity_factor, imbalance=float(imbalance))
 
 
+#: make_target's defaults: a field at its default beside ``target=`` is not "given"
+_DEFAULTS: dict[str, Any] = dict(make_target.__kwdefaults__ or {})
+
+
 def target_from(target: Any, fields: dict[str, Any], *, takes: tuple[str, ...],
                 by: str) -> Target:
     """The Target of an entry point that takes ``target=`` or, as earlier versions did, its
     fields one by one (``fields``, collected by ``**``): built here by :func:`make_target`.
 
     A keyword outside ``takes`` is a TypeError, as Python's own for an unknown keyword; a
-    field given beside ``target=`` is an InputError naming it."""
+    field given beside ``target=`` (not None, nor make_target's default) is an InputError
+    naming it."""
     for name in fields:
         if name not in takes:
             raise TypeError(f"{by}() got an unexpected keyword argument {name!r}")
@@ -367,7 +372,7 @@ def target_from(target: Any, fields: dict[str, Any], *, takes: tuple[str, ...],
         raise InputError(f"target: expected a shapewise.Target (from shapewise.make_target), "
                          f"got {type(target).__name__}")
     for name, value in fields.items():
-        if value is not None:
+        if value is not None and not (name in _DEFAULTS and value == _DEFAULTS[name]):
             raise InputError(f"{name}: given twice, in target= and as {name}=; give it in one "
                              f"place (make_target({name}=...))")
     return target

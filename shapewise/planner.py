@@ -127,16 +127,11 @@ def plan_training(shape: Any, *, gpu: Any = None, n_gpus: int, global_batch: int
             raise InputError(f"recompute: {rc!r} is not 'none', 'selective' or 'full'")
     # validate shape, hardware, dtype and seq_len once, on the one-GPU plan
     moe_kw = {"recipe": recipe, "capacity_factor": capacity_factor, "imbalance": imbalance}
-    if target is None:
-        base = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=Plan(), dtype=dtype,
-                          fused_loss=fused_loss, attention_backend=attention_backend, **moe_kw)
-    else:  # built by the caller's entry point: its plan is the grid's to choose; a target
-        # field also given here (other than at its default) is refused, naming it
-        base = make_setup(shape, target=target, plan=Plan(), gpu=gpu, seq_len=seq_len,
-                          dtype=None if dtype == "bf16" else dtype,
-                          fused_loss=fused_loss or None, attention_backend=attention_backend,
-                          recipe=recipe, capacity_factor=capacity_factor,
-                          imbalance=None if imbalance == 1.0 else imbalance)
+    # (a target built by the caller's entry point: its plan is the grid's to choose, and a
+    # target field also given here is refused, naming it)
+    base = make_setup(shape, target=target, plan=Plan(), gpu=gpu, seq_len=seq_len,
+                      dtype=dtype, fused_loss=fused_loss, attention_backend=attention_backend,
+                      **moe_kw)
     if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
         raise InputError(f"ep: must be a positive integer, got {ep!r}")
     given = plans is not None

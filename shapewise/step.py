@@ -44,7 +44,7 @@ from typing import Any
 from shapewise.cost.defaults import calibration_of
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
-from shapewise.plan import Plan, Setup, make_setup, ranks_per_node, shard_size
+from shapewise.plan import Plan, Setup, Target, make_setup, ranks_per_node, shard_size
 from shapewise.step_ops import (
     OpCost,
     Part,
@@ -375,9 +375,12 @@ def estimate(
     grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
     fused_loss: bool = False,
     attention_backend: str | None = None, recipe: Any = None, ep: int | None = None,
-    capacity_factor: float | None = None, imbalance: float = 1.0,
+    capacity_factor: float | None = None, imbalance: float = 1.0, target: Target | None = None,
 ) -> Estimate:
     """Predict one optimizer step of ``shape`` on ``gpu`` under ``plan`` (figures per GPU).
+
+    ``target`` (:func:`shapewise.make_target`) instead of the keywords from ``gpu`` on
+    (``plan`` may still replace its plan): one target prices many models.
 
     ``plan`` defaults to one GPU (``Plan()``); the keywords ``micro_batch``, ``tp`` and
     ``recompute`` (True/False or a mode) of earlier versions still work and fill the plan,
@@ -399,7 +402,8 @@ def estimate(
     >>> 0.3 < e.mfu < 0.8
     True
     """
-    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, micro_batch=micro_batch,
+    setup = make_setup(shape, target=target, gpu=gpu, seq_len=seq_len, plan=plan,
+                       micro_batch=micro_batch,
                        tp=tp, recompute=recompute, ep=ep, dtype=dtype,
                        grad_reduce_dtype=grad_reduce_dtype,
                        param_gather_dtype=param_gather_dtype, profile=profile,

@@ -74,6 +74,10 @@ def test_setup_is_the_target_made_concrete_for_one_model() -> None:
     assert sw.make_setup(shape, gpu="h100", plan=sw.Plan(micro_batch=2)).seq_len == 2048
     with pytest.raises(InputError, match="tp: 3 does not divide"):
         sw.make_setup(shape, target=t, plan=sw.Plan(tp=3))
+    # one target prices many models: estimate takes it too
+    assert sw.estimate(shape, target=t) == sw.estimate(shape, gpu="h100", micro_batch=2)
+    with pytest.raises(InputError, match=r"^micro_batch: given twice"):
+        sw.estimate(shape, target=t, micro_batch=4)
     with pytest.raises(InputError, match="gpu: given twice"):
         sw.make_setup(shape, target=t, gpu="a100")
 
