@@ -64,6 +64,8 @@ _API: dict[str, str] = {
     "Plan": "shapewise.plan",
     "Setup": "shapewise.plan",
     "make_setup": "shapewise.plan",
+    "Target": "shapewise.plan",
+    "make_target": "shapewise.plan",
     "plan_training": "shapewise.planner",
     "recommend_shape": "shapewise.search.recommend",
     "Recommendation": "shapewise.search.recommend",

@@ -1,4 +1,4 @@
-"""A parallel training plan, and the validated setup every public entry point builds once.
+"""A parallel training plan, and the validated target and setup every entry point builds once.
 
 :class:`Plan` says how one model is laid out over GPUs: data parallel (``dp``, optionally with
 ZeRO 1–3 or FSDP), tensor parallel (``tp``, optionally with sequence parallelism), pipeline
@@ -7,8 +7,11 @@ parallel (``cp``), the micro-batch, the global batch (sequences, from which grad
 accumulation follows) and activation recompute. It validates itself once, when built, in the
 style of torchtitan's ``ParallelDims``: every field is checked on its own, then together.
 
-:class:`Setup` is the frozen bundle below the API (gpu, system, dtype, micro-batch, seq_len,
-plan): :func:`make_setup` checks the plan against the model (tp divides heads, KV heads, FFN
+:class:`Target` is what a step is priced on and how, before any model (gpu, system, dtype,
+seq_len, micro-batch, the plan, the cluster, the recipe): :func:`make_target` is the one
+builder from user values, called once at each public entry point (``recommend_shape`` and
+``tune`` take a Target, or its fields one by one). :class:`Setup` is a target made concrete
+for one model: :func:`make_setup` checks the plan against it (tp divides heads, KV heads, FFN
 and vocabulary; pp at most the layers; cp divides the sequence) and nothing below it checks
 again.
 
@@ -20,7 +23,7 @@ ranks on one node.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from shapewise.errors import InputError
@@ -197,55 +200,233 @@ def shard_size(plan: Plan, gpus_per_node: int) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Setup:
-    """Everything below the public API needs, validated once by :func:`make_setup`."""
+class Target:
+    """What a training step is priced on and how, before any model is chosen: the hardware,
+    the data types, the sequence length and the plan. Built once by :func:`make_target` at
+    each public entry point (``recommend_shape``, ``tune``, and through :func:`make_setup`
+    ``estimate`` and ``plan_training``); below it no GPU name or dtype is resolved again.
+
+    >>> t = make_target(gpu="h100", seq_len=4096, micro_batch=2)
+    >>> t.gpu.id, t.dtype, t.gpus_per_node, t.micro_batch, t.tp
+    ('h100-sxm', 'bf16', 8, 2, 1)
+    """
 
     gpu: Any
     """the GPU profile (``shapewise.hardware.catalog.GPU``)"""
     system: Any
     """the node around it (``shapewise.hardware.system.System``): the collectives' fabrics"""
-    dtype: str
-    """canonical training dtype (weights, activations, GEMMs)"""
-    seq_len: int
-    plan: Plan
-    grad_reduce_dtype: str = "bf16"
-    """dtype of the gradient reduce-scatter/all-reduce (fp32: Megatron's default and FSDP
-    'DEFAULT' mixed precision; bf16: FSDP 'PURE')"""
-    param_gather_dtype: str = "bf16"
-    """dtype of the weights ZeRO-3/FSDP all-gathers (fp32 under FSDP mixed precision that
-    keeps fp32 parameters, as Composer's 'DEFAULT' did in 2023)"""
     gpus_per_node: int = 8
     """GPUs in one scale-up domain (a node of 8 on HGX; the NVL72 rack): where TP and the
     innermost ranks of every group talk over NVLink/xGMI"""
+    dtype: str = "bf16"
+    """canonical training dtype (weights, activations, GEMMs)"""
+    seq_len: int | None = None
+    """tokens per sequence; None: the rule every command shares
+    (:func:`shapewise.model.run_defaults.default_seq_len`: a text model's context capped at
+    4096, 4096 before any model; a ViT's tokens are fixed by its image)"""
+    plan: Plan = field(default_factory=Plan)
+    """the plan (default one GPU): micro-batch, tp, recompute and the layout; what chooses
+    plans itself (``plan_training``, a search over a cluster) varies it"""
+    n_gpus: int | None = None
+    """the cluster, for what chooses the plan (a search over a cluster): GPUs in all"""
+    global_batch: int | None = None
+    """the cluster's sequences per optimizer step (with ``n_gpus``)"""
+    grad_reduce_dtype: str = "bf16"
+    """dtype of the gradient reduce-scatter/all-reduce (fp32: Megatron's default and FSDP
+    'DEFAULT' mixed precision; bf16: FSDP 'PURE'); default ``dtype``"""
+    param_gather_dtype: str = "bf16"
+    """dtype of the weights ZeRO-3/FSDP all-gathers (fp32 under FSDP mixed precision that
+    keeps fp32 parameters, as Composer's 'DEFAULT' did in 2023); default ``dtype``"""
     fused_loss: bool = False
     """the loss is one fused kernel over the bf16 logits that writes their gradient in place
     (flash-attn's CrossEntropyLoss, llm-foundry's default); False: PyTorch's cross_entropy,
     which makes fp32 copies of the logits"""
     attention_backend: str | None = None
-    """the attention kernel (None: the framework's default dispatch); priced through the
-    Attention op's ``backend``"""
+    """the attention kernel's id (None: the framework's default dispatch); whether it runs a
+    model's attention is checked per model, by :func:`make_setup`"""
     recipe: Any = None
     """the fp8 recipe of the layers' GEMMs (``shapewise.recipe.Recipe``; None: all in dtype)"""
     capacity_factor: float | None = None
     """mixtures of experts: tokens per expert capped at this × the mean (None: dropless)"""
     imbalance: float = 1.0
     """mixtures of experts, dropless: the busiest expert-parallel rank's tokens over the mean"""
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def micro_batch(self) -> int:
         return self.plan.micro_batch
 
+    @property
+    def tp(self) -> int:
+        return self.plan.tp
 
-def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
-    """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object.
+    def require_only(self, allowed: tuple[str, ...], *, by: str) -> None:
+        """InputError naming the first setting ``by`` does not price: beyond gpu, dtype,
+        seq_len, micro_batch and tp, only the fields ``allowed`` may be set."""
+        p = self.plan
+        settings = {
+            "recompute": p.recompute != "none",
+            "plan": any(getattr(p, f.name) != f.default for f in fields(Plan)
+                        if f.name not in ("micro_batch", "tp", "recompute")),
+            "n_gpus": self.n_gpus is not None, "global_batch": self.global_batch is not None,
+            "recipe": self.recipe is not None,
+            "attention_backend": self.attention_backend is not None,
+            "grad_reduce_dtype": self.grad_reduce_dtype != self.dtype,
+            "param_gather_dtype": self.param_gather_dtype != self.dtype,
+            "fused_loss": self.fused_loss, "capacity_factor": self.capacity_factor is not None,
+            "imbalance": self.imbalance != 1.0,
+        }
+        for name, is_set in settings.items():
+            if is_set and name not in allowed:
+                what = f"plan {p.label()}" if name == "plan" else name
+                raise InputError(f"{name}: {by} does not price {what} (it takes gpu, dtype, "
+                                 f"seq_len, micro_batch, tp"
+                                 f"{''.join(', ' + a for a in allowed)})")
+
+
+#: every field :func:`make_target` takes: what an entry point that takes ``target=`` also
+#: accepts one by one (the keywords of earlier versions)
+TARGET_FIELDS: tuple[str, ...] = (
+    "gpu", "profile", "dtype", "seq_len", "plan", "micro_batch", "tp", "recompute", "ep",
+    "n_gpus", "global_batch", "grad_reduce_dtype", "param_gather_dtype", "fused_loss",
+    "attention_backend", "recipe", "capacity_factor", "imbalance")
+
+
+def make_target(*, gpu: Any = None, profile: str | None = None, dtype: str = "bf16",
+                seq_len: int | None = None, plan: Plan | None = None,
+                micro_batch: int | None = None, tp: int | None = None,
+                recompute: bool | str | None = None, ep: int | None = None,
+                n_gpus: int | None = None, global_batch: int | None = None,
+                grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
+                fused_loss: bool = False, attention_backend: str | None = None,
+                recipe: Any = None, capacity_factor: float | None = None,
+                imbalance: float = 1.0) -> Target:
+    """The one builder of a :class:`Target` from user values; InputError naming the field.
+
+    ``gpu``: a GPU or system name or object (``profile``, a profile file, wins over it).
+    ``plan`` (default one GPU), or the keywords of earlier versions that fill it and may
+    not contradict an explicit one: ``micro_batch``, ``tp``, ``recompute`` (True/False or a
+    mode) and ``ep`` (alone: ``Plan(dp=ep, ep=ep)``). ``n_gpus`` and ``global_batch``: the
+    cluster, for what chooses the plan itself. The rest as :class:`Target` says.
+    """
+    from shapewise.cost.attention import resolve_backend
+    from shapewise.cost.gemm import check_dim
+    from shapewise.cost.moe import check_routing
+    from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype
+    from shapewise.model.shape import check_limit
+    from shapewise.recipe import check_recipe
+
+    plan = _plan_of(plan, micro_batch=micro_batch, tp=tp, recompute=recompute, ep=ep)
+    g, system, gpn = resolve_hardware(gpu, profile=profile)
+    dt = canonical_dtype(dtype)
+    g.peak_flops(dt)  # names dtype when the GPU has no such math
+    if dt == "fp8":
+        raise InputError("dtype: fp8 is a recipe, not a storage type: keep dtype='bf16' and "
+                         "pass recipe= ('te-delayed', 'te-current', 'mxfp8', 'blockwise', "
+                         "'mi300x')")
+    if DTYPE_BYTES[dt] < 2:
+        raise InputError(f"dtype: {dt} is not a training dtype")
+    rd = canonical_dtype(grad_reduce_dtype or dt, field_name="grad_reduce_dtype")
+    if rd not in ("fp32", "bf16", "fp16"):
+        raise InputError(f"grad_reduce_dtype: gradients are reduced in fp32, bf16 or fp16, "
+                         f"got {rd}")
+    pg = canonical_dtype(param_gather_dtype or dt, field_name="param_gather_dtype")
+    if pg not in ("fp32", "bf16", "fp16"):
+        raise InputError(f"param_gather_dtype: weights are gathered in fp32, bf16 or fp16, "
+                         f"got {pg}")
+    _check_sizes(plan)
+    if seq_len is not None:
+        seq_len = check_limit("seq_len", check_dim(seq_len, "seq_len"))
+    cluster = [None if v is None else _count(v, name)
+               for name, v in (("n_gpus", n_gpus), ("global_batch", global_batch))]
+    if not isinstance(fused_loss, bool):
+        raise InputError(f"fused_loss: must be True or False, got {fused_loss!r}")
+    backend = None if attention_backend is None else resolve_backend(
+        attention_backend, field_name="attention_backend").name
+    check_routing(capacity_factor=capacity_factor, imbalance=imbalance)
+    return Target(gpu=g, system=system, gpus_per_node=gpn, dtype=dt, seq_len=seq_len,
+                  plan=plan, n_gpus=cluster[0], global_batch=cluster[1],
+                  grad_reduce_dtype=rd, param_gather_dtype=pg, fused_loss=fused_loss,
+                  attention_backend=backend,
+                  recipe=check_recipe(recipe, g) if recipe is not None else None,
+                  capacity_factor=capacity_factor, imbalance=float(imbalance))
+
+
+#: make_target's defaults: a field at its default beside ``target=`` is not "given"
+_DEFAULTS: dict[str, Any] = dict(make_target.__kwdefaults__ or {})
+
+
+def target_from(target: Any, fields: dict[str, Any], *, takes: tuple[str, ...],
+                by: str) -> Target:
+    """The Target of an entry point that takes ``target=`` or, as earlier versions did, its
+    fields one by one (``fields``, collected by ``**``): built here by :func:`make_target`.
+
+    A keyword outside ``takes`` is a TypeError, as Python's own for an unknown keyword; a
+    field given beside ``target=`` (not None, nor make_target's default) is an InputError
+    naming it."""
+    for name in fields:
+        if name not in takes:
+            raise TypeError(f"{by}() got an unexpected keyword argument {name!r}")
+    if target is None:
+        return make_target(**fields)
+    if not isinstance(target, Target):
+        raise InputError(f"target: expected a shapewise.Target (from shapewise.make_target), "
+                         f"got {type(target).__name__}")
+    for name, value in fields.items():
+        if value is not None and not (name in _DEFAULTS and value == _DEFAULTS[name]):
+            raise InputError(f"{name}: given twice, in target= and as {name}=; give it in one "
+                             f"place (make_target({name}=...))")
+    return target
+
+
+def _check_sizes(plan: Plan) -> None:
+    """The plan's sizes that are GEMM dimensions, within what a model trains at."""
+    from shapewise.cost.gemm import check_dim
+    from shapewise.model.shape import check_limit
+
+    check_limit("micro_batch", check_dim(plan.micro_batch, "micro_batch"))
+    check_limit("tp", check_dim(plan.tp, "tp"))
+
+
+def _plan_of(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any,
+             ep: Any = None) -> Plan:
+    """The plan from the keywords of earlier versions; an explicit plan must agree with them."""
+    legacy = {"micro_batch": micro_batch, "tp": tp, "recompute": recompute, "ep": ep}
+    given = {k: val for k, val in legacy.items() if val is not None}
+    if "recompute" in given:
+        rc = given["recompute"]
+        if isinstance(rc, bool):
+            given["recompute"] = "full" if rc else "none"
+        elif not isinstance(rc, str):
+            raise InputError(f"recompute: must be True, False, 'none', 'selective' or "
+                             f"'full', got {rc!r}")
+    if plan is None:
+        ep_ = given.get("ep", 1)
+        if isinstance(ep_, int) and not isinstance(ep_, bool) and ep_ > 1:
+            given["dp"] = ep_  # ep ranks are data-parallel ranks: ep alone means dp = ep GPUs
+        return Plan(**given)
+    if not isinstance(plan, Plan):
+        raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")
+    for k, val in given.items():
+        if getattr(plan, k) != val:
+            raise InputError(f"{k}: {val!r} contradicts plan.{k} = {getattr(plan, k)!r} "
+                             f"(give it in the plan only)")
+    return plan
+
+
+def resolve_hardware(gpu: Any, *, profile: str | None = None) -> tuple[Any, Any, int]:
+    """(GPU, System, GPUs per scale-up domain) from a GPU or system name or object, or a
+    profile file (``profile`` wins): how a target's hardware is resolved.
 
     A GPU means its usual node (``get_system('h100')`` is the HGX H100); a GPU with no
     system ships gets a one-node stand-in (:func:`shapewise.cost.comm.system_for`)."""
     from shapewise.cost.comm import system_for
-    from shapewise.hardware.catalog import GPU
+    from shapewise.hardware.catalog import GPU, load_profile
     from shapewise.hardware.system import System, get_system
 
+    if profile is not None:
+        gpu = load_profile(profile)
+    elif gpu is None:
+        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
     if isinstance(gpu, System):
         system = gpu
     elif isinstance(gpu, GPU):  # this profile (it may differ from the catalog's), its node
@@ -265,70 +446,77 @@ def _resolve_hardware(gpu: Any) -> tuple[Any, Any, int]:
     return system.gpu, system, int(system.domain_size)
 
 
-def _attention_backend(name: Any, gpu: Any, dtype: str, shape: Any, seq_len: int) -> str:
-    """The backend id of ``name``, if it runs the shape's attention on ``gpu`` (both passes);
-    InputError naming attention_backend otherwise."""
-    from shapewise.cost.attention import check_backend, resolve_backend
-
-    backend = resolve_backend(name, field_name="attention_backend")
-    for backward in (False, True):
-        try:
-            check_backend(backend, gpu, dtype=dtype, head_dim=shape.head_dim,
-                          seq_len=seq_len, seq_len_kv=seq_len, backward=backward)
-        except InputError as exc:
-            raise InputError("attention_" + str(exc)) from None
-    return backend.name
+def _of_target(name: str) -> Any:
+    """A read-only attribute of Setup that is its target's ``name``."""
+    return property(lambda self: getattr(self.target, name), doc=f"the target's {name}")
 
 
-def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: str = "bf16",
-               grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
-               n_gpus: int | None = None,
-               profile: str | None = None, fused_loss: bool = False,
-               attention_backend: str | None = None, recipe: Any = None,
-               capacity_factor: float | None = None, imbalance: float = 1.0) -> Setup:
-    """Validate ``plan`` against ``shape`` and the hardware, once; see the module doc."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setup:
+    """A :class:`Target` made concrete for one model: its plan and sequence length checked
+    against the shape by :func:`make_setup`, once; everything below the API reads this."""
+
+    target: Target
+    """the hardware, dtypes and run settings (validated without the model)"""
+    plan: Plan
+    """the plan, checked against the model (tp divides heads, pp at most the layers, ...)"""
+    seq_len: int
+    """tokens per sequence: the target's, the shared default for this model, or a ViT's"""
+    notes: tuple[str, ...] = field(default=())
+    """sentences the step's Estimate carries"""
+
+    @property
+    def micro_batch(self) -> int:
+        return self.plan.micro_batch
+
+    # the target's settings, read through the setup as everything below the API reads them
+    gpu = _of_target("gpu")
+    system = _of_target("system")
+    gpus_per_node = _of_target("gpus_per_node")
+    dtype = _of_target("dtype")
+    grad_reduce_dtype = _of_target("grad_reduce_dtype")
+    param_gather_dtype = _of_target("param_gather_dtype")
+    fused_loss = _of_target("fused_loss")
+    attention_backend = _of_target("attention_backend")
+    recipe = _of_target("recipe")
+    capacity_factor = _of_target("capacity_factor")
+    imbalance = _of_target("imbalance")
+
+
+def make_setup(shape: Any, *, target: Target | None = None, plan: Plan | None = None,
+               n_gpus: int | None = None, **fields: Any) -> Setup:
+    """Check ``target`` (or the target :func:`make_target` builds from ``fields``) and its
+    ``plan`` (default: the target's) against ``shape``, once; see the module doc.
+    ``n_gpus``: the plan must use this many GPUs."""
     from shapewise.cost.gemm import check_dim
-    from shapewise.hardware.catalog import DTYPE_BYTES, canonical_dtype, load_profile
+    from shapewise.model.moe import check_ep
     from shapewise.model.params import check_tp
     from shapewise.model.run_defaults import default_seq_len
     from shapewise.model.shape import ModelShape, check_limit
 
     if not isinstance(shape, ModelShape):
         raise InputError(f"shape: expected a ModelShape, got {type(shape).__name__}")
-    if not isinstance(plan, Plan):
-        raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")
-    if profile is not None:
-        g, system, gpn = _resolve_hardware(load_profile(profile))
-    elif gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH)")
+    if target is None:
+        target = target_from(None, {**fields, "plan": plan}, takes=TARGET_FIELDS,
+                             by="make_setup")
     else:
-        g, system, gpn = _resolve_hardware(gpu)
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)  # names dtype when the GPU has no such math
-    if dt == "fp8":
-        raise InputError("dtype: fp8 is a recipe, not a storage type: keep dtype='bf16' and "
-                         "pass recipe= ('te-delayed', 'te-current', 'mxfp8', 'blockwise', "
-                         "'mi300x')")
-    if DTYPE_BYTES[dt] < 2:
-        raise InputError(f"dtype: {dt} is not a training dtype")
-    rd = canonical_dtype(grad_reduce_dtype or dt, field_name="grad_reduce_dtype")
-    if rd not in ("fp32", "bf16", "fp16"):
-        raise InputError(f"grad_reduce_dtype: gradients are reduced in fp32, bf16 or fp16, "
-                         f"got {rd}")
-    pg = canonical_dtype(param_gather_dtype or dt, field_name="param_gather_dtype")
-    if pg not in ("fp32", "bf16", "fp16"):
-        raise InputError(f"param_gather_dtype: weights are gathered in fp32, bf16 or fp16, "
-                         f"got {pg}")
-    check_limit("micro_batch", check_dim(plan.micro_batch, "micro_batch"))
+        target = target_from(target, fields, takes=TARGET_FIELDS, by="make_setup")
+        if plan is None:
+            plan = target.plan
+        elif not isinstance(plan, Plan):
+            raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")
+        else:
+            _check_sizes(plan)
+    plan = target.plan if plan is None else plan
+    seq_len = target.seq_len
     if shape.arch == "vit":
         if seq_len is not None and seq_len != shape.seq_len:
             raise InputError(f"seq_len: a ViT's tokens are fixed by image and patch size "
                              f"({shape.seq_len}), got {seq_len}")
         s = shape.seq_len
     else:
-        s = check_limit("seq_len", check_dim(
-            seq_len if seq_len is not None else default_seq_len(shape)[0], "seq_len"))
-    check_limit("tp", check_dim(plan.tp, "tp"))
+        s = seq_len if seq_len is not None else check_limit(
+            "seq_len", check_dim(default_seq_len(shape)[0], "seq_len"))
     check_tp(shape, plan.tp)
     L = shape.num_hidden_layers
     if plan.pp > L:
@@ -350,18 +538,21 @@ def make_setup(shape: Any, *, gpu: Any, seq_len: int | None, plan: Plan, dtype: 
         if plan.n_gpus != n:
             raise InputError(f"plan: dp·tp·pp·cp = {plan.dp}·{plan.tp}·{plan.pp}·{plan.cp} = "
                              f"{plan.n_gpus} GPUs, not n_gpus = {n}")
-    if not isinstance(fused_loss, bool):
-        raise InputError(f"fused_loss: must be True or False, got {fused_loss!r}")
-    if attention_backend is not None:
-        attention_backend = _attention_backend(attention_backend, g, dt, shape, s)
-    from shapewise.cost.moe import check_routing
-    from shapewise.model.moe import check_ep
-    from shapewise.recipe import check_recipe
-
+    if target.attention_backend is not None:
+        _check_attention(target, shape, s)
     check_ep(shape, plan.ep)
-    check_routing(capacity_factor=capacity_factor, imbalance=imbalance)
-    rec = check_recipe(recipe, g) if recipe is not None else None
-    return Setup(gpu=g, system=system, dtype=dt, seq_len=s, plan=plan,
-                 grad_reduce_dtype=rd, param_gather_dtype=pg, gpus_per_node=gpn,
-                 fused_loss=fused_loss, attention_backend=attention_backend, recipe=rec,
-                 capacity_factor=capacity_factor, imbalance=float(imbalance))
+    return Setup(target=target, plan=plan, seq_len=s)
+
+
+def _check_attention(target: Target, shape: Any, seq_len: int) -> None:
+    """InputError naming attention_backend unless the target's backend runs the shape's
+    attention on its GPU (both passes)."""
+    from shapewise.cost.attention import check_backend, resolve_backend
+
+    backend = resolve_backend(target.attention_backend, field_name="attention_backend")
+    for backward in (False, True):
+        try:
+            check_backend(backend, target.gpu, dtype=target.dtype, head_dim=shape.head_dim,
+                          seq_len=seq_len, seq_len_kv=seq_len, backward=backward)
+        except InputError as exc:
+            raise InputError("attention_" + str(exc)) from None

@@ -23,7 +23,7 @@ import dataclasses
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.plan import Plan, make_setup
+from shapewise.plan import Plan, Target, make_setup
 from shapewise.step import Estimate, price_step
 from shapewise.step_ops import Pricer
 from shapewise.step_params import step_params
@@ -87,14 +87,14 @@ def candidate_plans(shape: Any, *, n_gpus: int, global_batch: int, seq_len: int,
     return out
 
 
-def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
+def plan_training(shape: Any, *, gpu: Any = None, n_gpus: int, global_batch: int,
                   seq_len: int | None = None, dtype: str = "bf16", top: int | None = None,
                   micro_batches: tuple[int, ...] | None = None,
                   recompute: tuple[str, ...] = ("none", "full"), fused_loss: bool = False,
                   attention_backend: str | None = None,
                   plans: list[Plan] | None = None, recipe: Any = None, ep: int = 1,
                   capacity_factor: float | None = None,
-                  imbalance: float = 1.0) -> list[Estimate]:
+                  imbalance: float = 1.0, target: Target | None = None) -> list[Estimate]:
     """The feasible plans of ``shape`` on ``n_gpus`` GPUs, fastest (tokens/s/GPU) first.
 
     ``gpu`` is a GPU or system name or object; ``global_batch`` is in sequences. ``plans``
@@ -102,7 +102,10 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
     per-category breakdown (``categories``, ``exposed_comm``) and its memory per stage.
     Raises InputError when no plan fits. ``recipe`` (an fp8 recipe), ``ep`` (the
     expert-parallel size of a mixture of experts: only plans whose dp·cp it divides),
-    ``capacity_factor`` and ``imbalance`` are as in :func:`shapewise.estimate`.
+    ``capacity_factor`` and ``imbalance`` are as in :func:`shapewise.estimate`. ``target``
+    (:func:`shapewise.make_target`) replaces ``gpu``, ``seq_len``, ``dtype``,
+    ``fused_loss``, ``attention_backend``, ``recipe``, ``capacity_factor`` and
+    ``imbalance``; its plan is not used (the grid is searched).
 
     >>> from shapewise.model.presets import get_preset
     >>> best = plan_training(get_preset("llama-2-7b"), gpu="h100", n_gpus=16,
@@ -124,8 +127,11 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
             raise InputError(f"recompute: {rc!r} is not 'none', 'selective' or 'full'")
     # validate shape, hardware, dtype and seq_len once, on the one-GPU plan
     moe_kw = {"recipe": recipe, "capacity_factor": capacity_factor, "imbalance": imbalance}
-    base = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=Plan(), dtype=dtype,
-                      fused_loss=fused_loss, attention_backend=attention_backend, **moe_kw)
+    # (a target built by the caller's entry point: its plan is the grid's to choose, and a
+    # target field also given here is refused, naming it)
+    base = make_setup(shape, target=target, plan=Plan(), gpu=gpu, seq_len=seq_len,
+                      dtype=dtype, fused_loss=fused_loss, attention_backend=attention_backend,
+                      **moe_kw)
     if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
         raise InputError(f"ep: must be a positive integer, got {ep!r}")
     given = plans is not None
@@ -145,9 +151,9 @@ def plan_training(shape: Any, *, gpu: Any, n_gpus: int, global_batch: int,
         if plan.n_gpus != n_gpus:
             raise InputError(f"plan: {plan.label()} uses {plan.n_gpus} GPUs, not n_gpus = "
                              f"{n_gpus}")
-        setup = (make_setup(shape, gpu=base.gpu, seq_len=base.seq_len, plan=plan, dtype=dtype,
-                            fused_loss=fused_loss, attention_backend=attention_backend,
-                            **moe_kw)
+        # the target is validated once (base); a given plan or an expert split is checked
+        # against the model, the grid's own plans are valid by construction
+        setup = (make_setup(shape, target=base.target, plan=plan)
                  if given or plan.ep > 1 else dataclasses.replace(base, plan=plan))
         if not memory_fit(max(plan_memory(shape, setup, i)["total"]
                               for i in _stages_to_check(plan)), base.gpu).fits:

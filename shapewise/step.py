@@ -42,10 +42,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shapewise.cost.defaults import calibration_of
-from shapewise.errors import InputError
 from shapewise.hardware.catalog import DTYPE_BYTES, GPU
 from shapewise.model.shape import ModelShape
-from shapewise.plan import Plan, Setup, make_setup, ranks_per_node, shard_size
+from shapewise.plan import Plan, Setup, Target, make_setup, ranks_per_node, shard_size
 from shapewise.step_ops import (
     OpCost,
     Part,
@@ -383,9 +382,12 @@ def estimate(
     grad_reduce_dtype: str | None = None, param_gather_dtype: str | None = None,
     fused_loss: bool = False,
     attention_backend: str | None = None, recipe: Any = None, ep: int | None = None,
-    capacity_factor: float | None = None, imbalance: float = 1.0,
+    capacity_factor: float | None = None, imbalance: float = 1.0, target: Target | None = None,
 ) -> Estimate:
     """Predict one optimizer step of ``shape`` on ``gpu`` under ``plan`` (figures per GPU).
+
+    ``target`` (:func:`shapewise.make_target`) instead of the keywords from ``gpu`` on
+    (``plan`` may still replace its plan): one target prices many models.
 
     ``plan`` defaults to one GPU (``Plan()``); the keywords ``micro_batch``, ``tp`` and
     ``recompute`` (True/False or a mode) of earlier versions still work and fill the plan,
@@ -407,36 +409,11 @@ def estimate(
     >>> 0.3 < e.mfu < 0.8
     True
     """
-    plan = _legacy_plan(plan, micro_batch=micro_batch, tp=tp, recompute=recompute, ep=ep)
-    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype,
+    setup = make_setup(shape, target=target, gpu=gpu, seq_len=seq_len, plan=plan,
+                       micro_batch=micro_batch,
+                       tp=tp, recompute=recompute, ep=ep, dtype=dtype,
                        grad_reduce_dtype=grad_reduce_dtype,
                        param_gather_dtype=param_gather_dtype, profile=profile,
                        fused_loss=fused_loss, attention_backend=attention_backend,
                        recipe=recipe, capacity_factor=capacity_factor, imbalance=imbalance)
     return price_step(shape, setup)
-
-
-def _legacy_plan(plan: Plan | None, *, micro_batch: Any, tp: Any, recompute: Any,
-                 ep: Any = None) -> Plan:
-    """The plan from estimate()'s keywords; an explicit plan must agree with them."""
-    legacy = {"micro_batch": micro_batch, "tp": tp, "recompute": recompute, "ep": ep}
-    given = {k: val for k, val in legacy.items() if val is not None}
-    if "recompute" in given:
-        rc = given["recompute"]
-        if isinstance(rc, bool):
-            given["recompute"] = "full" if rc else "none"
-        elif not isinstance(rc, str):
-            raise InputError(f"recompute: must be True, False, 'none', 'selective' or "
-                             f"'full', got {rc!r}")
-    if plan is None:
-        ep_ = given.get("ep", 1)
-        if isinstance(ep_, int) and not isinstance(ep_, bool) and ep_ > 1:
-            given["dp"] = ep_  # ep ranks are data-parallel ranks: ep alone means dp = ep GPUs
-        return Plan(**given)
-    if not isinstance(plan, Plan):
-        raise InputError(f"plan: expected a shapewise.Plan, got {type(plan).__name__}")
-    for k, val in given.items():
-        if getattr(plan, k) != val:
-            raise InputError(f"{k}: {val!r} contradicts plan.{k} = {getattr(plan, k)!r} "
-                             f"(give it in the plan only)")
-    return plan

@@ -41,6 +41,22 @@ def positive_int(field: str):
     return _positive(field, int, "a positive integer")
 
 
+def add_counts(parser: Any, *options: tuple[Any, ...]) -> None:
+    """Positive-integer options, each ``(flag, help)`` or ``(flag, help, default)`` (no
+    default: None, not given); a bad value is an error naming the flag."""
+    for flag, what, *default in options:
+        parser.add_argument(flag, type=positive_int(flag), default=default[0] if default
+                            else None, help=what)
+
+
+#: --micro-batch of the commands that price a step of a model (estimate, recommend)
+MICRO_BATCH_HELP = ("sequences (images for a ViT) per GPU per step (default: 1; a ViT 128, "
+                    "DeiT's recipe)")
+#: --seq-len of the commands that read a model (estimate, plan)
+MODEL_SEQ_LEN_HELP = ("tokens per sequence; default: the model's context "
+                      "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+
+
 def positive_seconds(field: str):
     """argparse type: a positive, finite number of seconds, errors naming ``field``."""
     return _positive(field, float, "a positive number of seconds")
@@ -77,17 +93,18 @@ GPU_HELP = ("GPU name or alias, e.g. h100, a100, mi300x (see 'shapewise gpus'); 
             "no default: give --gpu or --profile")
 
 
+PROFILE_HELP = ("a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog "
+                "entry; default: none (the catalog's profile of --gpu)")
+
+
 def add_gpu_options(parser: argparse.ArgumentParser, *, required: bool = False,
                     dtype_help: str = "data type of the math; default: bf16, else fp16 (a GPU "
                     "without bf16), else the profile's own (fp32 for a CPU profile)",
-                    gpu_help: str = GPU_HELP) -> None:
+                    gpu_help: str = GPU_HELP, profile_help: str = PROFILE_HELP) -> None:
+    """``--gpu``, ``--profile`` and ``--dtype``, the hardware options every pricing command
+    shares (each command words their help for what it does with them)."""
     parser.add_argument("--gpu", required=required, help=gpu_help)
-    parser.add_argument(
-        "--profile",
-        metavar="FILE",
-        help="a profile JSON file (e.g. from 'shapewise fit'); overrides --gpu's catalog "
-        "entry; default: none (the catalog's profile of --gpu)",
-    )
+    parser.add_argument("--profile", metavar="FILE", help=profile_help)
     parser.add_argument("--dtype", default=None, help=dtype_help)
 
 

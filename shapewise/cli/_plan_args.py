@@ -1,29 +1,25 @@
-"""The plan options of ``shapewise estimate`` and the hardware of ``--gpu`` (a GPU or a
-system), shared by ``estimate`` and ``plan``."""
+"""The plan options of ``shapewise estimate``, the hardware of ``--gpu`` (a GPU or a
+system) and the dtype, shared by ``estimate``, ``plan`` and ``recommend`` (which builds its
+target here)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from shapewise.cli._common import positive_int
+from shapewise.cli._common import add_counts
 from shapewise.errors import InputError
 
 
 def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
     """The plan flags of ``estimate`` (all optional: the default is one GPU). ``pp=False``
     leaves out ``--pp`` for a command that has its own (``check``'s ``--pipeline-stages``)."""
-    p.add_argument("--gpus", type=positive_int("--gpus"), default=None,
-                   help="GPUs in all (default: dp·tp·pp·cp); must equal that product")
-    p.add_argument("--dp", type=positive_int("--dp"), default=None,
-                   help="data-parallel ranks (default: what --gpus leaves after tp·pp·cp)")
-    if pp:
-        p.add_argument("--pp", type=positive_int("--pp"), default=1,
-                       help="pipeline stages (default 1)")
-    p.add_argument("--virtual-stages", type=positive_int("--virtual-stages"), default=1,
-                   help="interleaved 1F1B: model chunks per pipeline rank (default 1)")
-    p.add_argument("--cp", type=positive_int("--cp"), default=1,
-                   help="context-parallel ranks (default 1)")
+    add_counts(p, ("--gpus", "GPUs in all (default: dp·tp·pp·cp); must equal that product"),
+               ("--dp", "data-parallel ranks (default: what --gpus leaves after tp·pp·cp)"),
+               *([("--pp", "pipeline stages (default 1)", 1)] if pp else []),
+               ("--virtual-stages", "interleaved 1F1B: model chunks per pipeline rank "
+                "(default 1)", 1),
+               ("--cp", "context-parallel ranks (default 1)", 1))
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0,
                    help="ZeRO stage (1: optimizer states, 2: + gradients, 3: + weights; "
                    "default 0)")
@@ -32,9 +28,8 @@ def add_plan_options(p: argparse.ArgumentParser, *, pp: bool = True) -> None:
                    "default: none")
     p.add_argument("--sequence-parallel", action="store_true",
                    help="Megatron sequence parallelism (needs --tp > 1)")
-    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
-                   help="sequences per optimizer step (sets gradient accumulation; default: "
-                   "dp x micro-batch, no accumulation)")
+    add_counts(p, ("--global-batch", "sequences per optimizer step (sets gradient "
+                   "accumulation; default: dp x micro-batch, no accumulation)"))
 
 
 def plan_from_args(args: argparse.Namespace) -> Any:
@@ -63,14 +58,35 @@ def plan_from_args(args: argparse.Namespace) -> Any:
 def resolve_hardware(args: argparse.Namespace) -> Any:
     """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
     from shapewise.hardware.catalog import load_profile
-    from shapewise.plan import _resolve_hardware
+    from shapewise.plan import resolve_hardware as hardware
 
     if getattr(args, "profile", None):
         return load_profile(args.profile)
     if not getattr(args, "gpu", None):
         raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
-    return _resolve_hardware(args.gpu)[1]
+    return hardware(args.gpu)[1]
 
 
 def gpu_of(hw: Any) -> Any:
     return getattr(hw, "gpu", hw)
+
+
+def hardware_and_dtype(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The hardware ``--gpu``/``--profile`` name (:func:`resolve_hardware`), and
+    ``args.dtype`` filled: ``--dtype``, else the first of bf16, fp16, tf32, fp32 it has."""
+    from shapewise.cli._common import dtype_for
+
+    hw = resolve_hardware(args)
+    args.dtype = dtype_for(args, gpu_of(hw))
+    return hw, gpu_of(hw)
+
+
+def target_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`shapewise.Target` of a command that searches shapes (``recommend``),
+    built once from its flags; ``args.dtype`` filled as :func:`hardware_and_dtype` does."""
+    from shapewise.plan import make_target
+
+    hw, _ = hardware_and_dtype(args)
+    return make_target(gpu=hw, dtype=args.dtype, seq_len=args.seq_len,
+                       micro_batch=args.micro_batch, tp=args.tp, recompute=args.recompute,
+                       n_gpus=args.n_gpus, global_batch=args.global_batch, recipe=args.recipe)

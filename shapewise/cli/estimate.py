@@ -9,16 +9,18 @@ from pathlib import Path
 from tabulate import tabulate
 
 from shapewise.cli._common import (
+    MICRO_BATCH_HELP,
+    MODEL_SEQ_LEN_HELP,
     SHAPE_INPUT_HELP,
     TRAINING_DTYPE_HELP,
     add_attention_backend_option,
+    add_counts,
     add_gpu_options,
-    dtype_for,
     load_config,
     positive_int,
     print_json,
 )
-from shapewise.cli._plan_args import add_plan_options, gpu_of, plan_from_args, resolve_hardware
+from shapewise.cli._plan_args import add_plan_options, hardware_and_dtype, plan_from_args
 from shapewise.errors import InputError
 
 
@@ -31,14 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG", help="config file or folder, shapewise JSON, "
                    "or preset name")
     add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP)
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
-                   help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
-                   "128, DeiT's recipe)")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence; default: the model's context "
-                   "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
-    p.add_argument("--tp", type=positive_int("--tp"), default=1,
-                   help="tensor-parallel size, GPUs per model replica (default 1)")
+    add_counts(p, ("--micro-batch", MICRO_BATCH_HELP), ("--seq-len", MODEL_SEQ_LEN_HELP),
+               ("--tp", "tensor-parallel size, GPUs per model replica (default 1)", 1))
     p.add_argument("--recompute", nargs="?", const="full", default="none",
                    choices=("none", "selective", "full"),
                    help="activation recompute: none, selective or full (bare --recompute: "
@@ -90,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.micro_batch, why = default_micro_batch(shape)
         if shape.arch == "vit":
             seq_note = f"{seq_note}\n{why}" if seq_note else why
-    hw = resolve_hardware(args)
-    args.dtype = dtype_for(args, gpu_of(hw))
+    hw, _ = hardware_and_dtype(args)
     recipe = None
     if args.recipe is not None:
         from shapewise.recipe import get_recipe

@@ -7,12 +7,15 @@ import argparse
 from typing import Any
 
 from shapewise.cli._common import (
+    MODEL_SEQ_LEN_HELP,
     TRAINING_DTYPE_HELP,
     add_attention_backend_option,
+    add_counts,
+    add_gpu_options,
     positive_int,
     print_json,
 )
-from shapewise.cli._plan_args import gpu_of, resolve_hardware
+from shapewise.cli._plan_args import hardware_and_dtype
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,20 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pipeline bubble, optimizer, overheads) and the fastest are listed.",
     )
     p.add_argument("config", metavar="CONFIG", help="config.json path or preset name")
-    p.add_argument("--gpu", required=False, help="GPU or system name (see 'shapewise "
-                   "gpus'); no default: give --gpu or --profile")
-    p.add_argument("--profile", metavar="FILE",
-                   help="a GPU profile JSON file (default: none, the catalog's of --gpu)")
-    p.add_argument("--dtype", default=None, help=TRAINING_DTYPE_HELP)
+    add_gpu_options(p, dtype_help=TRAINING_DTYPE_HELP,
+                    gpu_help="GPU or system name (see 'shapewise gpus'); no default: give "
+                    "--gpu or --profile",
+                    profile_help="a GPU profile JSON file (default: none, the catalog's of "
+                    "--gpu)")
     p.add_argument("--gpus", type=positive_int("--gpus"), required=True, help="GPUs in all")
     p.add_argument("--global-batch", type=positive_int("--global-batch"), required=True,
                    help="sequences per optimizer step")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence; default: the model's context "
-                   "(max_position_embeddings) capped at 4096; a ViT's follow from its image")
+    add_counts(p, ("--seq-len", MODEL_SEQ_LEN_HELP))
     add_attention_backend_option(p)
-    p.add_argument("--top", type=positive_int("--top"), default=10,
-                   help="plans to list (default 10)")
+    add_counts(p, ("--top", "plans to list (default 10)", 10))
     p.add_argument("--json", action="store_true", help="print the plans as JSON")
     p.set_defaults(func=run)
 
@@ -46,14 +46,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from shapewise.cli._common import dtype_for, load_config
+    from shapewise.cli._common import load_config
     from shapewise.planner import plan_training
 
     loaded, seq_note = load_config(args)
     shape = loaded.shape
-    hw = resolve_hardware(args)
-    g = gpu_of(hw)
-    dtype = dtype_for(args, g)
+    hw, g = hardware_and_dtype(args)
+    dtype = args.dtype
     plans = plan_training(shape, gpu=hw, n_gpus=args.gpus, global_batch=args.global_batch,
                           seq_len=args.seq_len, dtype=dtype, top=args.top,
                           attention_backend=args.attention_backend

@@ -4,19 +4,21 @@ the constraints a practitioner trains under."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from tabulate import tabulate
 
 from shapewise.cli._common import (
+    MICRO_BATCH_HELP,
     TRAINING_DTYPE_HELP,
+    add_counts,
     add_gpu_options,
-    dtype_for,
     format_count,
     parse_count,
     positive_int,
     print_json,
-    resolve_gpu,
 )
+from shapewise.cli._plan_args import target_from_args
 from shapewise.errors import InputError
 from shapewise.model.params import count_params
 
@@ -76,12 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fp8 recipe every shape is priced under, as on estimate: te-delayed, "
                    "te-current, mxfp8 (Blackwell), blockwise or mi300x (default: none, all "
                    "GEMMs in --dtype)")
-    p.add_argument("--ep", type=positive_int("--ep"), default=1,
-                   help="--arch moe: expert-parallel size the step is priced at; expert "
-                   "counts it divides (default 1)")
-    p.add_argument("--seq-len", type=positive_int("--seq-len"), default=None,
-                   help="tokens per sequence; default 4096, the shared default sequence "
-                   "length (a ViT's follow from --image-size and --patch-size)")
+    add_counts(p, ("--ep", "--arch moe: expert-parallel size the step is priced at; expert "
+                   "counts it divides (default 1)", 1),
+               ("--seq-len", "tokens per sequence; default 4096, the shared default sequence "
+                "length (a ViT's follow from --image-size and --patch-size)"))
     voc = p.add_mutually_exclusive_group()
     voc.add_argument("--vocab-size", type=positive_int("--vocab-size"), default=None,
                      help="your tokenizer's vocabulary in tokens, padded by the search "
@@ -91,15 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "32000, llama-3 128256, mistral 32000, qwen2.5 151936, olmo 50280, opt "
                      "50272, mistral-nemo 131072, gemma 256000 (default: gpt2 for gpt, "
                      "llama-2 for llama; the output says which)")
-    p.add_argument("--image-size", type=positive_int("--image-size"), default=224,
-                   help="ViT: image side in pixels (default 224)")
-    p.add_argument("--patch-size", type=positive_int("--patch-size"), default=16,
-                   help="ViT: patch side in pixels (default 16)")
-    p.add_argument("--tp", type=positive_int("--tp"), default=1,
-                   help="tensor-parallel size the step is priced at (default 1)")
-    p.add_argument("--micro-batch", type=positive_int("--micro-batch"), default=None,
-                   help="sequences (images for a ViT) per GPU per step (default: 1; a ViT "
-                   "128, DeiT's recipe)")
+    add_counts(p, ("--image-size", "ViT: image side in pixels (default 224)", 224),
+               ("--patch-size", "ViT: patch side in pixels (default 16)", 16),
+               ("--tp", "tensor-parallel size the step is priced at (default 1)", 1),
+               ("--micro-batch", MICRO_BATCH_HELP))
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="allowed deviation from the budget, a fraction (default 0.05 = ±5%%)")
     c = p.add_argument_group("constraints (defaults documented in docs/user-guide.md)")
@@ -121,12 +116,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="FFN ÷ hidden before rounding (default 4 for gpt/vit, 8/3 for llama)")
     c.add_argument("--ffn-multiple", type=positive_int("--ffn-multiple"), default=None,
                    help="SwiGLU FFN rounded up to a multiple of this (default 256)")
-    p.add_argument("--n-gpus", type=positive_int("--n-gpus"), default=None,
-                   help="with --global-batch: rank shapes under their fastest training plan "
-                   "on this many GPUs, keeping only those that fit one (default: none, "
-                   "one GPU)")
-    p.add_argument("--global-batch", type=positive_int("--global-batch"), default=None,
-                   help="sequences per optimizer step (with --n-gpus; default: none)")
+    add_counts(p, ("--n-gpus", "with --global-batch: rank shapes under their fastest training "
+                   "plan on this many GPUs, keeping only those that fit one (default: none, "
+                   "one GPU)"),
+               ("--global-batch", "sequences per optimizer step (with --n-gpus; default: "
+                "none)"))
     p.add_argument("--baseline", metavar="CONFIG", default=None,
                    help="your own shape to compare with (config.json path or preset name), "
                    "besides the nearest published shapes (default: none)")
@@ -179,25 +173,22 @@ def run(args: argparse.Namespace) -> int:
         args.micro_batch, why = default_micro_batch(arch=args.arch)
         if args.arch == "vit":
             notes.append(why)
-    if args.gpu or args.profile:
-        args.dtype = dtype_for(args, resolve_gpu(args))
+    # the target, built once here; without --gpu/--profile recommend_shape names the field
+    target = target_from_args(args) if args.gpu or args.profile else None
     if not 0 < args.tolerance < 1:
         raise InputError(f"--tolerance: must be a fraction in (0, 1), got {args.tolerance}")
     if args.arch == "moe":
-        return _run_moe(args, params, notes)
+        return _run_moe(args, params, notes, target)
     if args.active_params is not None:
         raise InputError("--active-params: only with --arch moe")
     if args.ep != 1:
         raise InputError("--ep: only with --arch moe")
     own = load_shape(args.baseline).shape if args.baseline else None
     rec = recommend_shape(
-        params=params, gpu=args.gpu, profile=args.profile, seq_len=args.seq_len,
-        arch=args.arch, tp=args.tp, micro_batch=args.micro_batch,
-        tolerance=args.tolerance, n_trials=args.n_trials, seed=args.seed, dtype=args.dtype,
-        recompute=args.recompute, top_k=max(args.top, 1), progress=not args.json,
-        image_size=args.image_size, patch_size=args.patch_size,
-        constraints=constraints_from(args), baseline=own, n_gpus=args.n_gpus,
-        global_batch=args.global_batch, recipe=args.recipe,
+        params=params, target=target, arch=args.arch, tolerance=args.tolerance,
+        n_trials=args.n_trials, seed=args.seed, top_k=max(args.top, 1),
+        progress=not args.json, image_size=args.image_size, patch_size=args.patch_size,
+        constraints=constraints_from(args), baseline=own,
     )
     if args.json:
         doc = rec.to_dict()
@@ -239,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
+def _run_moe(args: argparse.Namespace, params: float, notes: list[str], target: Any) -> int:
     """--arch moe: the MoE grid (experts, top-k, tile-aligned expert FFN) for two budgets."""
     from shapewise.search.recommend import recommend_shape
 
@@ -255,9 +246,8 @@ def _run_moe(args: argparse.Namespace, params: float, notes: list[str]) -> int:
         if given is not None:
             raise InputError(f"{flag}: not supported with --arch moe")
     rec = recommend_shape(
-        arch="moe", params=params, active_params=active, gpu=args.gpu, profile=args.profile,
-        seq_len=args.seq_len, micro_batch=args.micro_batch, tolerance=args.tolerance,
-        dtype=args.dtype, top_k=max(args.top, 1), tp=args.tp, ep=args.ep, recipe=args.recipe,
+        arch="moe", params=params, active_params=active, target=target,
+        tolerance=args.tolerance, top_k=max(args.top, 1), ep=args.ep,
         constraints=constraints_from(args))
     if args.json:
         doc = rec.to_dict()

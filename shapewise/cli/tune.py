@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 import re
 
-from shapewise.cli._common import format_count, parse_count, positive_int, print_json
+from shapewise.cli._common import (
+    add_counts,
+    add_gpu_options,
+    format_count,
+    parse_count,
+    print_json,
+)
 from shapewise.errors import InputError
 
 #: keyword of tune() -> its option here, so errors name what the user typed
@@ -41,40 +47,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--params", metavar="N", help="parameter budget, a count such as 7B or 350M; "
                    "no default: the first worker gives it, later ones take the study's")
-    p.add_argument("--gpu", help="GPU the analytic search predicts for (see 'shapewise "
-                   "gpus'); no default: the first worker gives --gpu or --profile")
-    p.add_argument("--profile", metavar="FILE",
-                   help="a fitted profile instead of --gpu (default: none)")
-    p.add_argument("--dtype", help="math data type of the prediction and of GPU "
-                   "measurements (default bf16; the CPU measures in fp32)")
+    add_gpu_options(
+        p, gpu_help="GPU the analytic search predicts for (see 'shapewise gpus'); no "
+        "default: the first worker gives --gpu or --profile",
+        profile_help="a fitted profile instead of --gpu (default: none)",
+        dtype_help="math data type of the prediction and of GPU measurements (default bf16; "
+        "the CPU measures in fp32)")
     p.add_argument("--device", help="where to measure: cuda:N (ROCm too) or cpu "
                    "(default: cuda:0 when a GPU is visible, else cpu)")
     p.add_argument("--arch", choices=("gpt", "llama", "vit"), help="model family (default gpt)")
-    for flag, what in (
-        ("--seq-len", "tokens per sequence (default 4096, the rule every command shares; "
-         "a ViT's follow from --image-size and --patch-size)"),
+    add_counts(
+        p, ("--seq-len", "tokens per sequence (default 4096, the rule every command shares; "
+            "a ViT's follow from --image-size and --patch-size)"),
         ("--micro-batch", "sequences per GPU per step (default 1)"),
         ("--tp", "tensor-parallel size: one rank's shard is measured (default 1)"),
         ("--vocab-size", "tokenizer vocabulary before padding (default 50257)"),
         ("--image-size", "ViT: image side in pixels (default 224)"),
-        ("--patch-size", "ViT: patch side in pixels (default 16)"),
-    ):
-        p.add_argument(flag, type=positive_int(flag), help=what)
+        ("--patch-size", "ViT: patch side in pixels (default 16)"))
     p.add_argument("--storage", metavar="URL", help="where the study lives: a journal file "
                    "(*.log or journal:///PATH; one node), sqlite:///FILE (one node) or "
                    "postgresql://USER@HOST/DB (a cluster); default shapewise-tune.log")
     p.add_argument("--study", required=True, metavar="NAME", help="study name; workers "
                    "with the same --storage and --study share its trials")
-    for flag, what in (
-        ("--top-k", "finalists of the analytic search to measure (default 8)"),
+    add_counts(
+        p, ("--top-k", "finalists of the analytic search to measure (default 8)"),
         ("--n-trials", "trials in the study, all workers together (default --top-k: one per "
          "finalist)"),
-        ("--search-trials", "trials of the analytic search (default 240)"),
-    ):
-        p.add_argument(flag, type=positive_int(flag), help=what)
+        ("--search-trials", "trials of the analytic search (default 240)"))
     p.add_argument("--seed", type=int, help="seed of the analytic search (default 0)")
-    p.add_argument("--repeats", type=positive_int("--repeats"), help="timing repeats per "
-                   "trial, one intermediate value each (default 5 on a GPU, 3 on the CPU)")
+    add_counts(p, ("--repeats", "timing repeats per trial, one intermediate value each "
+                   "(default 5 on a GPU, 3 on the CPU)"))
     p.add_argument("--prune-margin", type=float, default=0.5, metavar="F",
                    help="prune a trial when, after 2 repeats, even its best is under (1 - F) x "
                    "the best finished trial (default 0.5)")

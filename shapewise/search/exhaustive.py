@@ -7,18 +7,21 @@ objective, so tests can check how close the Optuna search lands to the true opti
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
-from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape
+from shapewise.plan import Target, make_setup
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.space import Problem, SearchSpace, enumerate_space, make_shape
-from shapewise.step import estimate
+from shapewise.search.target import priced_at, search_target
+from shapewise.step import price_step
 
 MAX_POINTS = 200_000
+#: the target fields exhaustive_search takes one by one instead of ``target=``
+TARGET_KEYWORDS = ("gpu", "profile", "dtype", "seq_len", "micro_batch", "tp", "recompute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,35 +35,34 @@ class ExhaustiveResult:
 
 
 def exhaustive_search(
-    *, params: float, gpu: str | GPU | None = None, seq_len: int | None = None,
-    vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
-    tolerance: float = 0.05, dtype: str = "bf16", recompute: bool = False,
-    space: SearchSpace | None = None, profile: str | None = None, image_size: int = 224,
-    patch_size: int = 16, num_labels: int = 1000, constraints: Constraints | None = None,
+    *, params: float, target: Target | None = None, arch: str = "gpt",
+    vocab_size: int | None = None, tolerance: float = 0.05,
+    constraints: Constraints | None = None, space: SearchSpace | None = None,
+    image_size: int = 224, patch_size: int = 16, num_labels: int = 1000, **fields: Any,
 ) -> ExhaustiveResult:
     """Evaluate every feasible shape of ``space`` (default: recommend_shape's); refuse
-    spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s."""
+    spaces over 200,000 points. Arguments as :func:`shapewise.recommend_shape`'s (``target``
+    or its fields one by one)."""
     from shapewise.search.recommend import (
         _score,
         _validate,
         default_space,
-        resolve_target,
         shape_tokens_per_s,
     )
 
-    if seq_len is None:  # the one default every command shares (model.run_defaults)
-        seq_len = default_seq_len()[0]
-    _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
-    g, dt = resolve_target(gpu, profile, dtype)
+    _validate(params, tolerance, vocab_size, arch)
+    t = search_target(target, fields, by="exhaustive_search", takes=TARGET_KEYWORDS,
+                      prices=("recompute",))
     c = constraints or Constraints()
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))
-    sp = space or default_space(arch, float(params), int(tp), c)
+    sp = space or default_space(arch, float(params), t.tp, c)
     vocab = c.vocab(arch)[0] or 1
-    pb = Problem(float(params), float(tolerance), arch, int(vocab), int(seq_len),  # type: ignore[arg-type]
-                 int(tp), image_size, patch_size, num_labels)
-    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
-    sp = with_tuned_ffn(sp, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
+    pb = Problem(float(params), float(tolerance), arch, int(vocab), t.seq_len,  # type: ignore[arg-type]
+                 t.tp, image_size, patch_size, num_labels)
+    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else t.seq_len
+    at = priced_at(t, seq)  # type: ignore[arg-type]
+    sp = with_tuned_ffn(sp, pb, gpu=t.gpu, dtype=t.dtype, tokens=t.micro_batch * seq)  # type: ignore[operator]
     best: tuple[float, ModelShape, float] | None = None
     n = 0
     for h, d, r, f, L, pad in enumerate_space(pb, sp):
@@ -70,9 +72,7 @@ def exhaustive_search(
                              "exhaustive search")
         shape = make_shape(pb, h, d, r, f, L, pad)
         try:
-            est = estimate(shape, gpu=g, micro_batch=micro_batch,
-                           seq_len=None if arch == "vit" else seq_len, tp=tp, dtype=dt,
-                           recompute=recompute)
+            est = price_step(shape, make_setup(shape, target=at(shape)))
         except InputError:
             continue
         score = _score(est, count_params(shape), params)

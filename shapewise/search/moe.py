@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
-from shapewise.recipe import Recipe
-from shapewise.step import Estimate, estimate
+from shapewise.plan import Plan, Target, make_setup
+from shapewise.search.target import search_target
+from shapewise.step import Estimate, price_step
 
 EXPERT_COUNTS = (8, 16, 32, 64, 128, 256)
 TOP_K = (1, 2, 4, 8)
@@ -66,26 +66,29 @@ def _budget(value: Any, name: str) -> float:
     return float(value)
 
 
-def recommend_moe_shape(*, total_params: float, active_params: float, gpu: str | GPU,
-                        seq_len: int = 4096, micro_batch: int = 1, dtype: str = "bf16",
-                        recipe: str | Recipe | None = None, ep: int = 1,
-                        vocab_size: int = 32000, tolerance: float = 0.1,
-                        top: int = 5) -> list[MoeCandidate]:
+#: the fields of a Target the MoE grid takes one by one instead of ``target=``
+TARGET_KEYWORDS = ("gpu", "profile", "dtype", "seq_len", "micro_batch", "recipe")
+
+
+def recommend_moe_shape(*, total_params: float, active_params: float,
+                        target: Target | None = None, ep: int = 1, vocab_size: int = 32000,
+                        tolerance: float = 0.1, top: int = 5, **fields: Any
+                        ) -> list[MoeCandidate]:
     """The ``top`` fastest MoE shapes of ``total_params`` with ``active_params`` per token,
-    best first (see the module docstring)."""
+    best first (see the module docstring), priced on ``target`` (or its fields one by one:
+    ``gpu``, ``seq_len`` (default 4096), ``micro_batch``, ``dtype``, ``recipe``)."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise InputError(f"top: must be a positive integer, got {top!r}")
-    return search_moe(total_params=total_params, active_params=active_params, gpu=gpu,
-                      seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, recipe=recipe,
-                      ep=ep, vocab_size=vocab_size, tolerance=tolerance)[:top]
+    return search_moe(total_params=total_params, active_params=active_params, target=target,
+                      ep=ep, vocab_size=vocab_size, tolerance=tolerance, **fields)[:top]
 
 
-def search_moe(*, total_params: float, active_params: float, gpu: str | GPU,
-               seq_len: int = 4096, micro_batch: int = 1, dtype: str = "bf16",
-               recipe: str | Recipe | None = None, ep: int = 1, vocab_size: int = 32000,
-               tolerance: float = 0.1) -> list[MoeCandidate]:
-    """Every MoE shape of the grid within ``tolerance`` of both budgets, each priced, best
-    first (``recommend_shape(arch='moe')`` reports how many were priced)."""
+def search_moe(*, total_params: float, active_params: float, target: Target | None = None,
+               ep: int = 1, vocab_size: int = 32000, tolerance: float = 0.1, **fields: Any
+               ) -> list[MoeCandidate]:
+    """Every MoE shape of the grid within ``tolerance`` of both budgets, each priced on
+    ``target`` (as :func:`recommend_moe_shape`), best first (``recommend_shape(arch='moe')``
+    reports how many were priced)."""
     total, active = _budget(total_params, "total_params"), _budget(active_params, "active_params")
     if active >= total:
         raise InputError(f"active_params: {active:.3g} must be below total_params "
@@ -95,6 +98,13 @@ def search_moe(*, total_params: float, active_params: float, gpu: str | GPU,
         raise InputError(f"tolerance: must be a fraction in (0, 1), got {tolerance!r}")
     if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1:
         raise InputError(f"ep: must be a positive integer, got {ep!r}")
+    t = search_target(target, fields, by="search_moe", takes=TARGET_KEYWORDS,
+                      prices=("recipe",))
+    if t.tp != 1:
+        raise InputError(f"tp: the MoE grid is priced at tp 1 with expert parallelism (ep=), "
+                         f"got tp={t.tp}")
+    # expert-parallel ranks are data-parallel ranks (estimate's ep alone: dp = ep)
+    plan = Plan(dp=ep, ep=ep, micro_batch=t.micro_batch)
     found: dict[ModelShape, MoeCandidate] = {}
     for h in WIDTHS:
         a = h // HEAD_DIM
@@ -116,9 +126,8 @@ def search_moe(*, total_params: float, active_params: float, gpu: str | GPU,
                 e = min(options, key=lambda x: abs(math.log(x / e_float)) if e_float > 0
                         else x)
                 _consider(found, h=h, a=a, g=g, L=L, k=k, fe=fe, e=e, vocab=vocab_size,
-                          total=total, active=active, tolerance=tolerance, gpu=gpu,
-                          seq_len=seq_len, micro_batch=micro_batch, dtype=dtype,
-                          recipe=recipe, ep=ep)
+                          total=total, active=active, tolerance=tolerance, target=t,
+                          plan=plan)
     if not found:
         raise InputError(f"total_params: no shape of the grid has {total:.3g} parameters "
                          f"with {active:.3g} active within {tolerance:.0%} (widths "
@@ -129,17 +138,15 @@ def search_moe(*, total_params: float, active_params: float, gpu: str | GPU,
 
 def _consider(found: dict[ModelShape, MoeCandidate], *, h: int, a: int, g: int, L: int,
               k: int, fe: int, e: int, vocab: int, total: float, active: float,
-              tolerance: float, gpu: str | GPU, seq_len: int, micro_batch: int, dtype: str,
-              recipe: str | Recipe | None, ep: int) -> None:
+              tolerance: float, target: Target, plan: Plan) -> None:
     shape = ModelShape.llama(hidden_size=h, num_attention_heads=a, num_key_value_heads=g,
                              num_hidden_layers=L, intermediate_size=fe, vocab_size=vocab,
-                             max_position_embeddings=max(seq_len, 4096), num_experts=e,
-                             num_experts_per_tok=k,
+                             max_position_embeddings=max(target.seq_len or 0, 4096),
+                             num_experts=e, num_experts_per_tok=k,
                              name=f"moe-h{h}-L{L}-E{e}-top{k}-f{fe}")
     n_total, n_active = count_params(shape), count_params(shape, active=True)
     if abs(n_total / total - 1) > tolerance or abs(n_active / active - 1) > tolerance:
         return
-    est = estimate(shape, gpu=gpu, seq_len=seq_len, micro_batch=micro_batch, dtype=dtype,
-                   recipe=recipe, ep=ep)
+    est = price_step(shape, make_setup(shape, target=target, plan=plan))
     found[shape] = MoeCandidate(shape, est, n_total, n_active,
                                 est.tokens_per_s * n_active / active)

@@ -8,8 +8,7 @@ import numbers
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU
-from shapewise.recipe import Recipe, check_recipe
+from shapewise.plan import Target
 from shapewise.search.constraints import Constraints
 from shapewise.search.model_error import model_error
 from shapewise.search.moe import EXPERT_FFN_MULTIPLE, search_moe
@@ -17,15 +16,15 @@ from shapewise.search.result import (
     Candidate,
     Recommendation,
     explain_shape,
-    resolve_target,
 )
 
 
-def recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
-                   profile: str | None, seq_len: int, micro_batch: int, dtype: str, ep: Any,
-                   tolerance: float, top_k: Any, constraints: Constraints, tp: int, seed: int,
-                   recipe: str | Recipe | None, unsupported: dict[str, Any]) -> Recommendation:
-    """recommend_shape(arch='moe'): the MoE grid search, as a Recommendation."""
+def recommend_moe(*, params: float, active_params: Any, target: Target, ep: Any,
+                  tolerance: float, top_k: Any, constraints: Constraints, seed: int,
+                  unsupported: dict[str, Any]) -> Recommendation:
+    """recommend_shape(arch='moe'): the MoE grid search on ``target`` (built by
+    recommend_shape: its GPU, dtype, sequence length, micro-batch and recipe), as a
+    Recommendation."""
     if active_params is None:
         raise InputError("active_params: required with arch='moe' (the parameters each token "
                          "uses; params= is the total)")
@@ -41,17 +40,16 @@ def recommend_moe(*, params: float, active_params: Any, gpu: str | GPU | None,
         if v is not None:
             raise InputError(f"{name}: not supported with arch='moe' (the MoE grid is priced "
                              "on one GPU with expert parallelism ep=)")
-    if tp != 1:
+    if target.tp != 1:
         raise InputError(f"tp: arch='moe' is priced at tp 1 with expert parallelism (ep=), "
-                         f"got tp={tp}")
+                         f"got tp={target.tp}")
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
-    g, dt = resolve_target(gpu, profile, dtype)
-    rec = check_recipe(recipe, g) if recipe is not None else None
+    g, dt, rec = target.gpu, target.dtype, target.recipe
+    seq_len, micro_batch = target.seq_len, target.micro_batch
     vocab, vocab_note = constraints.vocab("llama")
-    found = search_moe(total_params=params, active_params=active_params, gpu=g,
-                       seq_len=int(seq_len), micro_batch=int(micro_batch), dtype=dt, ep=ep,
-                       recipe=rec, vocab_size=int(vocab), tolerance=float(tolerance))
+    found = search_moe(total_params=params, active_params=active_params, target=target,
+                       ep=ep, vocab_size=int(vocab), tolerance=float(tolerance))
     top = []
     for m in found[:int(top_k)]:
         s, est = m.shape, m.estimate

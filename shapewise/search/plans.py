@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU
 from shapewise.model.memory import plan_memory
 from shapewise.model.params import check_tp
+from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape
-from shapewise.plan import Plan, make_setup
+from shapewise.plan import Plan, Target, make_setup, target_from
 
 GIB = 2**30
 #: FSDP degrees considered (a plan needing more GPUs than this is called infeasible)
@@ -102,29 +102,25 @@ def _tp_degrees(shape: ModelShape, max_tp: int) -> list[int]:
     return out
 
 
-def _memory(shape: ModelShape, gpu: GPU, *, t: int, n: int, micro_batch: int,
-            seq_len: int, dtype: str, recompute: bool, recipe: Any = None) -> int:
+def _memory(shape: ModelShape, target: Target, *, t: int, n: int, recompute: bool) -> int:
     """Peak bytes per GPU at tp t with the model states sharded over n ranks (FSDP full
     shard when n > 1), from the plan model's memory (shapewise.model.memory.plan_memory);
-    an fp8 ``recipe`` adds its weight copies."""
-    plan = Plan(dp=n, tp=t, fsdp="full" if n > 1 else None, micro_batch=micro_batch,
+    the target's fp8 recipe adds its weight copies."""
+    plan = Plan(dp=n, tp=t, fsdp="full" if n > 1 else None, micro_batch=target.micro_batch,
                 recompute="full" if recompute else "none")
-    setup = make_setup(shape, gpu=gpu, seq_len=seq_len, plan=plan, dtype=dtype, recipe=recipe)
-    return int(plan_memory(shape, setup)["total"])
+    return int(plan_memory(shape, make_setup(shape, target=target, plan=plan))["total"])
 
 
-def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len: int,
-              dtype: str, recompute: bool, recipe: Any = None) -> PlanOption | None:
+def _min_fsdp(shape: ModelShape, target: Target, *, t: int, recompute: bool
+              ) -> PlanOption | None:
     """The fewest FSDP ranks at tp t that fit, or None. Past n = 2 the memory is
     rest + sharded / n, so two evaluations give n; a third checks
     it (integer division can leave it one short)."""
-    kw = dict(t=t, micro_batch=micro_batch, seq_len=seq_len, dtype=dtype, recompute=recompute,
-              recipe=recipe)
-    cap = gpu.memory_gb * GIB
-    one = _memory(shape, gpu, n=1, **kw)  # type: ignore[arg-type]
+    cap = target.gpu.memory_gb * GIB
+    one = _memory(shape, target, t=t, n=1, recompute=recompute)
     if one <= cap:
         return PlanOption(t, 1, recompute, one)
-    m2, m4 = (_memory(shape, gpu, n=k, **kw) for k in (2, 4))  # type: ignore[arg-type]
+    m2, m4 = (_memory(shape, target, t=t, n=k, recompute=recompute) for k in (2, 4))
     if m2 <= cap:
         return PlanOption(t, 2, recompute, m2)
     sharded = 4 * (m2 - m4)
@@ -133,22 +129,28 @@ def _min_fsdp(shape: ModelShape, gpu: GPU, *, t: int, micro_batch: int, seq_len:
         return None
     n = max(3, math.ceil(sharded / (cap - rest)))
     while n * t <= MAX_GPUS:
-        m = _memory(shape, gpu, n=n, **kw)  # type: ignore[arg-type]
+        m = _memory(shape, target, t=t, n=n, recompute=recompute)
         if m <= cap:
             return PlanOption(t, n, recompute, m)
         n += 1
     return None
 
 
-def smallest_plan(shape: ModelShape, *, gpu: GPU, micro_batch: int, seq_len: int,
-                  dtype: str, recompute: bool = False, max_tp: int = 8,
-                  recipe: Any = None) -> PlanFit:
+#: the target fields smallest_plan takes one by one instead of ``target=``
+TARGET_KEYWORDS = ("gpu", "profile", "dtype", "seq_len", "micro_batch", "recompute", "recipe")
+
+
+def smallest_plan(shape: ModelShape, *, target: Target | None = None, max_tp: int = 8,
+                  **fields: Any) -> PlanFit:
     """The smallest FSDP degree (at tp 1) and the smallest TP degree (no FSDP) at which
-    ``shape`` fits ``gpu``, trying activation recompute only when neither fits without it;
-    failing both, the plan with the fewest GPUs (tp ≤ ``max_tp``)."""
+    ``shape`` fits the target's GPU, trying activation recompute only when neither fits
+    without it (or always, when the target recomputes); failing both, the plan with the
+    fewest GPUs (tp ≤ ``max_tp``). ``target``, or its fields one by one (``gpu``,
+    ``micro_batch``, ``seq_len``, ``dtype``, ``recompute``, ``recipe``)."""
+    target = target_from(target, fields, takes=TARGET_KEYWORDS, by="smallest_plan")
+    recompute = target.plan.recompute != "none"
     for rc in ((recompute,) if recompute else (False, True)):
-        opts = {t: _min_fsdp(shape, gpu, t=t, micro_batch=micro_batch, seq_len=seq_len,
-                             dtype=dtype, recompute=rc, recipe=recipe)
+        opts = {t: _min_fsdp(shape, target, t=t, recompute=rc)
                 for t in _tp_degrees(shape, max_tp)}
         found = [o for o in opts.values() if o is not None]
         if not found:
@@ -168,5 +170,6 @@ def smallest_plan(shape: ModelShape, *, gpu: GPU, micro_batch: int, seq_len: int
         chosen = [o for o in (fsdp, tp_only) if o is not None]
         text = "needs " + ", or ".join(o.describe() for o in chosen)
         return PlanFit(tuple(chosen), text)
-    return PlanFit((), f"does not fit {gpu.name} at tp ≤ {max_tp} with FSDP and "
-                       f"activation recompute (micro-batch {micro_batch}, seq {seq_len})")
+    seq = target.seq_len if target.seq_len is not None else default_seq_len(shape)[0]
+    return PlanFit((), f"does not fit {target.gpu.name} at tp ≤ {max_tp} with FSDP and "
+                       f"activation recompute (micro-batch {target.micro_batch}, seq {seq})")

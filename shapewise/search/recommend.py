@@ -42,10 +42,9 @@ from typing import Any
 from shapewise.errors import InputError
 from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
-from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape, check_limit
+from shapewise.plan import Target, make_setup
 from shapewise.progress import Progress
-from shapewise.recipe import Recipe, check_recipe
 from shapewise.search.constraints import Constraints
 from shapewise.search.ffn import with_tuned_ffn
 from shapewise.search.model_error import ModelError, model_error
@@ -56,7 +55,6 @@ from shapewise.search.result import (
     Candidate,
     Recommendation,
     explain_shape,
-    resolve_target,
 )
 from shapewise.search.sampler import optuna_search, polish
 from shapewise.search.space import (
@@ -71,7 +69,8 @@ from shapewise.search.space import (
     make_shape,
     space_from,
 )
-from shapewise.step import Estimate, estimate
+from shapewise.search.target import priced_at, search_target
+from shapewise.step import Estimate, price_step
 
 DEFAULT_TRIALS = 200
 #: relative score difference treated as a tie (below the model's resolution)
@@ -86,21 +85,18 @@ def default_space(arch: str, params: float = 1e9, tp: int = 1,
     return space_from(constraints or Constraints(), arch=arch, params=params, tp=tp)
 
 
-def _validate(params: Any, tolerance: Any, tp: Any, micro_batch: Any, seq_len: Any,
-              vocab_size: Any, arch: Any) -> None:
+def _validate(params: Any, tolerance: Any, vocab_size: Any, arch: Any) -> None:
     if isinstance(params, bool) or not isinstance(params, numbers.Real) or not math.isfinite(
             params) or params <= 0:
         raise InputError(f"params: must be a positive number of parameters, got {params!r}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not (
             0 < tolerance < 1):
         raise InputError(f"tolerance: must be a fraction in (0, 1), got {tolerance!r}")
-    for name, v in (("tp", tp), ("micro_batch", micro_batch), ("seq_len", seq_len),
-                    ("vocab_size", vocab_size)):
-        if name == "vocab_size" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise InputError(f"{name}: must be a positive integer, got {v!r}")
-        check_limit(name, int(v))
+    if vocab_size is not None:
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or (
+                vocab_size <= 0):
+            raise InputError(f"vocab_size: must be a positive integer, got {vocab_size!r}")
+        check_limit("vocab_size", int(vocab_size))
     if arch not in ("gpt", "llama", "vit", "moe"):
         raise InputError(f"arch: must be 'gpt', 'llama', 'vit' or 'moe', got {arch!r}")
 
@@ -141,23 +137,28 @@ def _score(est: Estimate, n: int, budget: float, *, full_step: bool = False) -> 
 
 
 def recommend_shape(
-    *, params: float, gpu: str | GPU | None = None, seq_len: int | None = None,
-    vocab_size: int | None = None, arch: str = "gpt", tp: int = 1, micro_batch: int = 1,
-    tolerance: float = 0.05, n_trials: int | None = None, seed: int = 0,
-    dtype: str = "bf16", recompute: bool = False, space: SearchSpace | None = None,
-    top_k: int = 10, profile: str | None = None, image_size: int = 224,
-    patch_size: int = 16, num_labels: int = 1000, progress: bool = False,
+    *, params: float, target: Target | None = None, arch: str = "gpt",
+    vocab_size: int | None = None, tolerance: float = 0.05,
     constraints: Constraints | None = None, baseline: ModelShape | None = None,
-    n_gpus: int | None = None, global_batch: int | None = None,
-    active_params: float | None = None, ep: int = 1, recipe: str | Recipe | None = None,
+    n_trials: int | None = None, seed: int = 0, top_k: int = 10, progress: bool = False,
+    space: SearchSpace | None = None, image_size: int = 224, patch_size: int = 16,
+    num_labels: int = 1000, active_params: float | None = None, ep: int = 1, **fields: Any,
 ) -> Recommendation:
     """Search the shape with the highest predicted training throughput for ``params``
-    within ``constraints`` (default :class:`Constraints()`, documented there).
+    within ``constraints`` (default :class:`Constraints()`, documented there), priced on
+    ``target``.
+
+    ``target``: a :class:`shapewise.Target` (:func:`shapewise.make_target`): the GPU, dtype,
+    sequence length (default 4096, the rule every command shares), micro-batch, tp,
+    recompute, fp8 ``recipe`` and the cluster. Instead of it, its fields may be given one by
+    one as earlier versions took them (``gpu=``, ``profile=``, ``dtype=``, ``seq_len=``,
+    ``micro_batch=``, ``tp=``, ``recompute=``, ``n_gpus=``, ``global_batch=``,
+    ``recipe=``); one target is built from them, once.
 
     ``vocab_size`` is shorthand for ``constraints.vocab_size``; left out, the tokenizer in
     ``constraints`` (or the arch's, noted) gives it. ``baseline`` is the user's own shape,
     compared first; the nearest published shapes follow. ``space`` replaces the space the
-    constraints make (for tests and special searches). With ``n_gpus`` and
+    constraints make (for tests and special searches). With the target's ``n_gpus`` and
     ``global_batch`` (sequences per optimizer step), the best shapes are priced under their
     fastest training plan of that many GPUs (:mod:`shapewise.search.planned`) and only those
     that fit one are kept; without them, each candidate states the smallest plan it fits.
@@ -168,32 +169,31 @@ def recommend_shape(
     grid has its own bounds, so of the constraints only the vocabulary applies, and no
     published baseline, cluster or tensor parallelism is compared.
 
-    ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`, e.g. ``'te-delayed'``) every shape
-    and baseline is priced under, as in :func:`shapewise.estimate`; a GPU that cannot run
-    it is refused up front. The FFN widths tuned per hidden size are still timed in
-    ``dtype``.
+    The target's ``recipe``: an fp8 recipe (:mod:`shapewise.recipe`, e.g. ``'te-delayed'``)
+    every shape and baseline is priced under, as in :func:`shapewise.estimate`; a GPU that
+    cannot run it is refused up front. The FFN widths tuned per hidden size are still timed
+    in ``dtype``.
 
-    >>> rec = recommend_shape(params=350e6, gpu="a100")
+    >>> from shapewise import make_target
+    >>> rec = recommend_shape(params=350e6, target=make_target(gpu="a100"))
     >>> rec.best.head_dim in (64, 128), rec.best.vocab_size % 64
     (True, 0)
     """
     c = constraints if constraints is not None else Constraints()
     if not isinstance(c, Constraints):
         raise InputError(f"constraints: expected a Constraints, got {type(c).__name__}")
-    if seq_len is None:  # the one default every command shares (model.run_defaults)
-        seq_len = default_seq_len()[0]
-    _validate(params, tolerance, tp, micro_batch, seq_len, vocab_size, arch)
+    _validate(params, tolerance, vocab_size, arch)
+    t = search_target(target, fields, by="recommend_shape")
     if vocab_size is not None:
         c = replace(c, vocab_size=int(vocab_size))
     if arch == "moe":
         from shapewise.search.moe_recommend import recommend_moe
 
         return recommend_moe(
-            params=params, active_params=active_params, gpu=gpu, profile=profile,
-            seq_len=seq_len, micro_batch=micro_batch, dtype=dtype, ep=ep,
-            tolerance=tolerance, top_k=top_k, constraints=c, tp=tp, seed=seed, recipe=recipe,
-            unsupported={"space": space, "baseline": baseline, "n_gpus": n_gpus,
-                         "global_batch": global_batch, "n_trials": n_trials})
+            params=params, active_params=active_params, target=t, ep=ep,
+            tolerance=tolerance, top_k=top_k, constraints=c, seed=seed,
+            unsupported={"space": space, "baseline": baseline, "n_gpus": t.n_gpus,
+                         "global_batch": t.global_batch, "n_trials": n_trials})
     if active_params is not None:
         raise InputError(f"active_params: only with arch='moe' (a {arch} model activates "
                          "all its parameters)")
@@ -201,8 +201,7 @@ def recommend_shape(
         raise InputError(f"ep: expert parallelism needs arch='moe', got ep={ep!r}")
     if baseline is not None and not isinstance(baseline, ModelShape):
         raise InputError(f"baseline: expected a ModelShape, got {type(baseline).__name__}")
-    g, dt = resolve_target(gpu, profile, dtype)
-    rec = check_recipe(recipe, g) if recipe is not None else None
+    g, dt, rec, tp = t.gpu, t.dtype, t.recipe, t.tp
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
             0 <= seed < 2**32):
         raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
@@ -211,23 +210,19 @@ def recommend_shape(
         raise InputError(f"n_trials: must be a positive integer, got {n_trials!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise InputError(f"top_k: must be a positive integer, got {top_k!r}")
-    cluster: tuple[int, int] | None = None
-    if (n_gpus is None) != (global_batch is None):
+    if (t.n_gpus is None) != (t.global_batch is None):
         raise InputError("n_gpus/global_batch: give both (the cluster and the sequences per "
                          "optimizer step) or neither")
-    if n_gpus is not None:
-        for name, v in (("n_gpus", n_gpus), ("global_batch", global_batch)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise InputError(f"{name}: must be a positive integer, got {v!r}")
-        cluster = (int(n_gpus), int(global_batch))  # type: ignore[arg-type]
+    cluster = t.n_gpus is not None
     vocab, vocab_note = c.vocab(arch)
     if space is None:
-        space = space_from(c, arch=arch, params=float(params), tp=int(tp))
+        space = space_from(c, arch=arch, params=float(params), tp=tp)
     pb = Problem(float(params), float(tolerance), arch, int(vocab or 1),  # type: ignore[arg-type]
-                 int(seq_len), int(tp), image_size, patch_size, num_labels)
-    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else int(seq_len)
+                 t.seq_len, tp, image_size, patch_size, num_labels)  # type: ignore[arg-type]
+    seq = make_shape(pb, 768, 64, 1, 3072, 1, 1).seq_len if arch == "vit" else t.seq_len
+    at = priced_at(t, seq)
     unit = heads_unit(pb, space)
-    space = with_tuned_ffn(space, pb, gpu=g, dtype=dt, tokens=int(micro_batch) * seq)
+    space = with_tuned_ffn(space, pb, gpu=g, dtype=dt, tokens=t.micro_batch * seq)
 
     all_widths = hidden_sizes(pb, space)
     widths = [h for h in all_widths
@@ -257,9 +252,7 @@ def recommend_shape(
         if key not in cache:
             try:
                 shape = make_shape(pb, h, d, r, f, L, pad)
-                est = estimate(shape, gpu=g, micro_batch=micro_batch,
-                               seq_len=None if arch == "vit" else seq, tp=tp, dtype=dt,
-                               recompute=recompute, recipe=rec)
+                est = price_step(shape, make_setup(shape, target=at(shape)))
             except InputError:
                 cache[key] = None
             else:
@@ -319,20 +312,17 @@ def recommend_shape(
     dropped = 0
     max_tp = space.heads_multiple if space.heads_multiple % tp == 0 else math.lcm(
         space.heads_multiple, tp)
-    if cluster is not None:  # each shape under its fastest plan of n_gpus GPUs
+    if cluster:  # each shape under its fastest plan of n_gpus GPUs
         from shapewise.search.planned import planned
 
-        fits, dropped = planned(distinct.values(), gpu=g, n_gpus=cluster[0],
-                                global_batch=cluster[1], seq_len=seq, dtype=dt,
-                                budget=pb.params, recipe=rec)
+        fits, dropped = planned(distinct.values(), at=at, budget=pb.params)
         top = [replace(x, reason=explain_shape(x.shape, x.estimate, x.estimate.tp, g))
                for x in fits[:top_k]]
         if not top:
-            raise InputError(f"n_gpus: none of the best shapes fits {cluster[0]} × {g.name} "
-                             f"at global batch {cluster[1]} (seq {seq}) under any plan")
-    for x in distinct.values() if cluster is None else ():
-        plan = smallest_plan(x.shape, gpu=g, micro_batch=micro_batch, seq_len=seq, dtype=dt,
-                             recompute=recompute, max_tp=max(max_tp, 8), recipe=rec)
+            raise InputError(f"n_gpus: none of the best shapes fits {t.n_gpus} × {g.name} "
+                             f"at global batch {t.global_batch} (seq {seq}) under any plan")
+    for x in distinct.values() if not cluster else ():
+        plan = smallest_plan(x.shape, target=at(x.shape), max_tp=max(max_tp, 8))
         if not plan.feasible:
             dropped += 1
             continue
@@ -358,29 +348,27 @@ def recommend_shape(
         notes.append(f"{dropped} faster shape(s) fit no training plan and were dropped")
 
     def price_baseline(shape: ModelShape) -> Estimate:
-        if cluster is not None:
+        if cluster:
             from shapewise.search.planned import best_plan
 
-            est = best_plan(shape, gpu=g, n_gpus=cluster[0], global_batch=cluster[1],
-                            seq_len=seq, dtype=dt, recipe=rec)
+            est = best_plan(shape, at(shape))
             if est is None:
-                raise InputError(f"fits no plan of {cluster[0]} GPUs")
+                raise InputError(f"fits no plan of {t.n_gpus} GPUs")
             return est
-        return estimate(shape, gpu=g, micro_batch=micro_batch,
-                        seq_len=None if shape.arch == "vit" else seq, tp=tp, dtype=dt,
-                        recompute=recompute, recipe=rec)
+        return price_step(shape, make_setup(shape, target=at(shape)))
 
     baselines = _baselines(pb, space, g, price_baseline, baseline, top[0], err, notes,
-                           full_step=cluster is not None)
+                           full_step=cluster)
+    rc = t.plan.recompute
     inputs: dict[str, Any] = {"arch": arch, "dtype": dt, "seq_len": seq, "tp": tp,
-                              "micro_batch": micro_batch, "tolerance": float(tolerance),
-                              "recompute": recompute,
+                              "micro_batch": t.micro_batch, "tolerance": float(tolerance),
+                              "recompute": {"none": False, "full": True}.get(rc, rc),
                               "recipe": rec.name if rec is not None else None}
     if rec is not None:
         notes.append(f"priced under the fp8 recipe {rec.name} (the logits"
                      f"{'' if rec.fp8_attention else ' and attention'} in {dt})")
-    if cluster is not None:
-        inputs.update(n_gpus=cluster[0], global_batch=cluster[1])
+    if cluster:
+        inputs.update(n_gpus=t.n_gpus, global_batch=t.global_batch)
     if arch == "vit":
         inputs.update(image_size=image_size, patch_size=patch_size, num_labels=num_labels)
     else:

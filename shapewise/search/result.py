@@ -1,21 +1,27 @@
 """What a shape search returns (:class:`Recommendation`, its :class:`Candidate` and
-:class:`Baseline` rows) and the helpers every search reports with (:func:`resolve_target`,
-:func:`explain_shape`); shared by the dense search (:mod:`.recommend`) and the MoE one
-(:mod:`.moe_recommend`)."""
+:class:`Baseline` rows) and the helper every search reports with (:func:`explain_shape`);
+shared by the dense search (:mod:`.recommend`) and the MoE one (:mod:`.moe_recommend`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU
 from shapewise.model.params import count_params
 from shapewise.model.shape import ModelShape
 from shapewise.search.constraints import Constraints
 from shapewise.search.model_error import ModelError
 from shapewise.search.plans import PlanFit
 from shapewise.step import Estimate
+
+
+def shape_dims(s: ModelShape) -> dict[str, Any]:
+    """A shape's dimensions as a search's JSON rows name them (Hugging Face's names)."""
+    return {"hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
+            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
+            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
+            "vocab_size": s.vocab_size}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +43,7 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         s, e = self.shape, self.estimate
         return {
-            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
-            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
-            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
-            "vocab_size": s.vocab_size, "params": self.params,
+            **shape_dims(s), "params": self.params,
             "aspect_ratio": s.hidden_size / s.num_hidden_layers,
             "tokens_per_s": self.tokens_per_s,
             "step_tokens_per_s": e.tokens_per_s, "mfu": e.mfu, "model_tflops": e.model_tflops,
@@ -133,18 +136,6 @@ class Recommendation:
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
-
-
-def resolve_target(gpu: str | GPU | None, profile: str | None, dtype: str
-                   ) -> tuple[GPU, str]:
-    """The GPU (``profile`` file wins over ``gpu``) and the dtype, checked against it: a
-    dtype the GPU lacks is the error, not "no shape meets the budget"."""
-    if profile is None and gpu is None:
-        raise InputError("gpu: required (a name such as 'h100', or profile=PATH / --profile)")
-    g = load_profile(profile) if profile is not None else get_gpu(gpu, field_name="gpu")  # type: ignore[arg-type]
-    dt = canonical_dtype(dtype)
-    g.peak_flops(dt)
-    return g, dt
 
 
 def explain_shape(shape: ModelShape, est: Estimate, tp: int = 1,

@@ -11,7 +11,7 @@ import numbers
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -23,6 +23,7 @@ from shapewise.tuning.storage import DEFAULT_STORAGE, HEARTBEAT_S, journal_path,
 from shapewise.tuning.study import (
     CANDIDATES,
     CONFIG,
+    TARGET_KEYWORDS,
     StudyRequest,
     open_or_create,
     positive_int,
@@ -30,39 +31,42 @@ from shapewise.tuning.study import (
 from shapewise.tuning.trial import PRUNE_MARGIN, HopelessPruner, Worker, run_trial
 
 if TYPE_CHECKING:  # pragma: no cover
-    from shapewise.hardware.catalog import GPU
+    from shapewise.plan import Target
 
 
 def tune(
-    *, study: str, params: float | None = None, gpu: str | GPU | None = None,
-    profile: str | None = None,
-    device: str | None = None, arch: str | None = None, seq_len: int | None = None,
-    micro_batch: int | None = None, tp: int | None = None, dtype: str | None = None,
-    vocab_size: int | None = None, image_size: int | None = None,
-    patch_size: int | None = None, storage: str | None = None, n_trials: int | None = None,
-    top_k: int | None = None, search_trials: int | None = None, seed: int | None = None,
-    repeats: int | None = None, prune_margin: float = PRUNE_MARGIN,
-    heartbeat_s: float = HEARTBEAT_S, wait: bool = True, record: str | None = None,
-    progress: bool = False,
+    *, study: str, target: Target | None = None, params: float | None = None,
+    arch: str | None = None, vocab_size: int | None = None, image_size: int | None = None,
+    patch_size: int | None = None, top_k: int | None = None, n_trials: int | None = None,
+    search_trials: int | None = None, seed: int | None = None, device: str | None = None,
+    storage: str | None = None, repeats: int | None = None,
+    prune_margin: float = PRUNE_MARGIN, heartbeat_s: float = HEARTBEAT_S, wait: bool = True,
+    record: str | None = None, progress: bool = False, **fields: Any,
 ) -> TuneReport:
     """Join (or create) study ``study`` in ``storage``, measure its trials on ``device`` until
     none is left, and report the measured ranking beside the predicted one.
 
-    The first worker needs ``params`` and ``gpu`` (or ``profile``) to run the analytic
+    ``target``: a :class:`shapewise.Target` (:func:`shapewise.make_target`): the GPU the
+    analytic search predicts for, its dtype, sequence length, micro-batch and tp. Instead
+    of it, its fields may be given one by one as earlier versions took them (``gpu=`` or
+    ``profile=``, ``dtype=``, ``seq_len=``, ``micro_batch=``, ``tp=``), each optional for a
+    worker that joins. The first worker needs ``params`` and the GPU to run the analytic
     search; the others may leave every option out and take the study's. Options given
-    must match the study's (an InputError says which differ). ``n_trials`` defaults to
+    must match the study's (an InputError says which differ; a target given whole must
+    match in all its fields). ``n_trials`` defaults to
     ``top_k`` (one trial per finalist); more give each finalist several trials (the median
     counts). ``device``: 'cuda:N' (ROCm too), or 'cpu' (fp32, small shapes: for tests);
     default the first GPU, else the CPU. ``record``: a JSON file of the per-finalist
     predictions and measurements with their provenance (calibration data; docs/tuning.md).
 
-    The study options (``params`` to ``seed``) are validated once, into a
+    The study options (``target`` to ``seed``) are validated once, into a
     :class:`~shapewise.tuning.study.StudyRequest`; below this function nothing re-validates.
 
     >>> import tempfile, os
+    >>> from shapewise import make_target
     >>> tmp = tempfile.mkdtemp()
-    >>> rep = tune(study="doc", params=20e6, gpu="h100", arch="llama", seq_len=32,
-    ...            vocab_size=4096, top_k=2, device="cpu", repeats=1,
+    >>> rep = tune(study="doc", params=20e6, target=make_target(gpu="h100", seq_len=32),
+    ...            arch="llama", vocab_size=4096, top_k=2, device="cpu", repeats=1,
     ...            storage=os.path.join(tmp, "t.log"))  # doctest: +SKIP
     >>> [c.state for c in rep.candidates]  # doctest: +SKIP
     ['complete', 'complete']
@@ -70,11 +74,13 @@ def tune(
     t0 = time.monotonic()
     if not isinstance(study, str) or not study.strip():
         raise InputError(f"--study: expected a study name, got {study!r}")
+    for name in fields:
+        if name not in TARGET_KEYWORDS:
+            raise TypeError(f"tune() got an unexpected keyword argument {name!r}")
     request = StudyRequest.parse(
-        params=params, gpu=gpu, profile=profile, arch=arch, dtype=dtype, seed=seed,
-        seq_len=seq_len, micro_batch=micro_batch, tp=tp, vocab_size=vocab_size,
+        params=params, target=target, arch=arch, seed=seed, vocab_size=vocab_size,
         image_size=image_size, patch_size=patch_size, top_k=top_k, n_trials=n_trials,
-        search_trials=search_trials)
+        search_trials=search_trials, **fields)
     n_repeats = positive_int("repeats", repeats)
     beat_s = _seconds("heartbeat_s", heartbeat_s)
     pruner = HopelessPruner(prune_margin)

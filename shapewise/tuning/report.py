@@ -21,6 +21,7 @@ from shapewise.bench.provenance import collect
 from shapewise.errors import InputError
 from shapewise.kernels.timing import device_info
 from shapewise.model.shape import ModelShape
+from shapewise.search.result import shape_dims
 from shapewise.tuning.liveness import WHY_FAILED
 from shapewise.tuning.storage import redact
 from shapewise.tuning.study import FORMAT, tokens_per_s
@@ -75,10 +76,7 @@ class TunedCandidate:
         return {
             "index": self.index, "predicted_rank": self.predicted_rank,
             "measured_rank": self.measured_rank, "state": self.state,
-            "hidden_size": s.hidden_size, "num_attention_heads": s.num_attention_heads,
-            "head_dim": s.head_dim, "num_key_value_heads": s.kv_heads,
-            "num_hidden_layers": s.num_hidden_layers, "intermediate_size": s.ffn_size,
-            "vocab_size": s.vocab_size, "params": self.params,
+            **shape_dims(s), "params": self.params,
             "predicted_step_s": self.predicted_step_s,
             "predicted_layer_s": self.predicted_layer_s,
             "predicted_tokens_per_s": self.predicted_tokens_per_s,

@@ -25,18 +25,26 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 
 from shapewise.errors import InputError
-from shapewise.hardware.catalog import GPU, canonical_dtype, get_gpu, load_profile
+from shapewise.hardware.catalog import GPU, canonical_dtype
 from shapewise.model.params import count_params
 from shapewise.model.run_defaults import default_seq_len
+from shapewise.plan import (
+    Plan,
+    Target,
+    make_setup,
+    make_target,
+    resolve_hardware,
+    target_from,
+)
 from shapewise.search.constraints import Constraints
 from shapewise.search.recommend import recommend_shape
-from shapewise.step import Estimate, estimate
+from shapewise.step import Estimate, price_step
 
 FORMAT = "shapewise-tune/1"
 #: study user attributes: the options it was created with, its candidates, and a flag
@@ -91,6 +99,11 @@ def positive_int(name: str, value: Any) -> int | None:
     return int(value)
 
 
+#: the fields of a Target tune takes one by one instead of ``target=`` (a joining worker
+#: may leave any out: then the study's count)
+TARGET_KEYWORDS = ("gpu", "profile", "dtype", "seq_len", "micro_batch", "tp")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StudyRequest:
     """The study options one worker gives, validated; None: take the study's (or, for the
@@ -98,8 +111,13 @@ class StudyRequest:
 
     params: float | None = None
     """parameter budget of the analytic search"""
+    target: Target | None = None
+    """the target given whole (``tune(target=...)``): stage one prices under it as it is,
+    and a joined study must match all its fields"""
     gpu: GPU | None = None
     """the GPU the analytic search predicts for"""
+    system: Any = None
+    """the node around it, as the GPU or system name resolved"""
     arch: str | None = None
     dtype: str | None = None
     seq_len: int | None = None
@@ -117,29 +135,34 @@ class StudyRequest:
     seed: int | None = None
 
     @classmethod
-    def parse(cls, *, params: Any = None, gpu: Any = None, profile: Any = None,
-              arch: Any = None, dtype: Any = None, seed: Any = None, **counts: Any
-              ) -> StudyRequest:
+    def parse(cls, *, params: Any = None, target: Any = None, arch: Any = None,
+              seed: Any = None, **options: Any) -> StudyRequest:
         """Validate the options as ``tune`` takes them; InputError naming the first bad one.
 
-        ``profile`` (a profile file) stands for ``gpu``; ``counts`` are the positive
-        integers (seq_len, micro_batch, tp, vocab_size, ...).
+        ``target`` (a :class:`shapewise.Target`) or its fields one by one (``gpu``, or
+        ``profile``, a profile file, for it; ``dtype``, ``seq_len``, ``micro_batch``,
+        ``tp``), each of which a joining worker may leave out; ``options`` also hold the
+        other positive integers (vocab_size, image_size, ...).
         """
+        fields = {k: options.pop(k) for k in TARGET_KEYWORDS if k in options}
         if params is not None and (isinstance(params, bool) or not isinstance(
                 params, numbers.Real) or not math.isfinite(params) or params <= 0):
             raise InputError(f"params: must be a positive number of parameters, got {params!r}")
         if arch is not None and arch not in ("gpt", "llama", "vit"):
             raise InputError(f"arch: must be 'gpt', 'llama' or 'vit', got {arch!r}")
-        ints = {k: positive_int(k, counts.get(k)) for k in _COUNTS}
+        if target is not None:
+            t = target_from(target, fields, takes=TARGET_KEYWORDS, by="tune")
+            t.require_only((), by="tune")
+            given = {"gpu": t.gpu, "system": t.system, "dtype": t.dtype, "seq_len": t.seq_len,
+                     "micro_batch": t.micro_batch, "tp": t.tp}
+        else:
+            t, given = None, _partial_target(**fields)
+        ints = {k: positive_int(k, options.get(k)) for k in _COUNTS if k not in given}
         if seed is not None and (isinstance(seed, bool) or not isinstance(
                 seed, numbers.Integral) or not 0 <= seed < 2**32):
             raise InputError(f"seed: must be an integer in [0, 2**32 - 1], got {seed!r}")
-        return cls(
-            params=None if params is None else float(params),
-            gpu=load_profile(profile) if profile is not None else (
-                None if gpu is None else get_gpu(gpu, field_name="gpu")),
-            arch=arch, dtype=None if dtype is None else canonical_dtype(dtype),
-            seed=None if seed is None else int(seed), **ints)
+        return cls(params=None if params is None else float(params), target=t, arch=arch,
+                   seed=None if seed is None else int(seed), **given, **ints)
 
     def asked(self) -> dict[str, Any]:
         """The options a joining worker's study must have been created with (None: any)."""
@@ -173,6 +196,26 @@ class StudyRequest:
                 "top_k": k, "n_trials": self.n_trials or k, "seed": int(self.seed or 0),
                 "search_trials": self.search_trials}
 
+    def stage_one_target(self, config: Mapping[str, Any]) -> Target:
+        """The target stage one prices under: the one given whole, else the one the study's
+        ``config`` (this worker's options, defaults filled) names, built once here."""
+        if self.target is not None:
+            return self.target
+        return make_target(gpu=self.system, dtype=config["dtype"], seq_len=config["seq_len"],
+                           micro_batch=config["micro_batch"], tp=config["tp"])
+
+
+def _partial_target(*, gpu: Any = None, profile: Any = None, dtype: Any = None,
+                    **counts: Any) -> dict[str, Any]:
+    """The target fields a worker gave one by one, each validated as make_target would
+    (a joining worker may give any of them, the GPU included, or none)."""
+    g = system = None
+    if profile is not None or gpu is not None:
+        g, system, _ = resolve_hardware(gpu, profile=profile)
+    return {"gpu": g, "system": system,
+            "dtype": None if dtype is None else canonical_dtype(dtype),
+            **{k: positive_int(k, counts.get(k)) for k in ("seq_len", "micro_batch", "tp")}}
+
 
 # ------------------------------------------------------------------------- the study
 def _create(request: StudyRequest, study: str, say: Callable[[str], None]
@@ -184,7 +227,8 @@ def _create(request: StudyRequest, study: str, say: Callable[[str], None]
     say(f"study {study!r}: analytic search for {full['params']:.3g} params on "
         f"{request.gpu.name}")
     # fewer trials than finalists: the ones predicted best are measured
-    cands = finalists(full, request.gpu, request.search_trials)[:full["n_trials"]]
+    cands = finalists(full, request.stage_one_target(full),
+                      request.search_trials)[:full["n_trials"]]
     full["candidates"] = len(cands)
     say(f"study {study!r}: {len(cands)} finalists")
     return full, cands
@@ -245,22 +289,25 @@ def _check_config(stored: Mapping[str, Any], asked: Mapping[str, Any], name: str
                          + ": use the same options (or leave them out) or another --study")
 
 
-def finalists(config: dict[str, Any], gpu: GPU, search_trials: int | None
+def finalists(config: dict[str, Any], target: Target | GPU, search_trials: int | None
               ) -> list[dict[str, Any]]:
-    """Stage one: the analytic search's top-k, each with its prediction of the measured part."""
-
+    """Stage one: the analytic search's top-k on ``target`` (a GPU: the target the study's
+    ``config`` names on it), each with its prediction of the measured part."""
+    if not isinstance(target, Target):
+        target = make_target(gpu=target, dtype=config["dtype"], seq_len=config["seq_len"],
+                             micro_batch=config["micro_batch"], tp=config["tp"])
     rec = recommend_shape(
-        params=config["params"], gpu=gpu, seq_len=config["seq_len"],
-        vocab_size=config["vocab_size"], arch=config["arch"], tp=config["tp"],
-        micro_batch=config["micro_batch"], n_trials=search_trials, seed=config["seed"],
-        dtype=config["dtype"], top_k=config["top_k"], image_size=config["image_size"],
+        params=config["params"], target=target, vocab_size=config["vocab_size"],
+        arch=config["arch"], n_trials=search_trials, seed=config["seed"],
+        top_k=config["top_k"], image_size=config["image_size"],
         patch_size=config["patch_size"])
     out = []
     for i, c in enumerate(rec.candidates):
         est = c.estimate
         if est.recompute:  # the measured step never recomputes
-            est = estimate(c.shape, gpu=gpu, micro_batch=est.micro_batch, seq_len=est.seq_len,
-                           tp=est.tp, dtype=est.dtype)
+            plain = replace(target, seq_len=est.seq_len)
+            est = price_step(c.shape, make_setup(c.shape, target=plain, plan=Plan(
+                micro_batch=est.micro_batch, tp=est.tp)))
         layer_s, head_s = predicted_parts(est)
         step_s = c.shape.num_hidden_layers * layer_s + head_s
         tps = tokens_per_s(step_s, est.micro_batch, est.seq_len, est.tp)

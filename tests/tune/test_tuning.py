@@ -222,6 +222,26 @@ def test_joining_with_other_options_is_refused(tmp_path: Path,
     assert rep.this_worker == () and rep.trial_states["complete"] == 3
 
 
+def test_a_study_made_from_a_target_is_the_study_of_its_fields(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tune(target=make_target(...)) stores the options the keywords would, so a worker
+    giving the fields one by one joins it; a target whole must match in every field."""
+    monkeypatch.setattr(tuning.trial, "_measure", _fake())
+    store = str(tmp_path / "t.log")
+    loose = {k: v for k, v in TINY.items() if k not in ("gpu", "seq_len")}
+    made = shapewise.tune(study="t", storage=store,
+                          target=shapewise.make_target(gpu="h100", seq_len=64), **loose)
+    keywords = shapewise.tune(study="k", storage=store, **TINY)
+    assert made.config == keywords.config
+    assert [c.shape for c in made.candidates] == [c.shape for c in keywords.candidates]
+    joined = shapewise.tune(study="t", storage=store, gpu="h100", seq_len=64, device="cpu")
+    assert joined.this_worker == ()
+    with pytest.raises(InputError, match=r"^--study: 't' was created with micro_batch=1 "
+                                         r"\(asked 2\)"):
+        shapewise.tune(study="t", storage=store, device="cpu",
+                       target=shapewise.make_target(gpu="h100", seq_len=64, micro_batch=2))
+
+
 def test_a_new_study_needs_the_budget(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"^--params:"):
         shapewise.tune(study="n", storage=str(tmp_path / "t.log"), gpu="h100", device="cpu")
