@@ -293,10 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-gemm", action="store_true", help="fit attention backends only")
     ap.add_argument("--skip-attention", action="store_true", help="fit GEMMs only")
     args = ap.parse_args(argv)
-    folder = public_data.data_dir(args.data)
+    folder = public_data.data_or_say(args.data, script="fit_public", skipped="nothing fitted")
     if folder is None:
-        print("fit_public: public data folder not found (../shared/data or --data); "
-              "nothing fitted", file=sys.stderr)
         return 0
     by_gpu: dict[str, list] = defaultdict(list)
     for gid, o in public_data.read_calibration(folder):

@@ -95,6 +95,32 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+VALIDATE_COMMAND = "python scripts/validate_public.py --write docs/validation.md"
+"""what writes docs/validation.md's public-data blocks (the GEMM, attention and decode ones)"""
+
+
+def data_or_say(explicit: str | os.PathLike[str] | None, *, script: str,
+                skipped: str) -> Path | None:
+    """:func:`data_dir`, and when no folder is found, one line on stderr that names the
+    ``script`` and what it ``skipped`` (a run without the public data is not an error)."""
+    folder = data_dir(explicit)
+    if folder is None:
+        print(f"{script}: public data folder not found (../shared/data or --data); "
+              f"{skipped}", file=sys.stderr)
+    return folder
+
+
+def generated(command: str) -> str:
+    """The opening of a generated block's provenance line: today's date (UTC), the command
+    that wrote it and the shapewise version."""
+    import datetime as dt
+
+    from shapewise import __version__
+
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    return f"Generated {date} by `{command}` (shapewise {__version__}) from "
+
+
 def _rows(folder: Path, name: str) -> Iterator[dict[str, str]]:
     with open(folder / name, newline="", encoding="utf-8") as fh:
         yield from csv.DictReader(fh)

@@ -8,7 +8,6 @@ them, and the price the tiled model gave before.
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import public_data
 from fit_decode import BATCH_RANGES, GPU_ID
 
-from shapewise import __version__, get_gpu
+from shapewise import get_gpu
 from shapewise.cost.attention_decode import explain_decode
 from shapewise.cost.defaults import calibration_of
 from shapewise.cost.fit import AttentionObservation, error_stats
@@ -74,11 +73,10 @@ def render_decode(folder: Path, *, trend: dict | None = None) -> str | None:
     shipped, own = pred(cap), pred(None)
     tiled = np.array([tiled_forward(o, gpu) for o in obs[:: max(1, len(obs) // 500)]])
     cv = prov.get("cross_validated", {})
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
         DBEGIN,
-        f"Generated {date} by `python scripts/validate_public.py --write docs/validation.md` "
-        f"(shapewise {__version__}) from the {len(obs)} decode rows of "
+        public_data.generated(public_data.VALIDATE_COMMAND)
+        + f"the {len(obs)} decode rows of "
         f"`vidur_a100_attention.csv` ({public_data.SOURCE_COMMITS['vidur_a100_attention.csv']}"
         "; A100, fp16, 32 q / 4 kv heads, head dim 128, one query token against a cache of "
         "32-4032 keys, batch 1-128; Kineto time of the FLASH_ATTENTION op). The model "

@@ -17,7 +17,6 @@ floor under any error a model fitted on one of them can reach on the other.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import public_data
 
-from shapewise import __version__, gemm_time, get_gpu
+from shapewise import gemm_time, get_gpu
 from shapewise.cost.attention import explain_attention
 from shapewise.cost.attention_backends import attention_backend_params
 from shapewise.cost.defaults import calibration_of
@@ -146,11 +145,9 @@ def render_cross_check(rows: list[dict]) -> list[str]:
 
 
 def render(table: list[dict], worst: dict, overlap: list[dict] | None = None) -> str:
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
         BEGIN,
-        f"Generated {date} by `python scripts/validate_public.py --write docs/validation.md` "
-        f"(shapewise {__version__}) from `xla_matmul_perf_table.csv` "
+        public_data.generated(public_data.VALIDATE_COMMAND) + "`xla_matmul_perf_table.csv` "
         f"({public_data.SOURCE_COMMITS[public_data.VALIDATION_FILE]}); "
         "the model was never fitted or tuned on this file.",
         "",
@@ -304,11 +301,9 @@ def render_attention(folder: Path) -> str:
     groups = attention_groups(obs)
     right, total, wrong = attention_order(obs)
     f_right, f_total, _ = attention_order(obs, fused_only=True)
-    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     lines = [
         ABEGIN,
-        f"Generated {date} by `python scripts/validate_public.py --write docs/validation.md` "
-        f"(shapewise {__version__}) from `cudnn_frontend_sdpa.csv` and "
+        public_data.generated(public_data.VALIDATE_COMMAND) + "`cudnn_frontend_sdpa.csv` and "
         "`attention_issue_threads.csv`, the files the attention parameters were fitted on "
         "(`python scripts/fit_public.py --skip-gemm --write`). \"in-sample\": the shipped "
         "profiles; \"held out\": 5-fold cross-validation (each timing predicted by a fit "
@@ -410,10 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="folder of the public CSVs (default ../shared/data)")
     ap.add_argument("--write", metavar="MD", help="replace the marked block in this file")
     args = ap.parse_args(argv)
-    folder = public_data.data_dir(args.data)
+    folder = public_data.data_or_say(args.data, script="validate_public",
+                                     skipped="no errors computed")
     if folder is None:
-        print("validate_public: validation data not found (../shared/data or --data); "
-              "no errors computed", file=sys.stderr)
         return 0
     table, worst = evaluate(folder)
     text = render(table, worst, cross_check(folder))
