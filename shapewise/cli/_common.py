@@ -132,14 +132,11 @@ def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
 
 
 def resolve_gpu(args: argparse.Namespace):
-    """The GPU for ``--gpu``/``--profile``; ``--profile`` wins when both are given."""
-    from shapewise.hardware.catalog import get_gpu, load_profile
+    """The GPU for ``--gpu``/``--profile`` (``--profile`` wins): the GPU of
+    :func:`shapewise.cli._plan_args.resolve_hardware`, so a system name means its GPU."""
+    from shapewise.cli._plan_args import gpu_of, resolve_hardware
 
-    if getattr(args, "profile", None):
-        return load_profile(args.profile)
-    if not getattr(args, "gpu", None):
-        raise InputError("--gpu: required (or --profile FILE)")
-    return get_gpu(args.gpu)
+    return gpu_of(resolve_hardware(args))
 
 
 def load_config(args: argparse.Namespace) -> tuple[Any, str | None]:
