@@ -52,10 +52,14 @@ ORDER_TARGET = 0.90
 #: products plus the passes (117 ms; 7.7% median over the 10 rows). So the backward did
 #: not run the fp32 products the source names (a tensor-core path, TF32 or emulated fp32,
 #: is possible but not recorded in the file); no single GEMM precision explains both
-#: directions, and a fitted backward would be a fudge factor.
+#: directions, and a fitted backward would be a fudge factor. The same rows time the
+#: backward below their own forward from s = 2048 on (4.0 vs 6.8 ms, 14.2 vs 27.2, 52.9 vs
+#: 115.3), which four products against the forward's two cannot do at one precision.
 EXCLUDED_ATTENTION_GROUPS = {
     ("b200", "sdpa-math", "bwd"): "backward runs faster than the fp32 products the source "
-    "runs allow (2.2× the fp32 peak); not modelled",
+    "runs allow (2.2× the fp32 peak), and faster than its own forward from s = 2k on "
+    "(0.46-0.59×; 52.9 vs 115 ms at 8k), though it runs four products to the forward's "
+    "two; not modelled",
 }
 
 
