@@ -131,11 +131,26 @@ def dtype_for(args: argparse.Namespace, gpu: Any) -> str:
                      f"(it has: {', '.join(sorted(gpu.peak_tflops))}); pass --dtype")
 
 
+def resolve_hardware(args: argparse.Namespace) -> Any:
+    """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
+    from shapewise.hardware.catalog import load_profile
+    from shapewise.plan import resolve_hardware as hardware
+
+    if getattr(args, "profile", None):
+        return load_profile(args.profile)
+    if not getattr(args, "gpu", None):
+        raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
+    return hardware(args.gpu)[1]
+
+
+def gpu_of(hw: Any) -> Any:
+    """The GPU of what :func:`resolve_hardware` gave: a system's GPU, or the GPU itself."""
+    return getattr(hw, "gpu", hw)
+
+
 def resolve_gpu(args: argparse.Namespace):
     """The GPU for ``--gpu``/``--profile`` (``--profile`` wins): the GPU of
-    :func:`shapewise.cli._plan_args.resolve_hardware`, so a system name means its GPU."""
-    from shapewise.cli._plan_args import gpu_of, resolve_hardware
-
+    :func:`resolve_hardware`, so a system name means its GPU."""
     return gpu_of(resolve_hardware(args))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shapewise.cli._common import add_counts
+from shapewise.cli._common import add_counts, gpu_of, resolve_hardware
 from shapewise.errors import InputError
 
 
@@ -53,22 +53,6 @@ def plan_from_args(args: argparse.Namespace) -> Any:
         raise InputError(f"--gpus: {args.gpus}, but dp·tp·pp·cp = {dp}·{tp}·{pp}·{cp} = "
                          f"{plan.n_gpus}")
     return plan
-
-
-def resolve_hardware(args: argparse.Namespace) -> Any:
-    """--profile, else --gpu as a GPU or system name (e.g. 'h100', 'frontier')."""
-    from shapewise.hardware.catalog import load_profile
-    from shapewise.plan import resolve_hardware as hardware
-
-    if getattr(args, "profile", None):
-        return load_profile(args.profile)
-    if not getattr(args, "gpu", None):
-        raise InputError("--gpu: required (a GPU or system name, or --profile FILE)")
-    return hardware(args.gpu)[1]
-
-
-def gpu_of(hw: Any) -> Any:
-    return getattr(hw, "gpu", hw)
 
 
 def hardware_and_dtype(args: argparse.Namespace) -> tuple[Any, Any]:
