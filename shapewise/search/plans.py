@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapewise.errors import InputError
-from shapewise.model.memory import plan_memory
+from shapewise.model.memory import GIB, gpu_capacity_bytes, plan_memory
 from shapewise.model.params import check_tp
 from shapewise.model.run_defaults import default_seq_len
 from shapewise.model.shape import ModelShape
 from shapewise.plan import Plan, Target, make_setup, target_from
 
-GIB = 2**30
 #: FSDP degrees considered (a plan needing more GPUs than this is called infeasible)
 MAX_GPUS = 16384
 
@@ -116,7 +115,7 @@ def _min_fsdp(shape: ModelShape, target: Target, *, t: int, recompute: bool
     """The fewest FSDP ranks at tp t that fit, or None. Past n = 2 the memory is
     rest + sharded / n, so two evaluations give n; a third checks
     it (integer division can leave it one short)."""
-    cap = target.gpu.memory_gb * GIB
+    cap = gpu_capacity_bytes(target.gpu)  # the capacity plan_training and SW010 test
     one = _memory(shape, target, t=t, n=1, recompute=recompute)
     if one <= cap:
         return PlanOption(t, 1, recompute, one)
