@@ -25,7 +25,7 @@ from shapewise.check.rules.base import (
     tp_problems,
 )
 from shapewise.check.rules.heads import head_options
-from shapewise.model.memory import memory_fit
+from shapewise.model.memory import GIB, gpu_capacity_bytes, memory_fit
 
 
 # --------------------------------------------------------------- SW005 heads per rank
@@ -176,10 +176,9 @@ def _tp_message(ctx: CheckContext, fix: int) -> str:
 def _tp_detail(ctx: CheckContext, fix: int, new: Estimate | None) -> str:
     est, new = ctx.estimate, _at_tp(ctx, fix)
     assert est is not None
-    gib = 2**30
-    return (f"memory per GPU {est.memory_bytes / gib:.1f} GiB at tp {ctx.tp}, "
-            f"{new.memory_bytes / gib:.1f} GiB at tp {fix} (of "
-            f"{memory_fit(0, ctx.gpu).capacity_bytes / gib:.1f} GiB, as plan counts it); "
+    return (f"memory per GPU {est.memory_bytes / GIB:.1f} GiB at tp {ctx.tp}, "
+            f"{new.memory_bytes / GIB:.1f} GiB at tp {fix} (of "
+            f"{gpu_capacity_bytes(ctx.gpu) / GIB:.1f} GiB, as plan counts it); "
             f"tokens/s per GPU {est.tokens_per_s:,.0f} → {new.tokens_per_s:,.0f}")
 
 

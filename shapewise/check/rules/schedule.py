@@ -21,7 +21,7 @@ from shapewise.check.rules.base import (
     round_up,
 )
 from shapewise.errors import InputError
-from shapewise.model.memory import memory_fit
+from shapewise.model.memory import GIB, memory_fit
 
 #: A 1F1B pipeline idles (p − 1)/v of a micro-batch's stage time at each end of a step:
 #: (p − 1)/(v·m + p − 1) of the step. Narayanan et al. 2021 (Megatron-LM, §2.2) keep the
@@ -184,18 +184,17 @@ def _memory(ctx: CheckContext) -> list[Finding]:
     if plan is None or est is None or est.fits:
         return []
     label, new = _fits_fix(ctx)
-    gib = 2**30
     worst = max(range(len(est.stage_memory)), key=lambda i: est.stage_memory[i])
     where = f" (pipeline stage {worst})" if len(est.stage_memory) > 1 else ""
     return [make_finding(
         ctx, "SW019", severity="error",
         message=(f"the plan needs {memory_fit(est.memory_bytes, ctx.gpu).describe()} per "
                  f"GPU{where} on {ctx.gpu.name}: it cannot run; "
-                 + (f"use {label} ({new.memory_bytes / gib:.1f} GiB)" if label else
+                 + (f"use {label} ({new.memory_bytes / GIB:.1f} GiB)" if label else
                     "shard with FSDP/ZeRO, recompute activations, lower the micro-batch or "
                     "add tensor or pipeline stages")),
         field="plan", value=plan.label(), fix=label,
-        detail=", ".join(f"{k} {v / gib:.1f} GiB" for k, v in est.memory.items()
+        detail=", ".join(f"{k} {v / GIB:.1f} GiB" for k, v in est.memory.items()
                          if k != "total" and v))]
 
 
