@@ -20,7 +20,8 @@ study (TPE sampler, seeded: the same seed gives the same answer), then a coarse 
 coordinate polish around the best shapes (``method='optuna'``).
 
 **Ranking**: candidates within 0.5% of the best score are a tie at the model's resolution;
-among them the shape that keeps more of the alignment rules (multiples of 64) ranks first.
+among them the shape that keeps more of the alignment rules (multiples of 64) ranks first,
+then the depth that more pipeline degrees (2, 4, 8) split evenly.
 The top-k are distinct decisions: one per (hidden, head dim, KV heads) at its best depth and
 vocabulary padding first; only when the space holds fewer such decisions than top_k, other
 depths of them follow (a vocabulary padding of the same shape is never an alternative).
@@ -108,6 +109,12 @@ def _rules_kept(shape: ModelShape, tp: int) -> int:
     if shape.activation == "swiglu":
         kept += shape.ffn_size % 64 == 0
     return int(kept)
+
+
+def _stage_splits(layers: int) -> int:
+    """How many of the usual pipeline degrees (2, 4, 8) split ``layers`` evenly: among
+    near-ties, the depth a team can later pipeline (published depths are 24, 32, 40, 80...)."""
+    return sum(layers % p == 0 for p in (2, 4, 8))
 
 
 def _key3(c: Candidate) -> tuple[int, int, int]:
@@ -290,11 +297,13 @@ def recommend_shape(
     ranked = sorted(found, key=lambda x: (-x.score, x.shape.num_hidden_layers,
                                           x.shape.hidden_size, x.shape.head_dim))
     # Differences under NEAR_TIE are below what the model can resolve: among such near-ties
-    # rank first the shapes that keep more of the co-design alignment rules.
+    # rank first the shapes that keep more of the co-design alignment rules, then the depths
+    # that pipeline stages split evenly.
     top_score = ranked[0].score
     near = [x for x in ranked if x.score >= top_score * (1 - NEAR_TIE)]
     rest = ranked[len(near):]
-    near.sort(key=lambda x: (-_rules_kept(x.shape, tp), -x.score))
+    near.sort(key=lambda x: (-_rules_kept(x.shape, tp),
+                             -_stage_splits(x.shape.num_hidden_layers), -x.score))
     ranked = near + rest
     # Distinct decisions: first one candidate per (width, head dim, KV heads), each at its
     # best depth and padding; then, if the space has fewer such decisions than top_k, the
