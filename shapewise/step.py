@@ -216,8 +216,10 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
             parts.append((last, 1))
         return parts
 
+    stages = [stage_parts(i) for i in range(P)]  # built once: every use below reads them
+
     def stage_time(i: int, phases: tuple[str, ...]) -> float:
-        return sum(n * sum(pt.time(ph) for ph in phases) for pt, n in stage_parts(i))
+        return sum(n * sum(pt.time(ph) for ph in phases) for pt, n in stages[i])
 
     fwd = [stage_time(i, ("forward",)) for i in range(P)]
     bwd = [stage_time(i, ("backward", "recompute")) for i in range(P)]
@@ -225,7 +227,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     crit = max(range(P), key=lambda i: tot[i])
     X, Y = tot[crit], sum(tot) / P
     tp_kinds: dict[str, float] = {}
-    for pt, n in stage_parts(crit):
+    for pt, n in stages[crit]:
         for o in pt.ops:
             if o.kind == "comm":
                 tp_kinds[o.name] = tp_kinds.get(o.name, 0.0) + n * o.total_s * m
@@ -324,7 +326,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
     t_opt = opt_bytes / (g.bandwidth * calibration_of(g).bandwidth_efficiency)
 
     # ---- host overheads: per kernel launched, per step
-    launches = sum(n * pt.launches() for pt, n in stage_parts(crit))
+    launches = sum(n * pt.launches() for pt, n in stages[crit])
     t_over = m * launches * prm.kernel_overhead_s + prm.step_overhead_s
 
     bubble = (P - 1) / v * X if P > 1 else 0.0
@@ -336,7 +338,7 @@ def price_step(shape: ModelShape, setup: Setup, *, params: StepParams | None = N
                   "imbalance": imbalance, "optimizer": t_opt, "overhead": t_over}
 
     breakdown: list[OpCost] = []
-    for pt, n in stage_parts(crit):
+    for pt, n in stages[crit]:
         for o in pt.ops:
             breakdown.append(OpCost(o.name, o.kind, o.phase, o.shape, o.count * n * m,
                                     o.time_s, o.flops))
